@@ -1,0 +1,316 @@
+//! The operator's side of the DLQ: inspect, replay (a sequence head publishes
+//! everything held behind it, in order), reset, and the synthetic test
+//! publish that shows the flow without a real outage.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::error::AppError;
+use super::metrics::Metrics;
+use super::publisher::{message_for, publish_with_retry, RetryPolicy};
+use super::relay::{parked_record, PublishGate};
+use crate::domain::{now, EventEnvelope};
+use crate::ports::{
+    BusMessage, DlqRecord, DlqStats, DlqStatus, DlqStore, EventBus, Page, PageRequest, Transitioned,
+};
+
+/// Aggregate type of the synthetic events of `POST /api/test/publish-event`;
+/// the projector ignores aggregates that are not orders.
+pub const TEST_AGGREGATE_TYPE: &str = "TestOrder";
+
+/// Answer of a replay, with the original service's field names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayOutcome {
+    pub event_id: String,
+    pub success: bool,
+    /// REPLAYED, FAILED, or SKIPPED when nothing needed publishing.
+    pub status: DlqStatus,
+    pub message: String,
+    /// Messages published by this request (the record plus those behind it).
+    pub published: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestPublishOutcome {
+    pub success: bool,
+    pub message: String,
+    pub event_id: String,
+    pub order_id: String,
+}
+
+pub struct DlqService {
+    dlq: Arc<dyn DlqStore>,
+    bus: Arc<dyn EventBus>,
+    gate: PublishGate,
+    policy: RetryPolicy,
+    topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl DlqService {
+    pub fn new(
+        dlq: Arc<dyn DlqStore>,
+        bus: Arc<dyn EventBus>,
+        gate: PublishGate,
+        policy: RetryPolicy,
+        topic: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            dlq,
+            bus,
+            gate,
+            policy,
+            topic,
+            metrics,
+        }
+    }
+
+    pub async fn stats(&self) -> Result<DlqStats, AppError> {
+        Ok(self.dlq.stats().await?)
+    }
+
+    pub async fn get(&self, event_id: &str) -> Result<DlqRecord, AppError> {
+        self.dlq
+            .get(event_id)
+            .await?
+            .ok_or_else(|| not_found(event_id))
+    }
+
+    pub async fn list(
+        &self,
+        status: Option<DlqStatus>,
+        page: PageRequest,
+    ) -> Result<Page<DlqRecord>, AppError> {
+        Ok(self.dlq.list(status, page).await?)
+    }
+
+    /// Replays one record. A REPLAYED or SKIPPED record publishes nothing
+    /// and answers SKIPPED. A record held behind an unresolved head is
+    /// refused (409): replaying the head publishes it, in order.
+    pub async fn replay(&self, event_id: &str) -> Result<ReplayOutcome, AppError> {
+        let _gate = self.gate.lock().await;
+        let rec = self.get(event_id).await?;
+        if !rec.status.is_unresolved() {
+            return Ok(ReplayOutcome {
+                event_id: rec.event_id,
+                success: true,
+                status: DlqStatus::Skipped,
+                message: format!("record is {}; nothing was published", rec.status.as_str()),
+                published: 0,
+            });
+        }
+        if let Some(head) = &rec.blocked_by {
+            if let Some(h) = self.dlq.get(head).await? {
+                if h.status.is_unresolved() {
+                    return Err(AppError::Conflict(format!(
+                        "event {event_id} is held behind event {head} of the same order; \
+                         replay {head} first, which publishes this one after it"
+                    )));
+                }
+            }
+        }
+
+        let at = now();
+        let first = publish_with_retry(
+            self.bus.as_ref(),
+            single_attempt(self.policy),
+            &[replay_message(&rec)],
+            &self.metrics,
+        )
+        .await;
+        if let Some(Err(e)) = first.into_iter().next() {
+            let reason = format!("replay failed: {e}");
+            self.dlq
+                .mark_failed(&rec.event_id, &rec.event_id, at, &reason)
+                .await?;
+            Metrics::inc(&self.metrics.replay_failures);
+            tracing::warn!(event_id, error = %e, "DLQ replay failed");
+            return Ok(ReplayOutcome {
+                event_id: rec.event_id,
+                success: false,
+                status: DlqStatus::Failed,
+                message: reason,
+                published: 0,
+            });
+        }
+        self.dlq
+            .mark_replayed(std::slice::from_ref(&rec.event_id), at, "replayed")
+            .await?;
+        Metrics::inc(&self.metrics.replays);
+
+        // The head is out: publish what waited behind it, in version order.
+        let behind = self.dlq.blocked_behind(&rec.event_id).await?;
+        let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
+        let results = publish_with_retry(
+            self.bus.as_ref(),
+            single_attempt(self.policy),
+            &messages,
+            &self.metrics,
+        )
+        .await;
+        let mut done = Vec::new();
+        let mut failed: Option<(String, String)> = None;
+        for (r, res) in behind.iter().zip(results) {
+            match res {
+                Ok(()) if failed.is_none() => done.push(r.event_id.clone()),
+                Ok(()) => {}
+                Err(e) => {
+                    if failed.is_none() {
+                        failed = Some((r.event_id.clone(), e.to_string()));
+                    }
+                }
+            }
+        }
+        if !done.is_empty() {
+            let note = format!("replayed after its sequence head {}", rec.event_id);
+            self.dlq.mark_replayed(&done, at, &note).await?;
+        }
+        let mut message = format!(
+            "event published; {} event(s) held behind it published in order",
+            done.len()
+        );
+        if let Some((new_head, err)) = failed {
+            self.dlq
+                .mark_failed(
+                    &new_head,
+                    &rec.event_id,
+                    at,
+                    &format!("replay failed: {err}"),
+                )
+                .await?;
+            message.push_str(&format!(
+                "; event {new_head} failed ({err}) and now heads the remaining {} event(s)",
+                behind.len() - done.len()
+            ));
+        }
+        tracing::info!(event_id, published = 1 + done.len(), "DLQ record replayed");
+        Ok(ReplayOutcome {
+            event_id: rec.event_id,
+            success: true,
+            status: DlqStatus::Replayed,
+            message,
+            published: 1 + done.len(),
+        })
+    }
+
+    /// FAILED → PENDING. Any other status is refused with 409.
+    pub async fn reset(&self, event_id: &str) -> Result<DlqRecord, AppError> {
+        match self
+            .dlq
+            .transition(
+                event_id,
+                DlqStatus::Failed,
+                DlqStatus::Pending,
+                "reset to PENDING by operator",
+                now(),
+            )
+            .await?
+        {
+            Transitioned::Done(r) => Ok(r),
+            Transitioned::WrongStatus(r) => Err(AppError::Conflict(format!(
+                "only FAILED records can be reset; event {event_id} is {}",
+                r.status.as_str()
+            ))),
+            Transitioned::NotFound => Err(not_found(event_id)),
+        }
+    }
+
+    /// Publishes a synthetic OrderCreated through the retry policy; on
+    /// exhaustion it is parked like any relay failure.
+    pub async fn publish_test_event(&self) -> Result<TestPublishOutcome, AppError> {
+        let at = now();
+        let order_id = format!("test-order-{}", at.timestamp_millis());
+        let env = EventEnvelope {
+            event_id: Uuid::now_v7(),
+            event_type: crate::domain::events::ORDER_CREATED.to_owned(),
+            aggregate_id: order_id.clone(),
+            aggregate_type: TEST_AGGREGATE_TYPE.to_owned(),
+            version: 1,
+            schema_version: 2,
+            occurred_on: at,
+            correlation_id: None,
+            causation_id: None,
+            data: json!({
+                "orderId": order_id,
+                "customerId": "test-customer",
+                "restaurantId": "test-restaurant",
+                "items": [{"menuItemId": "test-item", "name": "Test item", "price": "9.99", "quantity": 1}],
+                "totalAmount": "9.99",
+            }),
+        };
+        let msg = message_for(&env, &self.topic, None);
+        let result = publish_with_retry(self.bus.as_ref(), self.policy, &[msg], &self.metrics)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Ok(()));
+        let event_id = env.event_id.to_string();
+        match result {
+            Ok(()) => {
+                Metrics::inc(&self.metrics.events_published);
+                Ok(TestPublishOutcome {
+                    success: true,
+                    message: format!("event published to {}", self.topic),
+                    event_id,
+                    order_id,
+                })
+            }
+            Err(e) => {
+                let reason = format!(
+                    "publish failed after {} attempt(s): {e}",
+                    self.policy.max_attempts
+                );
+                self.dlq
+                    .insert(&[parked_record(&env, &self.topic, reason.clone(), None)])
+                    .await?;
+                Metrics::inc(&self.metrics.events_parked);
+                Ok(TestPublishOutcome {
+                    success: false,
+                    message: format!("{reason}; parked in the DLQ as PENDING"),
+                    event_id,
+                    order_id,
+                })
+            }
+        }
+    }
+}
+
+fn single_attempt(policy: RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 1,
+        ..policy
+    }
+}
+
+fn not_found(event_id: &str) -> AppError {
+    AppError::NotFound(format!("no DLQ record for event {event_id}"))
+}
+
+/// The message a record is replayed as: its original value, to its topic,
+/// with the standard headers when the value is a readable envelope.
+fn replay_message(rec: &DlqRecord) -> BusMessage {
+    match serde_json::from_str::<EventEnvelope>(&rec.original_event) {
+        Ok(env) => {
+            let mut m = message_for(&env, &rec.topic, None);
+            m.payload = rec.original_event.clone().into_bytes();
+            m.headers
+                .push(("orders_replayed".to_owned(), "true".to_owned()));
+            m
+        }
+        Err(_) => BusMessage {
+            topic: rec.topic.clone(),
+            key: rec.aggregate_id.clone(),
+            payload: rec.original_event.clone().into_bytes(),
+            headers: vec![
+                ("eventId".to_owned(), rec.event_id.clone()),
+                ("orders_replayed".to_owned(), "true".to_owned()),
+            ],
+        },
+    }
+}

@@ -1,0 +1,478 @@
+//! The query side: the projector folds bus messages into the read model
+//! (idempotently: an event at or below a document's version changes
+//! nothing), rebuilds the read model from the event store, and sends what it
+//! cannot process to the DLQ topic with failure headers. The DLQ recorder
+//! turns DLQ-topic messages into DLQ records.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{watch, Mutex};
+use uuid::Uuid;
+
+use super::dlq::TEST_AGGREGATE_TYPE;
+use super::error::AppError;
+use super::metrics::Metrics;
+use super::publisher::POSITION_HEADER;
+use crate::domain::{fold, fold_one, now, EventEnvelope, Order, AGGREGATE_TYPE};
+use crate::ports::{
+    BusMessage, Delivery, DlqSource, DlqStore, EventBus, EventStore, NewDlqRecord, ReadModel,
+    StoreError, StreamBound, Subscription,
+};
+
+/// Spring Kafka's dead-letter header names, so tools that know that
+/// convention read our DLQ topic. Values are UTF-8 text.
+pub mod dlt_headers {
+    pub const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
+    pub const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
+    pub const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
+    pub const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
+    pub const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
+    pub const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
+    /// Not in Spring's set: when the consumer gave up (RFC 3339).
+    pub const FAILED_AT: &str = "kafka_dlt-failed-at";
+}
+
+#[derive(Clone, Debug)]
+pub struct ProjectorConfig {
+    pub group: String,
+    pub topic: String,
+    pub dlq_topic: String,
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectionReport {
+    pub applied: usize,
+    pub duplicates: usize,
+    /// Events of other aggregate types (e.g. synthetic test events).
+    pub ignored: usize,
+    /// Orders whose missing versions were filled from the event store.
+    pub repaired: usize,
+    /// Messages that cannot be processed, with the reason (index into input).
+    #[serde(skip)]
+    pub poison: Vec<(usize, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildReport {
+    pub events: u64,
+    pub orders: u64,
+    pub millis: u64,
+    pub events_per_second: u64,
+}
+
+pub struct Projector {
+    read_model: Arc<dyn ReadModel>,
+    events: Arc<dyn EventStore>,
+    /// The raw bus (not behind the fault switch): dead letters must get out.
+    bus: Arc<dyn EventBus>,
+    cfg: ProjectorConfig,
+    metrics: Arc<Metrics>,
+    /// Held while a batch is applied; a rebuild takes it to pause projection.
+    lock: Mutex<()>,
+}
+
+impl Projector {
+    pub fn new(
+        read_model: Arc<dyn ReadModel>,
+        events: Arc<dyn EventStore>,
+        bus: Arc<dyn EventBus>,
+        cfg: ProjectorConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            read_model,
+            events,
+            bus,
+            cfg,
+            metrics,
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn config(&self) -> &ProjectorConfig {
+        &self.cfg
+    }
+
+    /// Applies envelopes to the read model. Returns which inputs are poison;
+    /// fails only when the read model or event store is unavailable (the
+    /// caller retries the same batch: applying twice changes nothing).
+    pub async fn project(
+        &self,
+        envs: &[Option<EventEnvelope>],
+    ) -> Result<ProjectionReport, StoreError> {
+        let mut report = ProjectionReport::default();
+        let mut ids: Vec<Uuid> = Vec::new();
+        let mut parsed: Vec<Option<Uuid>> = Vec::with_capacity(envs.len());
+        for (i, env) in envs.iter().enumerate() {
+            let Some(env) = env else {
+                parsed.push(None);
+                continue;
+            };
+            if env.aggregate_type == TEST_AGGREGATE_TYPE || env.aggregate_type != AGGREGATE_TYPE {
+                report.ignored += 1;
+                parsed.push(None);
+                continue;
+            }
+            match Uuid::parse_str(&env.aggregate_id) {
+                Ok(id) => {
+                    ids.push(id);
+                    parsed.push(Some(id));
+                }
+                Err(_) => {
+                    report.poison.push((
+                        i,
+                        format!("aggregate id {:?} is not a UUID", env.aggregate_id),
+                    ));
+                    parsed.push(None);
+                }
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut docs: HashMap<Uuid, Order> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.read_model.get_many(&ids).await?
+        };
+        let mut changed: HashSet<Uuid> = HashSet::new();
+        let applied_at = now();
+        for (i, (env, id)) in envs.iter().zip(&parsed).enumerate() {
+            let (Some(env), Some(id)) = (env, id) else {
+                continue;
+            };
+            let current = docs.get(id).map_or(0, |d| d.version);
+            if env.version <= current {
+                report.duplicates += 1;
+                continue;
+            }
+            let next = if env.version == current + 1 {
+                fold_one(docs.get(id), env)
+            } else {
+                // A gap (an earlier event is still parked, or arrived on
+                // another path): rebuild this order from the event store.
+                report.repaired += 1;
+                let stream = self
+                    .events
+                    .load_stream(&env.aggregate_id, StreamBound::UpToVersion(env.version))
+                    .await?;
+                fold(stream.iter().map(|e| &e.envelope)).and_then(|o| {
+                    o.ok_or(crate::domain::FoldError::Inconsistent {
+                        event_id: env.event_id,
+                        version: env.version,
+                    })
+                })
+            };
+            match next {
+                Ok(order) => {
+                    docs.insert(*id, order);
+                    changed.insert(*id);
+                    report.applied += 1;
+                    let lag = (applied_at - env.occurred_on)
+                        .num_microseconds()
+                        .unwrap_or(0);
+                    self.metrics.projection_lag.observe_secs(lag as f64 / 1e6);
+                }
+                Err(e) => report.poison.push((i, e.to_string())),
+            }
+        }
+        if !changed.is_empty() {
+            let orders: Vec<Order> = changed.iter().filter_map(|id| docs.remove(id)).collect();
+            self.read_model.upsert_many(&orders).await?;
+        }
+        Metrics::add(&self.metrics.events_projected, report.applied as u64);
+        Metrics::add(
+            &self.metrics.projection_duplicates,
+            report.duplicates as u64,
+        );
+        Ok(report)
+    }
+
+    /// Processes one polled batch completely: projects it and dead-letters
+    /// the poison messages. Only after `Ok` may the offsets be committed.
+    pub async fn handle(&self, deliveries: &[Delivery]) -> Result<ProjectionReport, StoreError> {
+        let _lock = self.lock.lock().await;
+        let mut envs = Vec::with_capacity(deliveries.len());
+        let mut undecodable = Vec::new();
+        for (i, d) in deliveries.iter().enumerate() {
+            match serde_json::from_slice::<EventEnvelope>(&d.payload) {
+                Ok(env) => envs.push(Some(env)),
+                Err(e) => {
+                    envs.push(None);
+                    undecodable.push((i, format!("message value is not an event envelope: {e}")));
+                }
+            }
+        }
+        let mut report = self.project(&envs).await?;
+        report.poison.extend(undecodable);
+        report.poison.sort_by_key(|(i, _)| *i);
+        if !report.poison.is_empty() {
+            let dead: Vec<BusMessage> = report
+                .poison
+                .iter()
+                .map(|(i, reason)| dead_letter(&deliveries[*i], reason, &self.cfg))
+                .collect();
+            let results = self.bus.publish(&dead).await;
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                // Never move past a message that is neither processed nor dead-lettered.
+                return Err(StoreError::Unavailable(format!(
+                    "could not send to the DLQ topic: {e}"
+                )));
+            }
+            for (i, reason) in &report.poison {
+                tracing::warn!(
+                    offset = deliveries[*i].offset,
+                    partition = deliveries[*i].partition,
+                    reason,
+                    "projector sent a message to the DLQ topic"
+                );
+            }
+            Metrics::add(&self.metrics.projection_failures, dead.len() as u64);
+        }
+        if let Some(p) = deliveries
+            .iter()
+            .filter_map(|d| {
+                d.header(POSITION_HEADER)
+                    .and_then(|p| p.parse::<i64>().ok())
+            })
+            .max()
+        {
+            self.metrics
+                .projector_position
+                .fetch_max(p, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(report)
+    }
+
+    /// Consumes the events topic until `shutdown`. A batch that fails (read
+    /// model down) is retried with backoff and never committed before it
+    /// succeeds.
+    pub async fn run(
+        self: Arc<Self>,
+        mut sub: Box<dyn Subscription>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let batch = self.cfg.batch_size;
+        consume_loop(&mut sub, shutdown, batch, "projector", |d| {
+            let this = self.clone();
+            async move { this.handle(&d).await.map(|_| ()) }
+        })
+        .await;
+    }
+
+    /// Clears the read model and projects every event of the event store.
+    /// Live projection pauses meanwhile; what it delivers later is a duplicate.
+    pub async fn rebuild(&self) -> Result<RebuildReport, AppError> {
+        let _lock = self.lock.lock().await;
+        let started = Instant::now();
+        self.read_model.clear().await?;
+        let mut after = 0;
+        let mut events = 0u64;
+        loop {
+            let page = self.events.read_all(after, 10_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            events += page.len() as u64;
+            let envs: Vec<Option<EventEnvelope>> =
+                page.into_iter().map(|e| Some(e.envelope)).collect();
+            let report = self.project(&envs).await?;
+            if let Some((i, reason)) = report.poison.first() {
+                return Err(AppError::Internal(format!(
+                    "event store holds an unprojectable event at index {i}: {reason}"
+                )));
+            }
+        }
+        self.metrics
+            .projector_position
+            .fetch_max(after, std::sync::atomic::Ordering::Relaxed);
+        let orders = self.read_model.count().await?;
+        let millis = started.elapsed().as_millis() as u64;
+        Ok(RebuildReport {
+            events,
+            orders,
+            millis,
+            events_per_second: (events * 1000).checked_div(millis).unwrap_or(events),
+        })
+    }
+}
+
+fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage {
+    use dlt_headers as h;
+    let mut headers = d.headers.clone();
+    headers.extend([
+        (
+            h::EXCEPTION_FQCN.to_owned(),
+            "order_service::ProjectionError".to_owned(),
+        ),
+        (h::EXCEPTION_MESSAGE.to_owned(), reason.to_owned()),
+        (h::ORIGINAL_TOPIC.to_owned(), d.topic.clone()),
+        (h::ORIGINAL_PARTITION.to_owned(), d.partition.to_string()),
+        (h::ORIGINAL_OFFSET.to_owned(), d.offset.to_string()),
+        (h::ORIGINAL_CONSUMER_GROUP.to_owned(), cfg.group.clone()),
+        (h::FAILED_AT.to_owned(), now().to_rfc3339()),
+    ]);
+    BusMessage {
+        topic: cfg.dlq_topic.clone(),
+        key: d.key.clone().unwrap_or_default(),
+        payload: d.payload.clone(),
+        headers,
+    }
+}
+
+/// Poll → process → commit, retrying a failed batch with backoff (capped at
+/// 5 s) until it succeeds or `shutdown` turns true.
+async fn consume_loop<F, Fut>(
+    sub: &mut Box<dyn Subscription>,
+    mut shutdown: watch::Receiver<bool>,
+    batch: usize,
+    name: &'static str,
+    process: F,
+) where
+    F: Fn(Vec<Delivery>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let deliveries = tokio::select! {
+            r = sub.poll(batch, Duration::from_millis(200)) => r,
+            _ = shutdown.changed() => return,
+        };
+        let deliveries = match deliveries {
+            Ok(d) if d.is_empty() => continue,
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(consumer = name, error = %e, "poll failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match process(deliveries.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(consumer = name, error = %e, "batch failed; retrying without committing");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Commit the last offset of every partition in the batch.
+        let mut last_per_partition: HashMap<(String, i32), &Delivery> = HashMap::new();
+        for d in &deliveries {
+            last_per_partition.insert((d.topic.clone(), d.partition), d);
+        }
+        for d in last_per_partition.values() {
+            if let Err(e) = sub.commit(d).await {
+                tracing::warn!(consumer = name, error = %e, "offset commit failed; messages may be seen again");
+            }
+        }
+    }
+}
+
+/// Records DLQ-topic messages as DLQ records (source CONSUMER), deduplicated
+/// by event id; a message that is not an envelope is recorded as malformed.
+pub struct DlqRecorder {
+    dlq: Arc<dyn DlqStore>,
+    events_topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl DlqRecorder {
+    pub fn new(dlq: Arc<dyn DlqStore>, events_topic: String, metrics: Arc<Metrics>) -> Self {
+        Self {
+            dlq,
+            events_topic,
+            metrics,
+        }
+    }
+
+    pub fn to_record(&self, d: &Delivery) -> NewDlqRecord {
+        use dlt_headers as h;
+        let reason = d
+            .header(h::EXCEPTION_MESSAGE)
+            .unwrap_or("no failure reason given")
+            .to_owned();
+        let failure_time = d
+            .header(h::FAILED_AT)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(now, |t| t.with_timezone(&chrono::Utc));
+        let topic = d
+            .header(h::ORIGINAL_TOPIC)
+            .unwrap_or(&self.events_topic)
+            .to_owned();
+        let origin = Some(
+            match (
+                d.header(h::ORIGINAL_PARTITION),
+                d.header(h::ORIGINAL_OFFSET),
+            ) {
+                (Some(p), Some(o)) => format!("{topic}/{p}/{o}"),
+                _ => format!("{}/{}/{}", d.topic, d.partition, d.offset),
+            },
+        );
+        let text = String::from_utf8_lossy(&d.payload).into_owned();
+        match serde_json::from_slice::<EventEnvelope>(&d.payload) {
+            Ok(env) => NewDlqRecord {
+                event_id: env.event_id.to_string(),
+                aggregate_id: env.aggregate_id.clone(),
+                event_type: env.event_type.clone(),
+                version: Some(env.version),
+                original_event: text,
+                failure_reason: reason,
+                failure_time,
+                source: DlqSource::Consumer,
+                blocked_by: None,
+                topic,
+                origin,
+            },
+            Err(e) => NewDlqRecord {
+                event_id: d
+                    .header("eventId")
+                    .or_else(|| d.header("ce_id"))
+                    .map_or_else(
+                        || format!("malformed-{}-{}-{}", d.topic, d.partition, d.offset),
+                        str::to_owned,
+                    ),
+                aggregate_id: d.key.clone().unwrap_or_else(|| "unknown".to_owned()),
+                event_type: "MALFORMED".to_owned(),
+                version: None,
+                original_event: text,
+                failure_reason: format!("malformed message ({e}); {reason}"),
+                failure_time,
+                source: DlqSource::Consumer,
+                blocked_by: None,
+                topic,
+                origin,
+            },
+        }
+    }
+
+    pub async fn record(&self, deliveries: &[Delivery]) -> Result<usize, StoreError> {
+        let records: Vec<NewDlqRecord> = deliveries.iter().map(|d| self.to_record(d)).collect();
+        let n = self.dlq.insert(&records).await?;
+        Metrics::add(&self.metrics.dead_letters_recorded, n as u64);
+        Ok(n)
+    }
+
+    pub async fn run(
+        self: Arc<Self>,
+        mut sub: Box<dyn Subscription>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        consume_loop(&mut sub, shutdown, 500, "dlq-recorder", |d| {
+            let this = self.clone();
+            async move { this.record(&d).await.map(|_| ()) }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,24 @@
+//! # order-core
+//!
+//! The heart of the order service, free of any database, HTTP or broker
+//! dependency. A guided tour, in the order an order travels:
+//!
+//! 1. [`domain`]: the `Order` aggregate. A validated command is *decided*
+//!    into past-tense events; `apply` folds events into state.
+//! 2. [`app::commands`]: the command service commits events, current state
+//!    and outbox rows in ONE transaction through the [`ports::EventStore`]
+//!    port, group-committing concurrent commands.
+//! 3. [`app::relay`]: the outbox relay publishes committed events through
+//!    [`ports::EventBus`] with bounded retries, and parks what cannot be
+//!    published in the DLQ, holding an order's later events behind it.
+//! 4. [`app::projector`]: the projector folds bus messages into the
+//!    [`ports::ReadModel`] idempotently; the DLQ recorder records what
+//!    consumers dead-lettered.
+//! 5. [`app::dlq`]: operators inspect, replay and reset DLQ records.
+//!
+//! [`testkit`] holds the contract suites every adapter must pass.
+
+pub mod app;
+pub mod domain;
+pub mod ports;
+pub mod testkit;

@@ -1,0 +1,505 @@
+//! Ports: the traits the application services need from the outside world.
+//! Adapters (SQLite, MySQL, Kafka, MongoDB, the embedded bus) implement them
+//! and translate their driver errors into the error types defined here before
+//! anything leaves the adapter. Every port has a contract suite in
+//! [`crate::testkit`] that every adapter must pass.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{EventEnvelope, Order, OrderStatus, RecordedEvent};
+
+/// Infrastructure failure of a store, already translated by the adapter.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or timed out; retrying later may succeed (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data cannot be read back (a bug or manual tampering) (500).
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+}
+
+// ---------------------------------------------------------------------------
+// Event store + current state + outbox (the write side)
+// ---------------------------------------------------------------------------
+
+/// A record that an `Idempotency-Key` was used for a create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// Hash of the request body; a reuse with another body is rejected.
+    pub fingerprint: String,
+    pub order_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything one command writes, atomically: its events (which are also
+/// the outbox rows), the order's new current state and, for a create with an
+/// `Idempotency-Key`, the key.
+#[derive(Clone, Debug)]
+pub struct Commit {
+    /// Version of the order the decision was made on (0 for a create).
+    pub expected_version: u64,
+    /// Events in version order, `expected_version + 1 ..`.
+    pub events: Vec<EventEnvelope>,
+    /// State after applying `events`; `state.version` is the last event's version.
+    pub state: Order,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// Why one commit of a batch was not written. The other commits of the batch
+/// are unaffected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// Another command wrote the order first (UNIQUE(aggregate_id, version)).
+    #[error("version conflict")]
+    VersionConflict,
+    /// The idempotency key was stored by an earlier (or concurrent) request.
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Which part of a stream to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamBound {
+    All,
+    /// Events with `version <= n`.
+    UpToVersion(u64),
+    /// Events with `occurred_on <= t`.
+    UpToInstant(DateTime<Utc>),
+}
+
+/// The event store with the current-state tables and the outbox.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Writes a batch of commits in ONE transaction (group commit). Each
+    /// commit succeeds or fails on its own (savepoints): a conflicting commit
+    /// leaves no row behind while the others are written. Writes, per commit:
+    /// `event_store` rows (the auto-increment id is the global position),
+    /// `orders`/`order_items` current state, one outbox row per event, and the
+    /// idempotency key. Returns the global positions of each commit's events,
+    /// or the batch-wide error when the transaction itself failed.
+    async fn commit_batch(
+        &self,
+        commits: Vec<Commit>,
+    ) -> Result<Vec<Result<Vec<i64>, CommitError>>, StoreError>;
+
+    /// Current state from the `orders`/`order_items` tables.
+    async fn load_order(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
+
+    /// One aggregate's events in version order, optionally bounded.
+    async fn load_stream(
+        &self,
+        aggregate_id: &str,
+        bound: StreamBound,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events with `position > after`, in position order, at most `limit`.
+    async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Highest global position, 0 when empty.
+    async fn head_position(&self) -> Result<i64, StoreError>;
+
+    async fn find_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Cheap round trip for health checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------
+// Outbox
+// ---------------------------------------------------------------------------
+
+/// One outbox row: an event committed but not yet delivered or parked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Global position of the event (outbox rows are taken in this order).
+    pub position: i64,
+    pub envelope: EventEnvelope,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub oldest_created_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// The oldest `limit` outbox rows in position order. Only the relay that
+    /// holds the relay lease calls this, so rows are never taken twice.
+    async fn fetch_batch(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// In one transaction: deletes the delivered rows, inserts the parked
+    /// events as DLQ records (an event id already in the DLQ is left as it is)
+    /// and deletes their outbox rows.
+    async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError>;
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError>;
+}
+
+/// An outbox row that is moved to the DLQ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedEvent {
+    pub position: i64,
+    pub record: NewDlqRecord,
+}
+
+// ---------------------------------------------------------------------------
+// DLQ records
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DlqStatus {
+    Pending,
+    Replayed,
+    Failed,
+    Skipped,
+}
+
+impl DlqStatus {
+    pub const ALL: [DlqStatus; 4] = [
+        DlqStatus::Pending,
+        DlqStatus::Replayed,
+        DlqStatus::Failed,
+        DlqStatus::Skipped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqStatus::Pending => "PENDING",
+            DlqStatus::Replayed => "REPLAYED",
+            DlqStatus::Failed => "FAILED",
+            DlqStatus::Skipped => "SKIPPED",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+    /// Still waiting for an operator (or the redrive).
+    pub fn is_unresolved(self) -> bool {
+        matches!(self, DlqStatus::Pending | DlqStatus::Failed)
+    }
+}
+
+/// Where a DLQ record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DlqSource {
+    /// The relay (or the test endpoint) could not publish it: it never reached
+    /// the bus, and the order's later events wait behind it.
+    Publish,
+    /// A consumer could not process it and sent it to the DLQ topic.
+    Consumer,
+}
+
+impl DlqSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqSource::Publish => "PUBLISH",
+            DlqSource::Consumer => "CONSUMER",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PUBLISH" => Some(DlqSource::Publish),
+            "CONSUMER" => Some(DlqSource::Consumer),
+            _ => None,
+        }
+    }
+}
+
+/// A DLQ record to insert (status PENDING, zero replay attempts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDlqRecord {
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    /// Aggregate version of the event, when known.
+    pub version: Option<u64>,
+    /// The message value as it was (or would have been) published.
+    pub original_event: String,
+    pub failure_reason: String,
+    pub failure_time: DateTime<Utc>,
+    pub source: DlqSource,
+    /// Event id of the unresolved head this event waits behind.
+    pub blocked_by: Option<String>,
+    /// Topic the message is replayed to.
+    pub topic: String,
+    /// Where a consumer-side failure was read from (`topic/partition/offset`).
+    pub origin: Option<String>,
+}
+
+/// A stored DLQ record; field names follow the original service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqRecord {
+    pub id: i64,
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub version: Option<u64>,
+    pub original_event: String,
+    pub failure_reason: String,
+    pub failure_time: DateTime<Utc>,
+    pub status: DlqStatus,
+    pub replay_attempt_time: Option<DateTime<Utc>>,
+    pub replay_result: Option<String>,
+    pub replay_attempts: u32,
+    pub source: DlqSource,
+    pub blocked_by: Option<String>,
+    pub topic: String,
+    pub origin: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqStats {
+    pub pending_count: u64,
+    pub replayed_count: u64,
+    pub failed_count: u64,
+    pub skipped_count: u64,
+    pub total_count: u64,
+    /// PENDING records waiting behind a head of the same order.
+    pub blocked_count: u64,
+    /// Failure time of the oldest unresolved (PENDING or FAILED) record.
+    pub oldest_pending_failure_time: Option<DateTime<Utc>>,
+}
+
+/// A page request: `page` is zero-based, `size` at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: u32,
+    pub size: u32,
+}
+
+impl PageRequest {
+    pub fn offset(&self) -> u64 {
+        u64::from(self.page) * u64::from(self.size)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub content: Vec<T>,
+    pub page: u32,
+    pub size: u32,
+    pub total_elements: u64,
+    pub total_pages: u64,
+}
+
+impl<T> Page<T> {
+    pub fn new(content: Vec<T>, req: PageRequest, total: u64) -> Self {
+        let size = u64::from(req.size.max(1));
+        Self {
+            content,
+            page: req.page,
+            size: req.size,
+            total_elements: total,
+            total_pages: total.div_ceil(size),
+        }
+    }
+}
+
+/// Result of a conditional status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transitioned {
+    Done(DlqRecord),
+    /// The record exists but was in another status; it is returned unchanged.
+    WrongStatus(DlqRecord),
+    NotFound,
+}
+
+#[async_trait]
+pub trait DlqStore: Send + Sync {
+    /// Inserts records; an event id already present is left unchanged (the
+    /// DLQ recorder may see a message twice). Returns how many were new.
+    async fn insert(&self, records: &[NewDlqRecord]) -> Result<usize, StoreError>;
+
+    async fn get(&self, event_id: &str) -> Result<Option<DlqRecord>, StoreError>;
+
+    /// Records, newest failure first, optionally of one status.
+    async fn list(
+        &self,
+        status: Option<DlqStatus>,
+        page: PageRequest,
+    ) -> Result<Page<DlqRecord>, StoreError>;
+
+    async fn stats(&self) -> Result<DlqStats, StoreError>;
+
+    /// For each given aggregate that has one: the event id of its unresolved
+    /// publish-side head (source PUBLISH, status PENDING or FAILED,
+    /// `blocked_by` NULL).
+    async fn unresolved_heads(
+        &self,
+        aggregate_ids: &[String],
+    ) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Unresolved records waiting behind `head_event_id`, in version order
+    /// (then id order).
+    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError>;
+
+    /// Marks records REPLAYED: `replay_attempts += 1`, `replay_attempt_time =
+    /// at`, `replay_result = result`. Only records in PENDING or FAILED change.
+    async fn mark_replayed(
+        &self,
+        event_ids: &[String],
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Marks one record FAILED after a failed replay (`replay_attempts += 1`,
+    /// time, result) and makes it the head of its sequence: its `blocked_by`
+    /// is cleared and every record blocked behind `previous_head` (other than
+    /// itself) is re-pointed to it.
+    async fn mark_failed(
+        &self,
+        event_id: &str,
+        previous_head: &str,
+        at: DateTime<Utc>,
+        result: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Conditional status change `from -> to` (e.g. FAILED -> PENDING on reset).
+    async fn transition(
+        &self,
+        event_id: &str,
+        from: DlqStatus,
+        to: DlqStatus,
+        result: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Transitioned, StoreError>;
+}
+
+// ---------------------------------------------------------------------------
+// Read model
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    pub customer_id: Option<String>,
+    pub restaurant_id: Option<String>,
+    pub status: Option<OrderStatus>,
+}
+
+/// The query-side store. It only stores documents; the projector folds
+/// events in the core so every adapter applies the same logic.
+#[async_trait]
+pub trait ReadModel: Send + Sync {
+    async fn get_many(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Order>, StoreError>;
+
+    /// Writes each order unless the stored one has the same or a higher
+    /// version (a version-guarded upsert: duplicates and stale writes change
+    /// nothing). Returns how many were written.
+    async fn upsert_many(&self, orders: &[Order]) -> Result<usize, StoreError>;
+
+    async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
+
+    /// Newest first (`created_at` desc, then id).
+    async fn query(
+        &self,
+        filter: &OrderFilter,
+        page: PageRequest,
+    ) -> Result<Page<Order>, StoreError>;
+
+    /// Removes every document (before a rebuild).
+    async fn clear(&self) -> Result<(), StoreError>;
+
+    async fn count(&self) -> Result<u64, StoreError>;
+
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+// ---------------------------------------------------------------------------
+// Event bus
+// ---------------------------------------------------------------------------
+
+/// A message to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BusMessage {
+    pub topic: String,
+    /// Partitioning key: the aggregate id, so one order's events stay in order.
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A message received by a subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Delivery {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// Worth another attempt (broker unreachable, queue full, timeout).
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// Will fail again (message too large, unknown topic): park at once.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Publishes messages and waits for the broker's acknowledgement. Returns
+    /// one result per message, in order. Contract: for messages with the same
+    /// key, a failure means no later message of that key in this call was
+    /// delivered (they also report failure), so retrying the failed suffix
+    /// keeps per-key order.
+    async fn publish(&self, messages: &[BusMessage]) -> Vec<Result<(), PublishError>>;
+
+    /// Asks the broker whether it is reachable (a metadata request); publishes
+    /// nothing. Returns a human-readable description.
+    async fn check(&self, timeout: Duration) -> Result<String, BusError>;
+
+    /// Joins consumer group `group` on `topic`. Delivery is at least once:
+    /// offsets move only through [`Subscription::commit`].
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError>;
+}
+
+#[async_trait]
+pub trait Subscription: Send {
+    /// Up to `max` messages after the committed position, waiting at most
+    /// `wait` for the first one. May return messages already returned but not
+    /// committed (after a restart).
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError>;
+
+    /// Commits every message up to and including `delivery` (of its partition).
+    async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+}

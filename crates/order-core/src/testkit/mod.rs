@@ -1,0 +1,1 @@
+//! Contract test suites, run against every adapter.
