@@ -189,11 +189,11 @@ impl CreateOrder {
                 .map(|i| OrderItem {
                     menu_item_id: i.menu_item_id.trim().to_owned(),
                     name: i.name.trim().to_owned(),
-                    price: i.price.normalize(),
+                    price: i.price,
                     quantity: i.quantity,
                 })
                 .collect(),
-            total_amount: total.normalize(),
+            total_amount: total,
         })
     }
 
