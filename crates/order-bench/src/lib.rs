@@ -1,1 +1,265 @@
+//! `order-bench`: starts the order service the way a user would, drives
+//! `POST /api/orders` over HTTP/1.1 keep-alive, waits for the outbox and the
+//! projector to catch up, reads the lag histograms from `/metrics`, and
+//! measures the raw SQLite ceiling of the same writes in the same run.
+//!
+//! ```text
+//! cargo build --release -p order-service
+//! cargo run --release -p order-bench -- [--duration 20] [--warmup 3] [--connections 64]
+//!     [--raw-seconds 5] [--raw-batch 256] [--json] [--url http://127.0.0.1:8084]
+//! ```
+//!
+//! Progress goes to stderr; the summary (or with `--json` one JSON object)
+//! to stdout. Only 127.0.0.1 is ever contacted. `main.rs` only parses the
+//! options; [`run`] does the work.
 
+pub mod load;
+pub mod prom;
+pub mod raw;
+pub mod report;
+pub mod service;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Command-line options.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "order-bench",
+    about = "Benchmark the order service over HTTP beside a raw SQLite baseline"
+)]
+pub struct Options {
+    /// Service binary to spawn [default: $CARGO_TARGET_DIR/release/order-service,
+    /// else next to this binary, else target/release/order-service].
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub service_bin: Option<PathBuf>,
+    /// Target an already running service (loopback only), e.g.
+    /// http://127.0.0.1:8084; nothing is spawned.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Concurrent keep-alive connections (one task each).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub connections: u32,
+    /// Measured load duration, seconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub duration: u64,
+    /// Unmeasured warm-up before the measured window, seconds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub warmup: u64,
+    /// Seconds for each raw SQLite measurement (batched and unbatched); 0 skips it.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub raw_seconds: u64,
+    /// Commands per transaction in the batched raw SQLite measurement.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub raw_batch: u32,
+    /// Longest wait for GET /health/ready to answer 200, seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub ready_timeout: u64,
+    /// Longest wait after the load for the outbox and projector to catch up, seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: u64,
+    /// Per-request timeout, seconds (a timed-out request counts as a transport error).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout: u64,
+    /// Print one JSON object on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An error with the context it happened in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl Error {
+    pub fn msg(m: impl fmt::Display) -> Self {
+        Error(m.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Adds a description of what was being done to an error.
+pub trait Context<T> {
+    fn context(self, what: impl fmt::Display) -> Result<T>;
+    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl fmt::Display) -> Result<T> {
+        self.map_err(|e| Error(format!("{what}: {e}")))
+    }
+    fn with_context<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T> {
+        self.map_err(|e| Error(format!("{}: {e}", what())))
+    }
+}
+
+/// A fresh directory under the system temp dir, removed (best effort) on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating temp dir {}", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Progress line on stderr (stdout is kept for the result).
+fn progress(msg: impl fmt::Display) {
+    eprintln!("order-bench: {msg}");
+}
+
+/// Runs the whole benchmark and prints the result.
+pub async fn run(opts: Options) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let mut svc = match &opts.url {
+        Some(url) => {
+            let target = service::Target::from_url(url)?;
+            progress(format!("using running service at {}", target.base_url()));
+            service::Service::external(target)
+        }
+        None => {
+            let bin = service::resolve_service_bin(opts.service_bin.clone())?;
+            progress(format!("starting {}", bin.display()));
+            service::Service::spawn(&bin)?
+        }
+    };
+    let ready_in = svc
+        .wait_ready(Duration::from_secs(opts.ready_timeout))
+        .await?;
+    progress(format!(
+        "service ready at {} after {:.2} s",
+        svc.target().base_url(),
+        ready_in.as_secs_f64()
+    ));
+    let target = svc.target().clone();
+
+    // Histograms are cumulative since service start; diff against a baseline
+    // so an already running service reports this run only.
+    let before = service::scrape(&target).await?;
+
+    progress(format!(
+        "load: {} connections, {} s warm-up + {} s measured",
+        opts.connections, opts.warmup, opts.duration
+    ));
+    let load = load::run(&load::LoadConfig {
+        addr: target.addr,
+        host: target.host_header(),
+        connections: opts.connections as usize,
+        warmup: Duration::from_secs(opts.warmup),
+        duration: Duration::from_secs(opts.duration),
+        request_timeout: Duration::from_secs(opts.request_timeout),
+    })
+    .await?;
+    progress(format!(
+        "load done: {} created in {:.2} s ({:.0}/s), {} non-201, {} transport errors",
+        load.created,
+        load.measured.as_secs_f64(),
+        load.throughput(),
+        load.non_201,
+        load.transport_errors
+    ));
+
+    // After the load, failures are reported rather than fatal so the load
+    // figures are not lost.
+    let died = svc.died()?;
+    if let Some(d) = &died {
+        progress(d);
+    }
+    progress("waiting for the outbox and the projector to catch up");
+    let drain = match service::wait_drained(&target, Duration::from_secs(opts.drain_timeout)).await
+    {
+        Ok(d) => d,
+        Err(e) => service::Drain {
+            error: Some(e.to_string()),
+            ..service::Drain::default()
+        },
+    };
+    match &drain.error {
+        Some(e) => progress(format!("drain check failed: {e}")),
+        None => progress(format!(
+            "drain {} after {:.2} s",
+            if drain.drained {
+                "complete"
+            } else {
+                "NOT complete"
+            },
+            drain.seconds
+        )),
+    }
+    let server = match service::scrape(&target).await {
+        Ok(after) => report::ServerSide::from_scrapes(&before, &after),
+        Err(e) => {
+            progress(format!("final /metrics scrape failed: {e}"));
+            report::ServerSide::default()
+        }
+    };
+
+    if let Some(status) = svc.stop()? {
+        progress(format!("service stopped ({status})"));
+    }
+    drop(svc);
+
+    let raw = if opts.raw_seconds > 0 {
+        let secs = opts.raw_seconds;
+        let batch = opts.raw_batch as usize;
+        progress(format!(
+            "raw SQLite: {secs} s at {batch} commands/transaction, then {secs} s at 1"
+        ));
+        let results = tokio::task::spawn_blocking(move || -> Result<Vec<raw::RawResult>> {
+            let d = Duration::from_secs(secs);
+            Ok(vec![raw::measure(d, batch)?, raw::measure(d, 1)?])
+        })
+        .await
+        .context("raw SQLite task failed")??;
+        Some(results)
+    } else {
+        None
+    };
+
+    let rep = report::Report {
+        cores,
+        connections: opts.connections,
+        warmup_secs: opts.warmup,
+        duration_secs: opts.duration,
+        target: target.base_url(),
+        spawned: opts.url.is_none(),
+        service_died: died,
+        load,
+        drain,
+        server,
+        raw: raw.unwrap_or_default(),
+    };
+    if opts.json {
+        println!("{}", rep.to_json());
+    } else {
+        print!("{}", rep.human());
+    }
+    Ok(())
+}

@@ -21,4 +21,5 @@
 pub mod app;
 pub mod domain;
 pub mod ports;
+#[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,1 +1,31 @@
-fn main() {}
+//! A shim: parse the command line, load the configuration, start telemetry,
+//! run the command. Invalid configuration exits with code 2.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use order_service::cli::{self, Cli};
+use order_service::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("order-service: invalid configuration: {e}");
+            return ExitCode::from(cli::EXIT_CONFIG);
+        }
+    };
+    order_service::telemetry::init(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("order-service: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(cli::run(cli, config))
+}

@@ -98,8 +98,13 @@ fn a_client_total_that_matches_is_accepted_and_one_that_disagrees_is_rejected() 
         Some(dec("25.00")),
     );
     assert!(ok.is_ok());
-    let err = CreateOrder::new("c".into(), "r".into(), vec![item("12.50", 2)], Some(dec("24.99")))
-        .expect_err("mismatch");
+    let err = CreateOrder::new(
+        "c".into(),
+        "r".into(),
+        vec![item("12.50", 2)],
+        Some(dec("24.99")),
+    )
+    .expect_err("mismatch");
     match err {
         DomainError::Validation(fields) => assert_eq!(fields[0].field, "totalAmount"),
         other => panic!("unexpected {other:?}"),
@@ -216,7 +221,12 @@ fn every_illegal_transition_is_rejected_with_the_current_status() {
         ),
         (
             OrderStatus::Ready,
-            vec![created(), confirmed(), OrderEvent::PreparationStarted, OrderEvent::MarkedReady],
+            vec![
+                created(),
+                confirmed(),
+                OrderEvent::PreparationStarted,
+                OrderEvent::MarkedReady,
+            ],
         ),
         (
             OrderStatus::Delivered,
@@ -345,7 +355,8 @@ fn a_v1_order_created_without_a_total_gets_it_computed() {
         "orderId": "0b8a3c1e-0000-4000-8000-000000000002", "customerId": "c", "restaurantId": "r",
         "items": [{"menuItemId": "m", "name": "n", "price": 2.5, "quantity": 2}]
     });
-    let Ok(OrderEvent::Created { total_amount, .. }) = OrderEvent::from_data("OrderCreated", 1, &v1)
+    let Ok(OrderEvent::Created { total_amount, .. }) =
+        OrderEvent::from_data("OrderCreated", 1, &v1)
     else {
         panic!("expected OrderCreated");
     };
@@ -371,7 +382,10 @@ fn unknown_types_and_versions_are_reported_not_guessed() {
 #[test]
 fn folding_a_history_gives_the_state_at_its_last_version() {
     let id = Uuid::now_v7();
-    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).single().expect("valid time");
+    let t0 = Utc
+        .with_ymd_and_hms(2026, 1, 1, 12, 0, 0)
+        .single()
+        .expect("valid time");
     let envs = [
         EventEnvelope::new(id, &created(), 1, t0, None),
         EventEnvelope::new(id, &confirmed(), 2, t0 + chrono::Duration::seconds(5), None),
@@ -386,6 +400,9 @@ fn folding_a_history_gives_the_state_at_its_last_version() {
 #[test]
 fn status_names_parse_case_insensitively() {
     assert_eq!(OrderStatus::parse("pending"), Some(OrderStatus::Pending));
-    assert_eq!(OrderStatus::parse("Delivered"), Some(OrderStatus::Delivered));
+    assert_eq!(
+        OrderStatus::parse("Delivered"),
+        Some(OrderStatus::Delivered)
+    );
     assert_eq!(OrderStatus::parse("lost"), None);
 }

@@ -1,1 +1,237 @@
-//! Contract test suites, run against every adapter.
+//! Contract test suites, run against every adapter (feature `testkit`).
+//!
+//! One module per port. Each case is a `pub async fn` that takes the port
+//! handles of a FRESH, EMPTY store (its own database, schema or topic names)
+//! and panics with a readable message when the adapter breaks the contract
+//! documented in [`crate::ports`]. Nothing here knows about a particular
+//! backend, so the same cases run against SQLite, MySQL/MariaDB, MongoDB and
+//! Kafka.
+//!
+//! An adapter crate runs a whole suite with one macro per port, given an
+//! async factory that returns either the handles or `(handles, guard)`, where
+//! the guard (a temp dir, a dropped-at-end schema...) lives until the case
+//! ends:
+//!
+//! ```ignore
+//! async fn store() -> (StoreHandles, tempfile::TempDir) { /* fresh database */ }
+//! async fn dlq() -> (Arc<dyn DlqStore>, tempfile::TempDir) { /* ... */ }
+//!
+//! order_core::event_store_contract!(store);
+//! order_core::outbox_contract!(store);
+//! order_core::dlq_store_contract!(dlq);
+//! order_core::read_model_contract!(read_model);
+//! order_core::event_bus_contract!(bus);
+//! ```
+//!
+//! Each macro expands into a module (`event_store`, `outbox`, `dlq_store`,
+//! `read_model`, `event_bus`) with one `#[tokio::test]` per case, so the
+//! calling crate needs `tokio` with the `macros` and `rt-multi-thread`
+//! features as a dev-dependency.
+//!
+//! Bus cases use unique topic and group names (see
+//! [`fixtures::unique_name`]), and expect a new consumer group to start at
+//! the beginning of a topic (Kafka: `auto.offset.reset=earliest`); the bus
+//! factory must create topics on demand or allow auto-creation.
+
+use std::sync::Arc;
+
+use crate::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel};
+
+pub mod dlq_store;
+pub mod event_bus;
+pub mod event_store;
+pub mod fixtures;
+pub mod outbox;
+pub mod read_model;
+
+/// The write side of one database: event store, outbox and DLQ records must
+/// share it, because a commit writes outbox rows and `settle` writes DLQ
+/// records in the same transaction as its deletes.
+#[derive(Clone)]
+pub struct StoreHandles {
+    pub events: Arc<dyn EventStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub dlq: Arc<dyn DlqStore>,
+}
+
+/// What a suite factory returns: the handles themselves, or the handles with
+/// a guard that is dropped only after the case has finished.
+pub trait Fixture<H> {
+    fn handles(&self) -> H;
+}
+
+impl Fixture<StoreHandles> for StoreHandles {
+    fn handles(&self) -> StoreHandles {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn DlqStore>> for Arc<dyn DlqStore> {
+    fn handles(&self) -> Arc<dyn DlqStore> {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn ReadModel>> for Arc<dyn ReadModel> {
+    fn handles(&self) -> Arc<dyn ReadModel> {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn EventBus>> for Arc<dyn EventBus> {
+    fn handles(&self) -> Arc<dyn EventBus> {
+        self.clone()
+    }
+}
+
+impl<H: Clone, G> Fixture<H> for (H, G) {
+    fn handles(&self) -> H {
+        self.0.clone()
+    }
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_suite {
+    ($suite:ident, $factory:expr, [$($case:ident),+ $(,)?]) => {
+        mod $suite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let fixture = ($factory)().await;
+                    $crate::testkit::$suite::$case(
+                        $crate::testkit::Fixture::handles(&fixture),
+                    )
+                    .await;
+                    drop(fixture);
+                }
+            )+
+        }
+    };
+}
+
+/// Runs the [`event_store`] suite. The factory returns [`StoreHandles`]
+/// (or `(StoreHandles, guard)`) of a fresh database.
+#[macro_export]
+macro_rules! event_store_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            event_store,
+            $factory,
+            [
+                empty_store_has_nothing,
+                empty_batch_is_ok,
+                commit_then_load_round_trips_exactly,
+                optional_fields_round_trip,
+                transition_commit_updates_current_state,
+                multi_event_commit_gets_increasing_positions,
+                positions_increase_within_and_across_batches,
+                concurrent_commits_on_same_version_exactly_one_wins,
+                conflict_inside_one_batch_leaves_no_trace,
+                batch_with_one_conflict_writes_the_others,
+                transition_of_missing_order_conflicts,
+                create_of_existing_order_conflicts,
+                idempotency_key_taken_writes_nothing,
+                duplicate_event_id_is_rejected_and_writes_nothing,
+                load_stream_bounded_by_version_and_instant,
+                read_all_pages_in_position_order,
+                head_position_tracks_last_commit,
+                ping_succeeds,
+            ]
+        );
+    };
+}
+
+/// Runs the [`outbox`] suite. The factory returns [`StoreHandles`] (or
+/// `(StoreHandles, guard)`) of a fresh database.
+#[macro_export]
+macro_rules! outbox_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            outbox,
+            $factory,
+            [
+                empty_outbox,
+                committed_events_are_fetched_in_position_order,
+                fetch_batch_respects_limit,
+                conflicting_commit_adds_no_outbox_row,
+                settle_removes_delivered_rows,
+                settle_parks_events_in_the_dlq,
+                settle_keeps_an_existing_dlq_record,
+                settle_with_nothing_is_ok,
+                stats_count_pending_and_oldest,
+            ]
+        );
+    };
+}
+
+/// Runs the [`dlq_store`] suite. The factory returns `Arc<dyn DlqStore>`
+/// (or `(Arc<dyn DlqStore>, guard)`) of a fresh database.
+#[macro_export]
+macro_rules! dlq_store_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            dlq_store,
+            $factory,
+            [
+                insert_dedupes_by_event_id,
+                get_round_trips_every_field,
+                list_is_newest_first_with_paging,
+                list_filters_by_status,
+                stats_count_per_status,
+                unresolved_heads_only_unblocked_publish_records,
+                blocked_behind_in_version_order,
+                mark_replayed_changes_only_unresolved,
+                mark_failed_makes_a_new_head,
+                transition_is_conditional,
+            ]
+        );
+    };
+}
+
+/// Runs the [`read_model`] suite. The factory returns `Arc<dyn ReadModel>`
+/// (or `(Arc<dyn ReadModel>, guard)`) of a fresh store.
+#[macro_export]
+macro_rules! read_model_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            read_model,
+            $factory,
+            [
+                upsert_then_get_round_trips_exactly,
+                upsert_is_version_guarded,
+                upsert_many_counts_written,
+                get_many_returns_only_existing,
+                query_filters_and_orders_newest_first,
+                query_pages_with_totals,
+                clear_removes_everything,
+                ping_succeeds,
+            ]
+        );
+    };
+}
+
+/// Runs the [`event_bus`] suite. The factory returns `Arc<dyn EventBus>`
+/// (or `(Arc<dyn EventBus>, guard)`).
+#[macro_export]
+macro_rules! event_bus_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            event_bus,
+            $factory,
+            [
+                check_succeeds,
+                publish_then_subscribe_receives_in_order,
+                per_key_order_across_publish_calls,
+                uncommitted_messages_are_delivered_again,
+                new_subscription_starts_after_committed_offset,
+                groups_are_independent,
+                topics_are_independent,
+                poll_without_messages_returns_empty_after_wait,
+                poll_wakes_on_publish,
+            ]
+        );
+    };
+}

@@ -1,0 +1,482 @@
+//! Contract of [`DlqStore`](crate::ports::DlqStore): deduplicated records,
+//! listing and stats, sequence heads and the conditional status changes the
+//! replay flow relies on.
+
+use std::sync::Arc;
+
+use super::fixtures::{at, consumer_dlq_record, dlq_record};
+use crate::ports::{
+    DlqRecord, DlqSource, DlqStatus, DlqStore, NewDlqRecord, PageRequest, Transitioned,
+};
+
+async fn get(dlq: &Arc<dyn DlqStore>, event_id: &str) -> DlqRecord {
+    dlq.get(event_id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("no DLQ record {event_id}"))
+}
+
+async fn insert(dlq: &Arc<dyn DlqStore>, records: &[NewDlqRecord]) -> usize {
+    dlq.insert(records).await.expect("insert")
+}
+
+fn page(page: u32, size: u32) -> PageRequest {
+    PageRequest { page, size }
+}
+
+fn ids(records: &[DlqRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.event_id.as_str()).collect()
+}
+
+/// A head at version 1 and three records (versions 2..4) blocked behind it.
+async fn sequence(dlq: &Arc<dyn DlqStore>, aggregate: &str) -> Vec<NewDlqRecord> {
+    let head = dlq_record(aggregate, 1, None, at(0));
+    let mut recs = vec![head.clone()];
+    for v in 2..=4 {
+        recs.push(dlq_record(aggregate, v, Some(&head.event_id), at(v as i64)));
+    }
+    assert_eq!(insert(dlq, &recs).await, 4);
+    recs
+}
+
+pub async fn insert_dedupes_by_event_id(dlq: Arc<dyn DlqStore>) {
+    let a = dlq_record("agg-1", 1, None, at(0));
+    let b = dlq_record("agg-2", 1, None, at(1));
+    let c = dlq_record("agg-3", 1, None, at(2));
+    assert_eq!(insert(&dlq, &[a.clone(), b.clone()]).await, 2);
+    let mut b_again = b.clone();
+    b_again.failure_reason = "seen twice".into();
+    assert_eq!(
+        insert(&dlq, &[b_again, c.clone()]).await,
+        1,
+        "only the new record counts"
+    );
+    assert_eq!(
+        get(&dlq, &b.event_id).await.failure_reason,
+        b.failure_reason
+    );
+    assert_eq!(insert(&dlq, &[a.clone(), a.clone()]).await, 0);
+    assert_eq!(insert(&dlq, &[]).await, 0);
+    let d = dlq_record("agg-4", 1, None, at(3));
+    assert_eq!(
+        insert(&dlq, &[d.clone(), d.clone()]).await,
+        1,
+        "a duplicate inside one call is inserted once"
+    );
+    assert_eq!(dlq.stats().await.expect("stats").total_count, 4);
+}
+
+pub async fn get_round_trips_every_field(dlq: Arc<dyn DlqStore>) {
+    let head = dlq_record("agg-1", 7, None, at(0));
+    let mut behind = dlq_record("agg-1", 8, Some(&head.event_id), at(1));
+    behind.topic = "custom-topic".into();
+    let mut consumer = consumer_dlq_record("agg-2", at(2));
+    consumer.version = None;
+    consumer.event_type = "MALFORMED".into();
+    consumer.original_event = "not json at all: ünïcode ✓".into();
+    insert(&dlq, &[head.clone(), behind.clone(), consumer.clone()]).await;
+
+    for new in [&head, &behind, &consumer] {
+        let rec = get(&dlq, &new.event_id).await;
+        assert!(rec.id > 0);
+        assert_eq!(rec.event_id, new.event_id);
+        assert_eq!(rec.aggregate_id, new.aggregate_id);
+        assert_eq!(rec.event_type, new.event_type);
+        assert_eq!(rec.version, new.version);
+        assert_eq!(rec.original_event, new.original_event);
+        assert_eq!(rec.failure_reason, new.failure_reason);
+        assert_eq!(rec.failure_time, new.failure_time, "microseconds kept");
+        assert_eq!(rec.status, DlqStatus::Pending);
+        assert_eq!(rec.replay_attempt_time, None);
+        assert_eq!(rec.replay_result, None);
+        assert_eq!(rec.replay_attempts, 0);
+        assert_eq!(rec.source, new.source);
+        assert_eq!(rec.blocked_by, new.blocked_by);
+        assert_eq!(rec.topic, new.topic);
+        assert_eq!(rec.origin, new.origin);
+    }
+    assert_eq!(dlq.get("no-such-event").await.expect("get"), None);
+}
+
+pub async fn list_is_newest_first_with_paging(dlq: Arc<dyn DlqStore>) {
+    // Inserted out of time order: listing is by failure time, not insertion.
+    let recs: Vec<NewDlqRecord> = [3, 0, 4, 1, 2]
+        .into_iter()
+        .map(|t| dlq_record(&format!("agg-{t}"), 1, None, at(t * 1_000)))
+        .collect();
+    insert(&dlq, &recs).await;
+    let by_time = |t: i64| {
+        recs.iter()
+            .find(|r| r.failure_time == at(t * 1_000))
+            .map(|r| r.event_id.as_str())
+            .expect("record")
+    };
+
+    let p0 = dlq.list(None, page(0, 2)).await.expect("list");
+    assert_eq!(ids(&p0.content), [by_time(4), by_time(3)]);
+    assert_eq!(p0.total_elements, 5);
+    assert_eq!(p0.total_pages, 3);
+    assert_eq!((p0.page, p0.size), (0, 2));
+    let p1 = dlq.list(None, page(1, 2)).await.expect("list");
+    assert_eq!(ids(&p1.content), [by_time(2), by_time(1)]);
+    let p2 = dlq.list(None, page(2, 2)).await.expect("list");
+    assert_eq!(ids(&p2.content), [by_time(0)]);
+    let p9 = dlq.list(None, page(9, 2)).await.expect("list");
+    assert!(p9.content.is_empty());
+    assert_eq!(p9.total_elements, 5);
+    let all = dlq.list(None, page(0, 100)).await.expect("list");
+    assert_eq!(all.content.len(), 5);
+    assert_eq!(all.total_pages, 1);
+    assert_eq!(all.content[0], get(&dlq, by_time(4)).await);
+}
+
+pub async fn list_filters_by_status(dlq: Arc<dyn DlqStore>) {
+    let recs: Vec<NewDlqRecord> = (0..5)
+        .map(|t| dlq_record(&format!("agg-{t}"), 1, None, at(t)))
+        .collect();
+    insert(&dlq, &recs).await;
+    dlq.mark_replayed(
+        &[recs[1].event_id.clone(), recs[3].event_id.clone()],
+        at(100),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    dlq.mark_failed(&recs[4].event_id, &recs[4].event_id, at(100), "still down")
+        .await
+        .expect("mark_failed");
+
+    let replayed = dlq
+        .list(Some(DlqStatus::Replayed), page(0, 10))
+        .await
+        .expect("list");
+    assert_eq!(
+        ids(&replayed.content),
+        [&recs[3].event_id, &recs[1].event_id]
+    );
+    assert_eq!(replayed.total_elements, 2);
+    let pending = dlq
+        .list(Some(DlqStatus::Pending), page(0, 1))
+        .await
+        .expect("list");
+    assert_eq!(ids(&pending.content), [&recs[2].event_id]);
+    assert_eq!(pending.total_elements, 2);
+    assert_eq!(pending.total_pages, 2);
+    let failed = dlq
+        .list(Some(DlqStatus::Failed), page(0, 10))
+        .await
+        .expect("list");
+    assert_eq!(ids(&failed.content), [&recs[4].event_id]);
+    let skipped = dlq
+        .list(Some(DlqStatus::Skipped), page(0, 10))
+        .await
+        .expect("list");
+    assert!(skipped.content.is_empty());
+    assert_eq!(skipped.total_elements, 0);
+    assert_eq!(skipped.total_pages, 0);
+}
+
+pub async fn stats_count_per_status(dlq: Arc<dyn DlqStore>) {
+    let empty = dlq.stats().await.expect("stats");
+    assert_eq!(empty.total_count, 0);
+    assert_eq!(empty.oldest_pending_failure_time, None);
+
+    let oldest = dlq_record("agg-0", 1, None, at(-5_000));
+    let replayed = dlq_record("agg-1", 1, None, at(-9_000));
+    let failed = dlq_record("agg-2", 1, None, at(-4_000));
+    let skipped = dlq_record("agg-3", 1, None, at(-10_000));
+    let head = dlq_record("agg-4", 1, None, at(0));
+    let blocked1 = dlq_record("agg-4", 2, Some(&head.event_id), at(1));
+    let blocked2 = dlq_record("agg-4", 3, Some(&head.event_id), at(2));
+    insert(
+        &dlq,
+        &[
+            oldest.clone(),
+            replayed.clone(),
+            failed.clone(),
+            skipped.clone(),
+            head,
+            blocked1,
+            blocked2,
+        ],
+    )
+    .await;
+    dlq.mark_replayed(std::slice::from_ref(&replayed.event_id), at(10), "ok")
+        .await
+        .expect("mark_replayed");
+    dlq.mark_failed(&failed.event_id, &failed.event_id, at(10), "down")
+        .await
+        .expect("mark_failed");
+    let t = dlq
+        .transition(
+            &skipped.event_id,
+            DlqStatus::Pending,
+            DlqStatus::Skipped,
+            "skipped by operator",
+            at(10),
+        )
+        .await
+        .expect("transition");
+    assert!(matches!(t, Transitioned::Done(_)), "{t:?}");
+
+    let stats = dlq.stats().await.expect("stats");
+    assert_eq!(stats.pending_count, 4);
+    assert_eq!(stats.replayed_count, 1);
+    assert_eq!(stats.failed_count, 1);
+    assert_eq!(stats.skipped_count, 1);
+    assert_eq!(stats.total_count, 7);
+    assert_eq!(stats.blocked_count, 2);
+    assert_eq!(
+        stats.oldest_pending_failure_time,
+        Some(oldest.failure_time),
+        "oldest unresolved, ignoring resolved records"
+    );
+}
+
+pub async fn unresolved_heads_only_unblocked_publish_records(dlq: Arc<dyn DlqStore>) {
+    let a = sequence(&dlq, "agg-a").await;
+    let consumer = consumer_dlq_record("agg-b", at(0));
+    let replayed = dlq_record("agg-c", 1, None, at(0));
+    let failed = dlq_record("agg-d", 1, None, at(0));
+    let not_asked = dlq_record("agg-e", 1, None, at(0));
+    insert(
+        &dlq,
+        &[consumer, replayed.clone(), failed.clone(), not_asked],
+    )
+    .await;
+    dlq.mark_replayed(std::slice::from_ref(&replayed.event_id), at(1), "ok")
+        .await
+        .expect("mark_replayed");
+    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+        .await
+        .expect("mark_failed");
+
+    let asked: Vec<String> = ["agg-a", "agg-b", "agg-c", "agg-d", "agg-z"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let heads = dlq.unresolved_heads(&asked).await.expect("heads");
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert_eq!(heads.get("agg-a"), Some(&a[0].event_id));
+    assert_eq!(
+        heads.get("agg-d"),
+        Some(&failed.event_id),
+        "FAILED heads still hold"
+    );
+    assert!(dlq.unresolved_heads(&[]).await.expect("heads").is_empty());
+}
+
+pub async fn blocked_behind_in_version_order(dlq: Arc<dyn DlqStore>) {
+    let head = dlq_record("agg-1", 1, None, at(0));
+    // Inserted out of version order.
+    let v4 = dlq_record("agg-1", 4, Some(&head.event_id), at(1));
+    let v2 = dlq_record("agg-1", 2, Some(&head.event_id), at(2));
+    let v3 = dlq_record("agg-1", 3, Some(&head.event_id), at(3));
+    let v5_done = dlq_record("agg-1", 5, Some(&head.event_id), at(4));
+    let elsewhere_head = dlq_record("agg-2", 1, None, at(0));
+    let elsewhere = dlq_record("agg-2", 2, Some(&elsewhere_head.event_id), at(0));
+    insert(
+        &dlq,
+        &[
+            head.clone(),
+            v4.clone(),
+            v2.clone(),
+            v3.clone(),
+            v5_done.clone(),
+            elsewhere_head,
+            elsewhere,
+        ],
+    )
+    .await;
+    dlq.mark_replayed(std::slice::from_ref(&v5_done.event_id), at(9), "ok")
+        .await
+        .expect("mark_replayed");
+    let behind = dlq
+        .blocked_behind(&head.event_id)
+        .await
+        .expect("blocked_behind");
+    assert_eq!(
+        ids(&behind),
+        [&v2.event_id, &v3.event_id, &v4.event_id],
+        "unresolved records behind the head, in version order"
+    );
+    assert_eq!(behind[0], get(&dlq, &v2.event_id).await);
+    assert!(dlq
+        .blocked_behind(&v2.event_id)
+        .await
+        .expect("b")
+        .is_empty());
+    assert!(dlq.blocked_behind("unknown").await.expect("b").is_empty());
+}
+
+pub async fn mark_replayed_changes_only_unresolved(dlq: Arc<dyn DlqStore>) {
+    let pending = dlq_record("agg-1", 1, None, at(0));
+    let failed = dlq_record("agg-2", 1, None, at(0));
+    let skipped = dlq_record("agg-3", 1, None, at(0));
+    insert(&dlq, &[pending.clone(), failed.clone(), skipped.clone()]).await;
+    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+        .await
+        .expect("mark_failed");
+    dlq.transition(
+        &skipped.event_id,
+        DlqStatus::Pending,
+        DlqStatus::Skipped,
+        "skip",
+        at(1),
+    )
+    .await
+    .expect("transition");
+
+    let all = vec![
+        pending.event_id.clone(),
+        failed.event_id.clone(),
+        skipped.event_id.clone(),
+        "unknown-event".to_owned(),
+    ];
+    dlq.mark_replayed(&all, at(2), "replayed by operator")
+        .await
+        .expect("mark_replayed");
+    let p = get(&dlq, &pending.event_id).await;
+    assert_eq!(p.status, DlqStatus::Replayed);
+    assert_eq!(p.replay_attempts, 1);
+    assert_eq!(p.replay_attempt_time, Some(at(2)));
+    assert_eq!(p.replay_result.as_deref(), Some("replayed by operator"));
+    let f = get(&dlq, &failed.event_id).await;
+    assert_eq!(f.status, DlqStatus::Replayed);
+    assert_eq!(f.replay_attempts, 2, "the failed attempt counted too");
+    let s = get(&dlq, &skipped.event_id).await;
+    assert_eq!(
+        s.status,
+        DlqStatus::Skipped,
+        "resolved records do not change"
+    );
+    assert_eq!(s.replay_attempts, 0);
+
+    // Replaying again changes nothing.
+    dlq.mark_replayed(&all, at(3), "again")
+        .await
+        .expect("mark_replayed");
+    let p2 = get(&dlq, &pending.event_id).await;
+    assert_eq!(p2, p);
+    dlq.mark_replayed(&[], at(3), "nothing")
+        .await
+        .expect("empty");
+}
+
+pub async fn mark_failed_makes_a_new_head(dlq: Arc<dyn DlqStore>) {
+    let seq = sequence(&dlq, "agg-1").await;
+    let (head, b2, b3, b4) = (&seq[0], &seq[1], &seq[2], &seq[3]);
+    // The replay flow: head and v2 go out, v3 fails.
+    dlq.mark_replayed(
+        &[head.event_id.clone(), b2.event_id.clone()],
+        at(10),
+        "replayed",
+    )
+    .await
+    .expect("mark_replayed");
+    dlq.mark_failed(&b3.event_id, &head.event_id, at(11), "replay failed: down")
+        .await
+        .expect("mark_failed");
+
+    let f = get(&dlq, &b3.event_id).await;
+    assert_eq!(f.status, DlqStatus::Failed);
+    assert_eq!(f.blocked_by, None, "the failed record heads its sequence");
+    assert_eq!(f.replay_attempts, 1);
+    assert_eq!(f.replay_attempt_time, Some(at(11)));
+    assert_eq!(f.replay_result.as_deref(), Some("replay failed: down"));
+    let w = get(&dlq, &b4.event_id).await;
+    assert_eq!(
+        w.blocked_by.as_deref(),
+        Some(b3.event_id.as_str()),
+        "re-pointed"
+    );
+    assert_eq!(w.status, DlqStatus::Pending);
+
+    let heads = dlq
+        .unresolved_heads(&["agg-1".to_owned()])
+        .await
+        .expect("heads");
+    assert_eq!(heads.get("agg-1"), Some(&b3.event_id));
+    assert_eq!(
+        ids(&dlq.blocked_behind(&b3.event_id).await.expect("behind")),
+        [&b4.event_id]
+    );
+    assert!(dlq
+        .blocked_behind(&head.event_id)
+        .await
+        .expect("behind")
+        .is_empty());
+
+    // A head that fails its own replay stays the head (previous_head == itself).
+    dlq.mark_failed(&b3.event_id, &b3.event_id, at(12), "again")
+        .await
+        .expect("mark_failed");
+    let f = get(&dlq, &b3.event_id).await;
+    assert_eq!(f.replay_attempts, 2);
+    assert_eq!(f.blocked_by, None);
+    assert_eq!(
+        get(&dlq, &b4.event_id).await.blocked_by.as_deref(),
+        Some(b3.event_id.as_str())
+    );
+}
+
+pub async fn transition_is_conditional(dlq: Arc<dyn DlqStore>) {
+    let failed = dlq_record("agg-1", 1, None, at(0));
+    let pending = dlq_record("agg-2", 1, None, at(0));
+    insert(&dlq, &[failed.clone(), pending.clone()]).await;
+    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+        .await
+        .expect("mark_failed");
+
+    let done = dlq
+        .transition(
+            &failed.event_id,
+            DlqStatus::Failed,
+            DlqStatus::Pending,
+            "reset to PENDING by operator",
+            at(2),
+        )
+        .await
+        .expect("transition");
+    let Transitioned::Done(rec) = done else {
+        panic!("expected Done, got {done:?}");
+    };
+    assert_eq!(rec.status, DlqStatus::Pending);
+    assert_eq!(
+        rec.replay_result.as_deref(),
+        Some("reset to PENDING by operator")
+    );
+    assert_eq!(rec.replay_attempts, 1, "a reset is not a replay attempt");
+    assert_eq!(
+        rec,
+        get(&dlq, &failed.event_id).await,
+        "Done returns the stored record"
+    );
+
+    let before = get(&dlq, &pending.event_id).await;
+    let wrong = dlq
+        .transition(
+            &pending.event_id,
+            DlqStatus::Failed,
+            DlqStatus::Pending,
+            "reset",
+            at(3),
+        )
+        .await
+        .expect("transition");
+    assert_eq!(wrong, Transitioned::WrongStatus(before.clone()));
+    assert_eq!(get(&dlq, &pending.event_id).await, before, "unchanged");
+
+    let missing = dlq
+        .transition(
+            "no-such-event",
+            DlqStatus::Failed,
+            DlqStatus::Pending,
+            "r",
+            at(3),
+        )
+        .await
+        .expect("transition");
+    assert_eq!(missing, Transitioned::NotFound);
+    assert_eq!(before.source, DlqSource::Publish);
+}

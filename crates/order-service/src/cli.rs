@@ -1,0 +1,72 @@
+//! The command line: `order-service [serve]`, `order-service migrate`,
+//! `order-service rebuild-read-model`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::startup;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-service",
+    version,
+    about = "Event-sourced order service (configuration: ORDER_* variables, see config/default.toml)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and its background workers (the default).
+    Serve,
+    /// Create or upgrade the database schemas, then exit.
+    Migrate,
+    /// Rebuild the read model from the event store (offline), print the report.
+    RebuildReadModel,
+}
+
+/// Exit code for invalid configuration.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Runs the parsed command to completion.
+pub async fn run(cli: Cli, config: Config) -> ExitCode {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => match startup::spawn_app(config).await {
+            Ok(app) => {
+                app.run_until_signal().await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::Migrate => match startup::migrate(&config) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::RebuildReadModel => match startup::rebuild_read_model(&config).await {
+            Ok(r) => {
+                println!(
+                    "read model rebuilt: {} events, {} orders in {} ms ({} events/s)",
+                    r.events, r.orders, r.millis, r.events_per_second
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+    }
+}
+
+fn fail(e: &startup::StartupError) -> ExitCode {
+    tracing::error!(error = %e, "order-service failed");
+    eprintln!("order-service: {e}");
+    match e {
+        startup::StartupError::Config(_) => ExitCode::from(EXIT_CONFIG),
+        _ => ExitCode::FAILURE,
+    }
+}

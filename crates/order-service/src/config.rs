@@ -1,0 +1,709 @@
+//! Layered configuration: the compiled-in `config/default.toml` → the file
+//! named by `ORDER_CONFIG_FILE` → `ORDER_*` environment variables. Every
+//! value is validated here, at start-up; an error names the variable (or the
+//! file key) so `main` can print one line and exit with code 2.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The defaults, documented key by key.
+pub const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
+
+/// Environment variable naming an optional TOML file with overrides.
+pub const CONFIG_FILE_VAR: &str = "ORDER_CONFIG_FILE";
+
+/// Every key a file may set; the environment variable is `ORDER_` + upper case.
+const KEYS: &[&str] = &[
+    "port",
+    "bind",
+    "database_url",
+    "read_model_path",
+    "bus_path",
+    "kafka_brokers",
+    "mongodb_uri",
+    "publish_max_attempts",
+    "publish_backoff_ms",
+    "test_endpoints",
+    "topic_events",
+    "topic_dlq",
+    "projector_group",
+    "dlq_recorder_group",
+    "commit_batch_max",
+    "relay_batch_size",
+    "command_timeout_ms",
+    "max_body_bytes",
+    "log",
+    "log_format",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
+}
+
+/// Where the event store, outbox and DLQ live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseTarget::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub database: DatabaseTarget,
+    pub read_model_path: PathBuf,
+    pub bus_path: PathBuf,
+    pub publish_max_attempts: u32,
+    pub publish_backoff: Duration,
+    pub test_endpoints: bool,
+    pub topic_events: String,
+    pub topic_dlq: String,
+    pub projector_group: String,
+    pub dlq_recorder_group: String,
+    pub commit_batch_max: usize,
+    pub relay_batch_size: usize,
+    pub command_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// One raw value and where it came from (for error messages).
+#[derive(Clone, Debug)]
+struct Raw {
+    value: String,
+    source: String,
+}
+
+type Layer = BTreeMap<&'static str, Raw>;
+
+fn env_name(key: &str) -> String {
+    format!("ORDER_{}", key.to_ascii_uppercase())
+}
+
+/// Reads a TOML document into a layer of raw strings; unknown keys and
+/// non-scalar values are errors.
+fn toml_layer(text: &str, origin: &str) -> Result<Layer, ConfigError> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError::new(format!("{origin}: not valid TOML: {}", e.message())))?;
+    let mut layer = Layer::new();
+    for (k, v) in table {
+        let Some(key) = KEYS.iter().copied().find(|known| *known == k) else {
+            return Err(ConfigError::new(format!(
+                "{origin}: unknown key `{k}` (known keys: {})",
+                KEYS.join(", ")
+            )));
+        };
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{origin}: key `{k}` must be a string, integer or boolean"
+                )))
+            }
+        };
+        layer.insert(
+            key,
+            Raw {
+                value,
+                source: format!("`{k}` in {origin}"),
+            },
+        );
+    }
+    Ok(layer)
+}
+
+fn env_layer(env: &HashMap<String, String>) -> Layer {
+    let mut layer = Layer::new();
+    for key in KEYS {
+        let name = env_name(key);
+        if let Some(v) = env.get(&name) {
+            // An empty variable counts as unset (a common compose-file idiom).
+            if !v.trim().is_empty() {
+                layer.insert(
+                    key,
+                    Raw {
+                        value: v.trim().to_owned(),
+                        source: name,
+                    },
+                );
+            }
+        }
+    }
+    layer
+}
+
+impl Config {
+    /// Loads from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k.starts_with("ORDER_"))
+            .collect();
+        Self::from_env(&env)
+    }
+
+    /// Loads with `env` standing in for the environment (tests).
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut merged = toml_layer(DEFAULTS_TOML, "the built-in defaults")?;
+        if let Some(path) = env.get(CONFIG_FILE_VAR).filter(|p| !p.trim().is_empty()) {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(format!("{CONFIG_FILE_VAR}: cannot read {path:?}: {e}"))
+            })?;
+            merged.extend(toml_layer(&text, path)?);
+        }
+        merged.extend(env_layer(env));
+        Self::from_layer(&merged)
+    }
+
+    /// The built-in defaults only.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::from_env(&HashMap::new())
+    }
+
+    /// A configuration for tests: everything in `dir`, any free port on
+    /// loopback, short publish backoff.
+    pub fn for_tests(dir: &Path) -> Result<Self, ConfigError> {
+        let mut c = Self::defaults()?;
+        c.bind = IpAddr::from([127, 0, 0, 1]);
+        c.port = 0;
+        c.database = DatabaseTarget::Sqlite(dir.join("orders.db"));
+        c.read_model_path = dir.join("read-model.db");
+        c.bus_path = dir.join("bus.db");
+        c.publish_max_attempts = 2;
+        c.publish_backoff = Duration::from_millis(5);
+        c.test_endpoints = true;
+        Ok(c)
+    }
+
+    fn from_layer(l: &Layer) -> Result<Self, ConfigError> {
+        let p = Parser(l);
+        if let Some(raw) = p.get("kafka_brokers") {
+            return Err(not_in_build(raw, "Kafka support"));
+        }
+        if let Some(raw) = p.get("mongodb_uri") {
+            return Err(not_in_build(raw, "MongoDB support"));
+        }
+        let db_raw = p.required("database_url")?;
+        let database = parse_database_url(db_raw)?;
+        let DatabaseTarget::Sqlite(db_path) = &database;
+        let beside = |name: &str| -> PathBuf {
+            match db_path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+                _ => PathBuf::from(name),
+            }
+        };
+        let read_model_path = p
+            .path("read_model_path")?
+            .unwrap_or_else(|| beside("read-model.db"));
+        let bus_path = p.path("bus_path")?.unwrap_or_else(|| beside("bus.db"));
+        let files = [
+            ("ORDER_DATABASE_URL", db_path.as_path()),
+            ("ORDER_READ_MODEL_PATH", read_model_path.as_path()),
+            ("ORDER_BUS_PATH", bus_path.as_path()),
+        ];
+        for (i, (a, pa)) in files.iter().enumerate() {
+            for (b, pb) in files.iter().skip(i + 1) {
+                if pa == pb {
+                    return Err(ConfigError::new(format!(
+                        "{a} and {b} name the same file {}; each needs its own",
+                        pa.display()
+                    )));
+                }
+            }
+        }
+
+        let topic_events = p.topic("topic_events")?;
+        let topic_dlq = p.topic("topic_dlq")?;
+        if topic_events == topic_dlq {
+            return Err(ConfigError::new(format!(
+                "ORDER_TOPIC_EVENTS and ORDER_TOPIC_DLQ must differ (both are {topic_events:?})"
+            )));
+        }
+        let projector_group = p.name("projector_group")?;
+        let dlq_recorder_group = p.name("dlq_recorder_group")?;
+        if projector_group == dlq_recorder_group {
+            return Err(ConfigError::new(format!(
+                "ORDER_PROJECTOR_GROUP and ORDER_DLQ_RECORDER_GROUP must differ (both are {projector_group:?})"
+            )));
+        }
+
+        let log = p.required("log")?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.value) {
+            return Err(ConfigError::new(format!(
+                "{}: invalid log filter {:?}: {e}",
+                log.source, log.value
+            )));
+        }
+        let fmt_raw = p.required("log_format")?;
+        let log_format = match fmt_raw.value.to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(ConfigError::new(format!(
+                    "{}: invalid value {:?}: expected text or json",
+                    fmt_raw.source, fmt_raw.value
+                )))
+            }
+        };
+        let bind_raw = p.required("bind")?;
+        let bind = bind_raw.value.parse::<IpAddr>().map_err(|_| {
+            ConfigError::new(format!(
+                "{}: invalid value {:?}: expected an IP address such as 0.0.0.0 or 127.0.0.1",
+                bind_raw.source, bind_raw.value
+            ))
+        })?;
+
+        Ok(Config {
+            bind,
+            port: p.int("port", 0, u64::from(u16::MAX))? as u16,
+            database,
+            read_model_path,
+            bus_path,
+            publish_max_attempts: p.int("publish_max_attempts", 1, 100)? as u32,
+            publish_backoff: Duration::from_millis(p.int("publish_backoff_ms", 0, 600_000)?),
+            // Default: on in the embedded profile (the only one in this build).
+            test_endpoints: p.bool("test_endpoints")?.unwrap_or(true),
+            topic_events,
+            topic_dlq,
+            projector_group,
+            dlq_recorder_group,
+            commit_batch_max: p.int("commit_batch_max", 1, 100_000)? as usize,
+            relay_batch_size: p.int("relay_batch_size", 1, 100_000)? as usize,
+            command_timeout: Duration::from_millis(p.int("command_timeout_ms", 1, 600_000)?),
+            max_body_bytes: p.int("max_body_bytes", 1024, 64 * 1024 * 1024)? as usize,
+            log: log.value.clone(),
+            log_format,
+        })
+    }
+
+    /// The SQLite file of the event store.
+    pub fn database_path(&self) -> &Path {
+        match &self.database {
+            DatabaseTarget::Sqlite(p) => p,
+        }
+    }
+}
+
+fn not_in_build(raw: &Raw, what: &str) -> ConfigError {
+    ConfigError::new(format!(
+        "{}: {what} is not in this build yet; unset it to use the embedded default",
+        raw.source
+    ))
+}
+
+fn parse_database_url(raw: &Raw) -> Result<DatabaseTarget, ConfigError> {
+    let url = raw.value.as_str();
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("mysql:") || lower.starts_with("mariadb:") {
+        return Err(ConfigError::new(format!(
+            "{}: MySQL support is not in this build yet; use sqlite://PATH",
+            raw.source
+        )));
+    }
+    let path = if let Some(rest) = strip_prefix_ci(url, "sqlite://") {
+        rest
+    } else if let Some(rest) = strip_prefix_ci(url, "sqlite:") {
+        rest
+    } else {
+        // Secrets may sit in a URL: never echo it back.
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        return Err(ConfigError::new(format!(
+            "{}: unsupported database URL scheme {scheme:?}: expected sqlite://PATH",
+            raw.source
+        )));
+    };
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if path.is_empty() || path == ":memory:" {
+        return Err(ConfigError::new(format!(
+            "{}: {url:?} names no file: expected sqlite://PATH, e.g. sqlite://data/orders.db",
+            raw.source
+        )));
+    }
+    Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    if s.len() >= prefix.len() && s.is_char_boundary(prefix.len()) {
+        let (head, tail) = s.split_at(prefix.len());
+        head.eq_ignore_ascii_case(prefix).then_some(tail)
+    } else {
+        None
+    }
+}
+
+struct Parser<'a>(&'a Layer);
+
+impl Parser<'_> {
+    fn get(&self, key: &str) -> Option<&Raw> {
+        self.0.get(key).filter(|r| !r.value.trim().is_empty())
+    }
+
+    fn required(&self, key: &str) -> Result<&Raw, ConfigError> {
+        self.get(key)
+            .ok_or_else(|| ConfigError::new(format!("{} must be set", env_name(key))))
+    }
+
+    fn int(&self, key: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+        let raw = self.required(key)?;
+        match raw.value.trim().parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
+            _ => Err(ConfigError::new(format!(
+                "{}: invalid value {:?}: expected an integer from {min} to {max}",
+                raw.source, raw.value
+            ))),
+        }
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        let Some(raw) = self.get(key) else {
+            return Ok(None);
+        };
+        match raw.value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError::new(format!(
+                "{}: invalid value {:?}: expected true or false",
+                raw.source, raw.value
+            ))),
+        }
+    }
+
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, ConfigError> {
+        Ok(self.get(key).map(|r| PathBuf::from(r.value.trim())))
+    }
+
+    /// A Kafka topic name: 1..=249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+    fn topic(&self, key: &str) -> Result<String, ConfigError> {
+        let raw = self.required(key)?;
+        let v = raw.value.trim();
+        let ok = !v.is_empty()
+            && v.len() <= 249
+            && v != "."
+            && v != ".."
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(v.to_owned())
+        } else {
+            Err(ConfigError::new(format!(
+                "{}: invalid topic name {:?}: use 1 to 249 of A-Z a-z 0-9 . _ -",
+                raw.source, raw.value
+            )))
+        }
+    }
+
+    /// A consumer group name: 1..=255 printable characters.
+    fn name(&self, key: &str) -> Result<String, ConfigError> {
+        let raw = self.required(key)?;
+        let v = raw.value.trim();
+        if v.len() <= 255 && !v.chars().any(char::is_control) {
+            Ok(v.to_owned())
+        } else {
+            Err(ConfigError::new(format!(
+                "{}: invalid value {:?}: expected 1 to 255 printable characters",
+                raw.source, raw.value
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        match Config::from_env(&env(pairs)) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_built_in_defaults_are_the_documented_ones() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.port, 8084);
+        assert_eq!(c.bind, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(
+            c.database,
+            DatabaseTarget::Sqlite(PathBuf::from("data/orders.db"))
+        );
+        assert_eq!(c.read_model_path, PathBuf::from("data/read-model.db"));
+        assert_eq!(c.bus_path, PathBuf::from("data/bus.db"));
+        assert_eq!(c.publish_max_attempts, 3);
+        assert_eq!(c.publish_backoff, Duration::from_millis(1000));
+        assert!(c.test_endpoints);
+        assert_eq!(c.topic_events, "order-events");
+        assert_eq!(c.topic_dlq, "order-events-dlq");
+        assert_eq!(c.projector_group, "order-projector");
+        assert_eq!(c.dlq_recorder_group, "order-dlq-recorder");
+        assert_eq!(c.commit_batch_max, 512);
+        assert_eq!(c.relay_batch_size, 500);
+        assert_eq!(c.command_timeout, Duration::from_millis(5000));
+        assert_eq!(c.max_body_bytes, 262_144);
+        assert_eq!(c.log, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn every_key_of_the_defaults_file_is_known_and_documented_with_its_variable() {
+        for key in KEYS {
+            assert!(
+                DEFAULTS_TOML.contains(&env_name(key)),
+                "{key} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_the_defaults() {
+        let c = Config::from_env(&env(&[
+            ("ORDER_PORT", "9000"),
+            ("ORDER_BIND", "127.0.0.1"),
+            ("ORDER_DATABASE_URL", "sqlite:///var/lib/orders/o.db"),
+            ("ORDER_PUBLISH_MAX_ATTEMPTS", "5"),
+            ("ORDER_PUBLISH_BACKOFF_MS", "10"),
+            ("ORDER_TEST_ENDPOINTS", "false"),
+            ("ORDER_LOG_FORMAT", "JSON"),
+        ]))
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.database_path(), Path::new("/var/lib/orders/o.db"));
+        assert_eq!(
+            c.read_model_path,
+            PathBuf::from("/var/lib/orders/read-model.db")
+        );
+        assert_eq!(c.bus_path, PathBuf::from("/var/lib/orders/bus.db"));
+        assert_eq!(c.publish_max_attempts, 5);
+        assert_eq!(c.publish_backoff, Duration::from_millis(10));
+        assert!(!c.test_endpoints);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_config_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("order.toml");
+        std::fs::write(
+            &file,
+            "port = 7000\nrelay_batch_size = 42\nread_model_path = \"/tmp/rm.db\"\n",
+        )
+        .unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let c = Config::from_env(&env(&[
+            (CONFIG_FILE_VAR, path.as_str()),
+            ("ORDER_PORT", "7001"),
+        ]))
+        .unwrap();
+        assert_eq!(c.port, 7001, "env wins over the file");
+        assert_eq!(c.relay_batch_size, 42, "the file wins over the defaults");
+        assert_eq!(c.read_model_path, PathBuf::from("/tmp/rm.db"));
+        assert_eq!(c.commit_batch_max, 512, "untouched keys keep their default");
+    }
+
+    #[test]
+    fn an_empty_environment_variable_counts_as_unset() {
+        let c =
+            Config::from_env(&env(&[("ORDER_KAFKA_BROKERS", ""), ("ORDER_PORT", " ")])).unwrap();
+        assert_eq!(c.port, 8084);
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_config_file_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let e = err(&[(CONFIG_FILE_VAR, path.as_str())]);
+        assert!(e.contains("unknown key `prot`"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_config_file_names_the_variable() {
+        let e = err(&[(CONFIG_FILE_VAR, "/nonexistent/order.toml")]);
+        assert!(e.starts_with("ORDER_CONFIG_FILE"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_that_is_not_toml_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "port = = 1\n").unwrap();
+        let path = file.to_string_lossy().into_owned();
+        let e = err(&[(CONFIG_FILE_VAR, path.as_str())]);
+        assert!(e.contains("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn a_non_numeric_port_names_the_variable() {
+        let e = err(&[("ORDER_PORT", "eighty")]);
+        assert!(e.starts_with("ORDER_PORT: invalid value \"eighty\""), "{e}");
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_rejected() {
+        let e = err(&[("ORDER_PORT", "70000")]);
+        assert!(e.contains("ORDER_PORT") && e.contains("0 to 65535"), "{e}");
+    }
+
+    #[test]
+    fn an_invalid_bind_address_is_rejected() {
+        let e = err(&[("ORDER_BIND", "localhost:80")]);
+        assert!(e.starts_with("ORDER_BIND"), "{e}");
+    }
+
+    #[test]
+    fn a_mysql_url_is_a_clear_not_yet_supported_error() {
+        let e = err(&[("ORDER_DATABASE_URL", "mysql://root:secret@localhost/orders")]);
+        assert!(e.contains("MySQL support is not in this build yet"), "{e}");
+        assert!(!e.contains("secret"), "secrets are never echoed: {e}");
+    }
+
+    #[test]
+    fn an_unknown_database_scheme_is_rejected_without_echoing_the_url() {
+        let e = err(&[("ORDER_DATABASE_URL", "postgres://u:secret@h/db")]);
+        assert!(e.contains("unsupported database URL scheme"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn a_sqlite_url_without_a_path_is_rejected() {
+        let e = err(&[("ORDER_DATABASE_URL", "sqlite://")]);
+        assert!(e.starts_with("ORDER_DATABASE_URL"), "{e}");
+    }
+
+    #[test]
+    fn kafka_brokers_are_a_clear_not_yet_supported_error() {
+        let e = err(&[("ORDER_KAFKA_BROKERS", "localhost:9092")]);
+        assert!(
+            e.starts_with("ORDER_KAFKA_BROKERS") && e.contains("not in this build yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_mongodb_uri_is_a_clear_not_yet_supported_error() {
+        let e = err(&[("ORDER_MONGODB_URI", "mongodb://localhost")]);
+        assert!(
+            e.starts_with("ORDER_MONGODB_URI") && e.contains("not in this build yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn publish_attempts_must_be_at_least_one() {
+        let e = err(&[("ORDER_PUBLISH_MAX_ATTEMPTS", "0")]);
+        assert!(e.starts_with("ORDER_PUBLISH_MAX_ATTEMPTS"), "{e}");
+    }
+
+    #[test]
+    fn a_negative_backoff_is_rejected() {
+        let e = err(&[("ORDER_PUBLISH_BACKOFF_MS", "-5")]);
+        assert!(e.starts_with("ORDER_PUBLISH_BACKOFF_MS"), "{e}");
+    }
+
+    #[test]
+    fn test_endpoints_must_be_a_boolean() {
+        let e = err(&[("ORDER_TEST_ENDPOINTS", "maybe")]);
+        assert!(e.starts_with("ORDER_TEST_ENDPOINTS"), "{e}");
+    }
+
+    #[test]
+    fn an_invalid_topic_name_is_rejected() {
+        let e = err(&[("ORDER_TOPIC_EVENTS", "order events!")]);
+        assert!(e.starts_with("ORDER_TOPIC_EVENTS"), "{e}");
+    }
+
+    #[test]
+    fn the_events_and_dlq_topics_must_differ() {
+        let e = err(&[("ORDER_TOPIC_DLQ", "order-events")]);
+        assert!(e.contains("must differ"), "{e}");
+    }
+
+    #[test]
+    fn the_two_consumer_groups_must_differ() {
+        let e = err(&[("ORDER_DLQ_RECORDER_GROUP", "order-projector")]);
+        assert!(e.contains("must differ"), "{e}");
+    }
+
+    #[test]
+    fn batch_sizes_and_timeouts_must_be_in_range() {
+        for var in [
+            "ORDER_COMMIT_BATCH_MAX",
+            "ORDER_RELAY_BATCH_SIZE",
+            "ORDER_COMMAND_TIMEOUT_MS",
+        ] {
+            let e = err(&[(var, "0")]);
+            assert!(e.starts_with(var), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_tiny_body_limit_is_rejected() {
+        let e = err(&[("ORDER_MAX_BODY_BYTES", "10")]);
+        assert!(e.starts_with("ORDER_MAX_BODY_BYTES"), "{e}");
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_rejected() {
+        let e = err(&[("ORDER_LOG", "info,[[[")]);
+        assert!(e.starts_with("ORDER_LOG"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_log_format_is_rejected() {
+        let e = err(&[("ORDER_LOG_FORMAT", "xml")]);
+        assert!(e.starts_with("ORDER_LOG_FORMAT"), "{e}");
+    }
+
+    #[test]
+    fn the_bus_and_the_read_model_cannot_share_the_database_file() {
+        let e = err(&[
+            ("ORDER_DATABASE_URL", "sqlite://x/orders.db"),
+            ("ORDER_BUS_PATH", "x/orders.db"),
+        ]);
+        assert!(e.contains("same file"), "{e}");
+    }
+
+    #[test]
+    fn a_database_file_without_a_directory_puts_the_others_in_the_working_directory() {
+        let c = Config::from_env(&env(&[("ORDER_DATABASE_URL", "sqlite://orders.db")])).unwrap();
+        assert_eq!(c.read_model_path, PathBuf::from("read-model.db"));
+        assert_eq!(c.bus_path, PathBuf::from("bus.db"));
+    }
+}

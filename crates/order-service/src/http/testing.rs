@@ -1,0 +1,58 @@
+//! `/api/test`: demo and test helpers, mounted only when
+//! `ORDER_TEST_ENDPOINTS` is on.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use serde_json::json;
+
+use super::error::ApiError;
+use crate::startup::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn publish_event(
+    State(state): State<AppState>,
+) -> Result<Json<order_core::app::TestPublishOutcome>, ApiError> {
+    Ok(Json(state.dlq.publish_test_event().await?))
+}
+
+#[derive(Serialize)]
+pub struct BusStatus {
+    kafka: &'static str,
+    message: String,
+}
+
+/// Asks the configured bus (through the fault switch) whether it is
+/// reachable. Publishes nothing.
+pub async fn kafka_status(State(state): State<AppState>) -> Json<BusStatus> {
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, state.bus.check(CHECK_TIMEOUT)).await;
+    Json(match checked {
+        Ok(Ok(message)) => BusStatus {
+            kafka: "UP",
+            message,
+        },
+        Ok(Err(e)) => BusStatus {
+            kafka: "DOWN",
+            message: e.to_string(),
+        },
+        Err(_) => BusStatus {
+            kafka: "DOWN",
+            message: format!("no answer from the bus within {CHECK_TIMEOUT:?}"),
+        },
+    })
+}
+
+pub async fn bus_down(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.fault.set_down(true);
+    tracing::warn!("bus switched OFF by operator: every publish attempt now fails");
+    Json(json!({ "busDown": true }))
+}
+
+pub async fn bus_up(State(state): State<AppState>) -> Json<serde_json::Value> {
+    state.fault.set_down(false);
+    tracing::info!("bus switched back ON by operator");
+    Json(json!({ "busDown": false }))
+}

@@ -1,0 +1,444 @@
+//! Builds the whole application from a [`Config`]: adapters, services, the
+//! background workers (outbox relay, projector, DLQ recorder) and the HTTP
+//! server, and shuts them down gracefully.
+//!
+//! Where an event goes after commit: `GroupCommitter` (one transaction per
+//! batch) → wakes the `OutboxRelay` → publishes through the `SwitchableBus`
+//! (the operator's fault switch) → the `Projector` consumes it into the read
+//! model; what cannot be published is parked in the DLQ.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use order_core::app::{
+    CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter, Metrics, OrderQueries,
+    OutboxRelay, Projector, ProjectorConfig, PublishGate, RebuildReport, RelayConfig, RetryPolicy,
+    SwitchableBus,
+};
+use order_core::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel};
+use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+
+/// How long an idle relay waits before looking at the outbox again (another
+/// instance's commits do not wake it).
+const RELAY_IDLE_POLL: Duration = Duration::from_millis(500);
+/// Messages the projector applies per read-model transaction.
+const PROJECTOR_BATCH: usize = 1000;
+/// Longest wait for in-flight requests and workers at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot open {what} at {path}: {cause}")]
+    Open {
+        what: &'static str,
+        path: String,
+        cause: String,
+    },
+    #[error("cannot subscribe to the event bus: {0}")]
+    Bus(String),
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: String, cause: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a request handler needs.
+pub struct Services {
+    pub config: Config,
+    pub commands: CommandService,
+    pub queries: OrderQueries,
+    pub event_store: Arc<dyn EventStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub dlq_store: Arc<dyn DlqStore>,
+    pub read_model: Arc<dyn ReadModel>,
+    pub dlq: DlqService,
+    pub projector: Arc<Projector>,
+    pub relay: Arc<OutboxRelay>,
+    /// The bus behind the fault switch: everything that publishes events.
+    pub bus: Arc<dyn EventBus>,
+    /// The bus itself: subscriptions and the projector's dead letters.
+    pub raw_bus: Arc<dyn EventBus>,
+    pub fault: Arc<FaultSwitch>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Shared, cheaply clonable application state.
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The background workers and the switch that stops them.
+pub struct Workers {
+    shutdown: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Asks every worker to stop and waits (bounded) for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for h in self.handles {
+            if tokio::time::timeout(SHUTDOWN_GRACE, h).await.is_err() {
+                tracing::warn!("a background worker did not stop in time");
+            }
+        }
+    }
+}
+
+/// The state plus its running workers, without an HTTP server (tests drive
+/// it through [`crate::http::router`]).
+pub struct App {
+    pub state: AppState,
+    pub workers: Workers,
+}
+
+fn open_err(
+    what: &'static str,
+    path: &std::path::Path,
+    cause: impl std::fmt::Display,
+) -> StartupError {
+    StartupError::Open {
+        what,
+        path: path.display().to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+/// Creates the parent directory of a SQLite file (`sqlite://PATH` creates
+/// the file, and so its directory).
+fn ensure_parent(path: &std::path::Path, what: &'static str) -> Result<(), StartupError> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(what, dir, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn open_store(config: &Config) -> Result<SqliteStore, StartupError> {
+    let path = config.database_path();
+    ensure_parent(path, "the database")?;
+    SqliteStore::open(path).map_err(|e| open_err("the database", path, e))
+}
+
+fn open_read_model(config: &Config) -> Result<SqliteReadModel, StartupError> {
+    let path = &config.read_model_path;
+    ensure_parent(path, "the read model")?;
+    SqliteReadModel::open(path).map_err(|e| open_err("the read model", path, e))
+}
+
+fn open_bus(config: &Config) -> Result<EmbeddedBus, StartupError> {
+    let path = &config.bus_path;
+    ensure_parent(path, "the embedded bus")?;
+    EmbeddedBus::open(path).map_err(|e| open_err("the embedded bus", path, e))
+}
+
+/// Opens the adapters, builds the services and starts the workers.
+pub async fn build(config: Config) -> Result<App, StartupError> {
+    let store = Arc::new(open_store(&config)?);
+    let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(&config)?);
+    let raw_bus: Arc<dyn EventBus> = Arc::new(open_bus(&config)?);
+    let event_store: Arc<dyn EventStore> = store.clone();
+    let outbox: Arc<dyn Outbox> = store.clone();
+    let dlq_store: Arc<dyn DlqStore> = store;
+
+    let metrics = Arc::new(Metrics::default());
+    let fault = Arc::new(FaultSwitch::default());
+    let bus: Arc<dyn EventBus> = Arc::new(SwitchableBus::new(raw_bus.clone(), fault.clone()));
+    let committed = Arc::new(Notify::new());
+    let gate: PublishGate = PublishGate::default();
+    let policy = RetryPolicy {
+        max_attempts: config.publish_max_attempts,
+        backoff: config.publish_backoff,
+    };
+
+    let committer = GroupCommitter::start(
+        event_store.clone(),
+        config.commit_batch_max,
+        committed.clone(),
+        metrics.clone(),
+    );
+    let commands = CommandService::new(
+        event_store.clone(),
+        committer,
+        metrics.clone(),
+        config.command_timeout,
+    );
+    let queries = OrderQueries::new(event_store.clone());
+    let relay = Arc::new(OutboxRelay::new(
+        outbox.clone(),
+        dlq_store.clone(),
+        bus.clone(),
+        gate.clone(),
+        RelayConfig {
+            topic: config.topic_events.clone(),
+            batch_size: config.relay_batch_size,
+            policy,
+            idle_poll: RELAY_IDLE_POLL,
+        },
+        metrics.clone(),
+        committed,
+    ));
+    let projector = Arc::new(Projector::new(
+        read_model.clone(),
+        event_store.clone(),
+        raw_bus.clone(),
+        ProjectorConfig {
+            group: config.projector_group.clone(),
+            topic: config.topic_events.clone(),
+            dlq_topic: config.topic_dlq.clone(),
+            batch_size: PROJECTOR_BATCH,
+        },
+        metrics.clone(),
+    ));
+    let recorder = Arc::new(DlqRecorder::new(
+        dlq_store.clone(),
+        config.topic_events.clone(),
+        metrics.clone(),
+    ));
+    let dlq = DlqService::new(
+        dlq_store.clone(),
+        bus.clone(),
+        gate,
+        policy,
+        config.topic_events.clone(),
+        metrics.clone(),
+    );
+
+    let projector_sub = raw_bus
+        .subscribe(&config.projector_group, &config.topic_events)
+        .await
+        .map_err(|e| StartupError::Bus(e.to_string()))?;
+    let recorder_sub = raw_bus
+        .subscribe(&config.dlq_recorder_group, &config.topic_dlq)
+        .await
+        .map_err(|e| StartupError::Bus(e.to_string()))?;
+
+    let (shutdown, rx) = watch::channel(false);
+    let handles = vec![
+        tokio::spawn(relay.clone().run(rx.clone())),
+        tokio::spawn(projector.clone().run(projector_sub, rx.clone())),
+        tokio::spawn(recorder.run(recorder_sub, rx)),
+    ];
+
+    let state = AppState(Arc::new(Services {
+        config,
+        commands,
+        queries,
+        event_store,
+        outbox,
+        dlq_store,
+        read_model,
+        dlq,
+        projector,
+        relay,
+        bus,
+        raw_bus,
+        fault,
+        metrics,
+    }));
+    Ok(App {
+        state,
+        workers: Workers { shutdown, handles },
+    })
+}
+
+/// A running service: HTTP server plus workers.
+pub struct RunningApp {
+    /// The address actually bound (useful with port 0).
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Workers,
+}
+
+impl RunningApp {
+    /// Stops accepting connections, lets in-flight requests finish, then
+    /// stops the workers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "HTTP server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "HTTP server task failed"),
+            Err(_) => tracing::warn!("in-flight requests did not finish in time"),
+        }
+        self.workers.stop().await;
+        tracing::info!("order-service stopped");
+    }
+
+    /// Serves until SIGTERM or Ctrl-C (or the server fails), then shuts down.
+    pub async fn run_until_signal(mut self) {
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutdown signal received"),
+            r = &mut self.server => {
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server failed"),
+                    Err(e) => tracing::error!(error = %e, "HTTP server task failed"),
+                }
+                self.workers.stop().await;
+                return;
+            }
+        }
+        self.shutdown().await;
+    }
+}
+
+/// Builds the app, binds `bind:port` (port 0 = any free port) and serves.
+pub async fn spawn_app(config: Config) -> Result<RunningApp, StartupError> {
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|cause| StartupError::Bind {
+            addr: addr.to_string(),
+            cause,
+        })?;
+    let addr = listener.local_addr().map_err(|cause| StartupError::Bind {
+        addr: addr.to_string(),
+        cause,
+    })?;
+    let app = build(config).await?;
+    let router = crate::http::router(app.state.clone());
+    let (stop, mut stop_rx) = watch::channel(false);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    tracing::info!(
+        %addr,
+        database = %app.state.config.database_path().display(),
+        read_model = %app.state.config.read_model_path.display(),
+        bus = %app.state.config.bus_path.display(),
+        test_endpoints = app.state.config.test_endpoints,
+        "order-service listening"
+    );
+    Ok(RunningApp {
+        addr,
+        state: app.state,
+        stop,
+        server,
+        workers: app.workers,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `order-service migrate`: creates or upgrades the schemas of every
+/// SQLite file, then returns a one-line summary.
+pub fn migrate(config: &Config) -> Result<String, StartupError> {
+    let db = config.database_path();
+    ensure_parent(db, "the database")?;
+    order_store_sqlite::migrate(db).map_err(|e| open_err("the database", db, e))?;
+    let rm = &config.read_model_path;
+    ensure_parent(rm, "the read model")?;
+    SqliteReadModel::migrate(rm).map_err(|e| open_err("the read model", rm, e))?;
+    let bus = &config.bus_path;
+    ensure_parent(bus, "the embedded bus")?;
+    EmbeddedBus::migrate(bus).map_err(|e| open_err("the embedded bus", bus, e))?;
+    Ok(format!(
+        "migrations applied: database {}, read model {}, bus {}",
+        db.display(),
+        rm.display(),
+        bus.display()
+    ))
+}
+
+/// `order-service rebuild-read-model`: rebuilds the read model from the
+/// event store without starting the server or the workers.
+pub async fn rebuild_read_model(config: &Config) -> Result<RebuildReport, StartupError> {
+    let store: Arc<dyn EventStore> = Arc::new(open_store(config)?);
+    let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(config)?);
+    let projector = Projector::new(
+        read_model,
+        store,
+        Arc::new(OfflineBus),
+        ProjectorConfig {
+            group: config.projector_group.clone(),
+            topic: config.topic_events.clone(),
+            dlq_topic: config.topic_dlq.clone(),
+            batch_size: PROJECTOR_BATCH,
+        },
+        Arc::new(Metrics::default()),
+    );
+    projector
+        .rebuild()
+        .await
+        .map_err(|e| StartupError::Other(format!("rebuild failed: {e}")))
+}
+
+/// A bus for offline tools: a rebuild reads the event store only.
+struct OfflineBus;
+
+#[async_trait::async_trait]
+impl EventBus for OfflineBus {
+    async fn publish(
+        &self,
+        messages: &[order_core::ports::BusMessage],
+    ) -> Vec<Result<(), order_core::ports::PublishError>> {
+        messages
+            .iter()
+            .map(|_| {
+                Err(order_core::ports::PublishError::Permanent(
+                    "no bus in offline mode".into(),
+                ))
+            })
+            .collect()
+    }
+
+    async fn check(&self, _: Duration) -> Result<String, order_core::ports::BusError> {
+        Err(order_core::ports::BusError::Unavailable(
+            "no bus in offline mode".into(),
+        ))
+    }
+
+    async fn subscribe(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Box<dyn order_core::ports::Subscription>, order_core::ports::BusError> {
+        Err(order_core::ports::BusError::Unavailable(
+            "no bus in offline mode".into(),
+        ))
+    }
+}

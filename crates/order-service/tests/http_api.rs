@@ -1,0 +1,1164 @@
+//! HTTP tests through the router (no socket): each test builds the whole
+//! application with the real SQLite adapters and embedded bus on a fresh
+//! temporary directory and drives it with `oneshot` requests.
+
+// Test helpers fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use order_service::config::Config;
+use order_service::startup::{self, App};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    bytes: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    fn is_problem(&self) -> bool {
+        self.header("content-type") == Some("application/problem+json")
+    }
+    /// Asserts a problem response with `status` and returns its body.
+    fn problem(&self, status: StatusCode) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.bytes)
+        );
+        assert!(self.is_problem(), "not problem+json: {:?}", self.headers);
+        let p = self.json();
+        assert_eq!(p["status"], status.as_u16());
+        assert!(p["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://order-service.dev/problems/"));
+        assert!(p["title"].is_string() && p["detail"].is_string(), "{p}");
+        p
+    }
+}
+
+async fn test_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path()).unwrap();
+    edit(&mut config);
+    let app = startup::build(config).await.unwrap();
+    TestApp {
+        router: order_service::http::router(app.state.clone()),
+        app,
+        _dir: dir,
+    }
+}
+
+async fn test_app() -> TestApp {
+    test_app_with(|_| {}).await
+}
+
+impl TestApp {
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            bytes,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.raw(req.body(body).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str) -> Reply {
+        self.call(Method::GET, uri, None, &[]).await
+    }
+
+    async fn create(&self, customer: &str) -> Value {
+        let r = self
+            .call(Method::POST, "/api/orders", Some(order_body(customer)), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+        r.json()
+    }
+
+    async fn put(&self, uri: &str) -> Reply {
+        self.call(Method::PUT, uri, None, &[]).await
+    }
+
+    /// Polls `probe` until it returns `Some`, for at most 10 s.
+    async fn eventually<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn order_body(customer: &str) -> Value {
+    json!({
+        "customerId": customer,
+        "restaurantId": "restaurant-1",
+        "items": [
+            {"menuItemId": "pizza", "name": "Margherita", "price": 12.5, "quantity": 2},
+            {"menuItemId": "cola", "name": "Cola", "price": "2.25", "quantity": 1}
+        ]
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Orders: commands
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_order_answers_201_with_location_etag_and_the_full_order() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(order_body("alice")),
+            &[("x-correlation-id", "corr-123")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let o = r.json();
+    let id = o["id"].as_str().unwrap();
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/api/orders/{id}").as_str())
+    );
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    assert_eq!(r.header("x-correlation-id"), Some("corr-123"));
+    assert_eq!(o["customerId"], "alice");
+    assert_eq!(o["restaurantId"], "restaurant-1");
+    assert_eq!(o["status"], "PENDING");
+    assert_eq!(o["totalAmount"], "27.25");
+    assert_eq!(o["items"][0]["price"], "12.5");
+    assert_eq!(o["items"][1]["quantity"], 1);
+    assert_eq!(o["paymentId"], Value::Null);
+    assert_eq!(o["cancellationReason"], Value::Null);
+    assert_eq!(o["version"], 1);
+    assert!(o["createdAt"].is_string() && o["updatedAt"].is_string());
+
+    let events = t.get(&format!("/api/orders/{id}/events")).await.json();
+    assert_eq!(events[0]["correlationId"], "corr-123");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_without_a_correlation_id_gets_a_generated_one() {
+    let t = test_app().await;
+    let r = t.get("/health/live").await;
+    assert!(r.header("x-correlation-id").is_some_and(|v| v.len() >= 32));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_idempotency_key_returns_the_first_result() {
+    let t = test_app().await;
+    let key = [("idempotency-key", "key-1")];
+    let first = t
+        .call(Method::POST, "/api/orders", Some(order_body("bob")), &key)
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let second = t
+        .call(Method::POST, "/api/orders", Some(order_body("bob")), &key)
+        .await;
+    assert_eq!(second.status, StatusCode::CREATED);
+    assert_eq!(second.header("idempotent-replayed"), Some("true"));
+    assert_eq!(second.json(), first.json());
+    assert_eq!(second.header("location"), first.header("location"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reusing_an_idempotency_key_with_another_body_is_422() {
+    let t = test_app().await;
+    let key = [("idempotency-key", "key-2")];
+    t.call(Method::POST, "/api/orders", Some(order_body("bob")), &key)
+        .await;
+    let r = t
+        .call(Method::POST, "/api/orders", Some(order_body("carol")), &key)
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        p["type"],
+        "https://order-service.dev/problems/idempotency-key-reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_idempotency_key_is_400() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(order_body("bob")),
+            &[("idempotency-key", "")],
+        )
+        .await;
+    r.problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_order_is_422_with_one_error_per_field() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(json!({
+                "customerId": " ",
+                "restaurantId": "r",
+                "items": [{"menuItemId": "m", "name": "n", "price": "-1", "quantity": 0}]
+            })),
+            &[],
+        )
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["type"], "https://order-service.dev/problems/validation");
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"customerId"), "{p}");
+    assert!(fields.contains(&"items[0].quantity"), "{p}");
+    assert!(fields.contains(&"items[0].price"), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_without_items_is_422() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(json!({"customerId": "c", "restaurantId": "r", "items": []})),
+            &[],
+        )
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["errors"][0]["field"], "items");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_json_types_are_422_naming_the_field() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(json!({
+                "customerId": 42,
+                "restaurantId": "r",
+                "items": [{"menuItemId": "m", "name": "n", "price": true, "quantity": "2"}]
+            })),
+            &[],
+        )
+        .await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = p["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["customerId", "items[0].price", "items[0].quantity"],
+        "{p}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_that_disagrees_with_the_items_is_422() {
+    let t = test_app().await;
+    let mut body = order_body("dave");
+    body["totalAmount"] = json!("27.24");
+    let r = t.call(Method::POST, "/api/orders", Some(body), &[]).await;
+    let p = r.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["errors"][0]["field"], "totalAmount");
+
+    let mut body = order_body("dave");
+    body["totalAmount"] = json!(27.25);
+    let r = t.call(Method::POST, "/api/orders", Some(body), &[]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "a matching total is accepted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_are_exact_decimals_never_floats() {
+    let t = test_app().await;
+    let r = t
+        .call(
+            Method::POST,
+            "/api/orders",
+            Some(json!({
+                "customerId": "c", "restaurantId": "r",
+                "items": [
+                    {"menuItemId": "a", "name": "a", "price": 0.1, "quantity": 1},
+                    {"menuItemId": "b", "name": "b", "price": "0.2", "quantity": 1}
+                ],
+                "totalAmount": 0.3
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.json());
+    assert_eq!(r.json()["totalAmount"], "0.3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_twice_is_409_and_writes_no_second_event() {
+    let t = test_app().await;
+    let id = t.create("erin").await["id"].as_str().unwrap().to_owned();
+    let r = t
+        .put(&format!(
+            "/api/orders/{id}/cancel?reason=changed%20my%20mind"
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "CANCELLED");
+    assert_eq!(r.json()["cancellationReason"], "changed my mind");
+    let again = t.put(&format!("/api/orders/{id}/cancel")).await;
+    let p = again.problem(StatusCode::CONFLICT);
+    assert_eq!(
+        p["type"],
+        "https://order-service.dev/problems/illegal-transition"
+    );
+    let events = t.get(&format!("/api/orders/{id}/events")).await.json();
+    assert_eq!(events.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirming_after_cancel_is_409() {
+    let t = test_app().await;
+    let id = t.create("frank").await["id"].as_str().unwrap().to_owned();
+    t.put(&format!("/api/orders/{id}/cancel")).await;
+    let r = t
+        .put(&format!("/api/orders/{id}/confirm?paymentId=p-1"))
+        .await;
+    r.problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_a_step_is_409() {
+    let t = test_app().await;
+    let id = t.create("gina").await["id"].as_str().unwrap().to_owned();
+    t.put(&format!("/api/orders/{id}/prepare"))
+        .await
+        .problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirming_without_a_payment_id_is_422() {
+    let t = test_app().await;
+    let id = t.create("hank").await["id"].as_str().unwrap().to_owned();
+    let p = t
+        .put(&format!("/api/orders/{id}/confirm"))
+        .await
+        .problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["errors"][0]["field"], "paymentId");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_moves_through_every_status_with_json_bodies_or_query_parameters() {
+    let t = test_app().await;
+    let id = t.create("ivy").await["id"].as_str().unwrap().to_owned();
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/api/orders/{id}/confirm"),
+            Some(json!({"paymentId": "pay-9"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["status"], "CONFIRMED");
+    assert_eq!(r.json()["paymentId"], "pay-9");
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    for (action, status) in [
+        ("prepare", "PREPARING"),
+        ("ready", "READY"),
+        ("deliver", "DELIVERED"),
+    ] {
+        let r = t.put(&format!("/api/orders/{id}/{action}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{action}: {}", r.json());
+        assert_eq!(r.json()["status"], status);
+    }
+    assert_eq!(
+        t.get(&format!("/api/orders/{id}")).await.json()["version"],
+        5
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reason_can_come_in_a_json_body() {
+    let t = test_app().await;
+    let id = t.create("jack").await["id"].as_str().unwrap().to_owned();
+    let r = t
+        .call(
+            Method::PUT,
+            &format!("/api/orders/{id}/cancel"),
+            Some(json!({"reason": "too slow"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.json()["cancellationReason"], "too slow");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_if_match_is_412_and_a_current_one_succeeds() {
+    let t = test_app().await;
+    let id = t.create("kim").await["id"].as_str().unwrap().to_owned();
+    let uri = format!("/api/orders/{id}/confirm?paymentId=p");
+    let stale = t
+        .call(Method::PUT, &uri, None, &[("if-match", "\"7\"")])
+        .await;
+    let p = stale.problem(StatusCode::PRECONDITION_FAILED);
+    assert_eq!(
+        p["type"],
+        "https://order-service.dev/problems/precondition-failed"
+    );
+    let ok = t
+        .call(Method::PUT, &uri, None, &[("if-match", "\"1\"")])
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let bare = t
+        .call(
+            Method::PUT,
+            &format!("/api/orders/{id}/prepare"),
+            None,
+            &[("if-match", "2")],
+        )
+        .await;
+    assert_eq!(bare.status, StatusCode::OK, "a bare version works too");
+    let garbage = t
+        .call(
+            Method::PUT,
+            &format!("/api/orders/{id}/ready"),
+            None,
+            &[("if-match", "\"abc\"")],
+        )
+        .await;
+    garbage.problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transition_of_an_unknown_order_is_404() {
+    let t = test_app().await;
+    t.put("/api/orders/00000000-0000-0000-0000-000000000000/prepare")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------
+// Orders: reads
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_answers_the_current_state_with_the_version_as_etag() {
+    let t = test_app().await;
+    let id = t.create("lee").await["id"].as_str().unwrap().to_owned();
+    t.put(&format!("/api/orders/{id}/confirm?paymentId=p"))
+        .await;
+    let r = t.get(&format!("/api/orders/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    assert_eq!(r.json()["status"], "CONFIRMED");
+    t.get("/api/orders/00000000-0000-0000-0000-000000000000")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_travel_by_version_and_by_instant_rebuilds_past_states() {
+    let t = test_app().await;
+    let created = t.create("mia").await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let created_at = created["createdAt"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    t.put(&format!("/api/orders/{id}/confirm?paymentId=p"))
+        .await;
+
+    let v1 = t.get(&format!("/api/orders/{id}?version=1")).await;
+    assert_eq!(v1.status, StatusCode::OK);
+    assert_eq!(v1.json()["status"], "PENDING");
+    assert_eq!(v1.header("etag"), Some("\"1\""));
+
+    let as_of = created_at.replace('+', "%2B");
+    let r = t.get(&format!("/api/orders/{id}?asOf={as_of}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["status"], "PENDING");
+    assert_eq!(r.json()["version"], 1);
+
+    t.get(&format!("/api/orders/{id}?version=9"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.get(&format!("/api/orders/{id}?asOf=2000-01-01T00:00:00Z"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_time_travel_parameters_are_400() {
+    let t = test_app().await;
+    let id = t.create("ned").await["id"].as_str().unwrap().to_owned();
+    for q in [
+        "version=1&asOf=2030-01-01T00:00:00Z",
+        "version=0",
+        "version=x",
+        "version=",
+        "asOf=yesterday",
+    ] {
+        let p = t
+            .get(&format!("/api/orders/{id}?{q}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+        assert!(p["detail"].is_string(), "{q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_history_lists_envelopes_in_version_order() {
+    let t = test_app().await;
+    let id = t.create("olga").await["id"].as_str().unwrap().to_owned();
+    t.put(&format!("/api/orders/{id}/confirm?paymentId=p"))
+        .await;
+    let events = t.get(&format!("/api/orders/{id}/events")).await.json();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["eventType"], "OrderCreated");
+    assert_eq!(events[0]["version"], 1);
+    assert_eq!(events[1]["eventType"], "OrderConfirmed");
+    assert_eq!(events[1]["version"], 2);
+    assert_eq!(events[1]["aggregateId"], id.as_str());
+    assert!(events[1]["schemaVersion"].is_u64() && events[1]["eventId"].is_string());
+    t.get("/api/orders/00000000-0000-0000-0000-000000000000/events")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_the_customer_listing_come_from_the_read_model() {
+    let t = test_app().await;
+    let a = t.create("pat").await["id"].as_str().unwrap().to_owned();
+    t.create("pat").await;
+    t.create("quinn").await;
+    t.put(&format!("/api/orders/{a}/confirm?paymentId=p")).await;
+
+    let page = t
+        .eventually("the projector to catch up", || async {
+            let r = t.get("/api/orders?customerId=pat&size=10").await;
+            let v = r.json();
+            let confirmed = v["content"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|o| o["status"] == "CONFIRMED"));
+            (v["totalElements"] == 2 && confirmed).then_some(v)
+        })
+        .await;
+    assert_eq!(page["page"], 0);
+    assert_eq!(page["size"], 10);
+    assert_eq!(page["totalPages"], 1);
+
+    let r = t.get("/api/orders?customerId=pat&status=confirmed").await;
+    assert_eq!(r.json()["totalElements"], 1, "status is case-insensitive");
+    let r = t.get("/api/orders/customer/pat?size=1&page=1").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["totalElements"], 2);
+    assert_eq!(r.json()["content"].as_array().unwrap().len(), 1);
+    assert_eq!(r.json()["totalPages"], 2);
+    let r = t.get("/api/orders?restaurantId=restaurant-1").await;
+    assert_eq!(r.json()["totalElements"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_status_filter_is_400_naming_the_valid_ones() {
+    let t = test_app().await;
+    let p = t
+        .get("/api/orders?status=LOST")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let detail = p["detail"].as_str().unwrap();
+    for s in ["PENDING", "CONFIRMED", "CANCELLED", "DELIVERED"] {
+        assert!(detail.contains(s), "{detail}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_paging_is_400() {
+    let t = test_app().await;
+    for q in [
+        "page=-1", "size=0", "size=101", "page=abc", "size=", "page=1.5",
+    ] {
+        t.get(&format!("/api/orders?{q}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+        t.get(&format!("/api/dlq/pending?{q}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DLQ and test endpoints
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_lookups_of_unknown_events_are_404() {
+    let t = test_app().await;
+    t.get("/api/dlq/event/nope")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.call(Method::POST, "/api/dlq/replay/nope", None, &[])
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.put("/api/dlq/reset/nope")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_status_names_are_case_insensitive_and_unknown_ones_are_400() {
+    let t = test_app().await;
+    let r = t.get("/api/dlq/status/pending").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["content"], json!([]));
+    assert_eq!(r.json()["totalElements"], 0);
+    let p = t
+        .get("/api/dlq/status/LOST")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let detail = p["detail"].as_str().unwrap();
+    for s in ["PENDING", "REPLAYED", "FAILED", "SKIPPED"] {
+        assert!(detail.contains(s), "{detail}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_stats_start_at_zero() {
+    let t = test_app().await;
+    let s = t.get("/api/dlq/stats").await.json();
+    for k in [
+        "pendingCount",
+        "replayedCount",
+        "failedCount",
+        "skippedCount",
+        "totalCount",
+    ] {
+        assert_eq!(s[k], 0, "{k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_switch_drives_kafka_status_without_publishing() {
+    let t = test_app().await;
+    let r = t.get("/api/test/kafka-status").await;
+    assert_eq!(r.json()["kafka"], "UP", "{}", r.json());
+    let r = t.call(Method::POST, "/api/test/bus/down", None, &[]).await;
+    assert_eq!(r.json(), json!({"busDown": true}));
+    let r = t.get("/api/test/kafka-status").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["kafka"], "DOWN");
+    assert!(r.json()["message"].is_string());
+    let r = t.call(Method::POST, "/api/test/bus/up", None, &[]).await;
+    assert_eq!(r.json(), json!({"busDown": false}));
+    assert_eq!(t.get("/api/test/kafka-status").await.json()["kafka"], "UP");
+    let h = t.get("/actuator/health").await;
+    assert_eq!(h.json()["status"], "UP", "{}", h.json());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_event_parked_while_the_bus_is_down_is_replayed_once_it_is_back() {
+    let t = test_app().await;
+    t.call(Method::POST, "/api/test/bus/down", None, &[]).await;
+    let r = t
+        .call(Method::POST, "/api/test/publish-event", None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let out = r.json();
+    assert_eq!(out["success"], false, "{out}");
+    assert!(out["orderId"].as_str().unwrap().starts_with("test-order-"));
+    let event_id = out["eventId"].as_str().unwrap().to_owned();
+
+    let rec = t.get(&format!("/api/dlq/event/{event_id}")).await;
+    assert_eq!(rec.status, StatusCode::OK);
+    assert_eq!(rec.json()["status"], "PENDING");
+    assert_eq!(t.get("/api/dlq/stats").await.json()["pendingCount"], 1);
+    let pending = t.get("/api/dlq/pending").await.json();
+    assert_eq!(pending["content"][0]["eventId"], event_id.as_str());
+
+    // Health is degraded, not down, while the bus is off.
+    let h = t.get("/actuator/health").await;
+    assert_eq!(h.status, StatusCode::OK);
+    assert_eq!(h.json()["status"], "DEGRADED");
+    assert_eq!(h.json()["components"]["bus"]["status"], "DOWN");
+
+    // A replay while the bus is still down fails: 502, FAILED.
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/api/dlq/replay/{event_id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(r.json()["success"], false);
+    assert_eq!(r.json()["status"], "FAILED");
+    let rec = t.get(&format!("/api/dlq/event/{event_id}")).await.json();
+    assert_eq!(rec["status"], "FAILED");
+    assert_eq!(rec["replayAttempts"], 1);
+
+    // FAILED → PENDING.
+    let r = t.put(&format!("/api/dlq/reset/{event_id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "PENDING");
+    t.put(&format!("/api/dlq/reset/{event_id}"))
+        .await
+        .problem(StatusCode::CONFLICT);
+
+    t.call(Method::POST, "/api/test/bus/up", None, &[]).await;
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/api/dlq/replay/{event_id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["success"], true);
+    assert_eq!(r.json()["status"], "REPLAYED");
+    assert_eq!(r.json()["published"], 1);
+
+    let again = t
+        .call(
+            Method::POST,
+            &format!("/api/dlq/replay/{event_id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["status"], "SKIPPED");
+    assert_eq!(again.json()["published"], 0);
+    t.put(&format!("/api/dlq/reset/{event_id}"))
+        .await
+        .problem(StatusCode::CONFLICT);
+    let replayed = t.get("/api/dlq/status/REPLAYED").await.json();
+    assert_eq!(replayed["totalElements"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_held_behind_its_head_cannot_be_replayed_before_it() {
+    let t = test_app().await;
+    t.call(Method::POST, "/api/test/bus/down", None, &[]).await;
+    let id = t.create("rita").await["id"].as_str().unwrap().to_owned();
+    t.eventually("the created event to be parked", || async {
+        (t.get("/api/dlq/stats").await.json()["pendingCount"] == 1).then_some(())
+    })
+    .await;
+    t.put(&format!("/api/orders/{id}/confirm?paymentId=p"))
+        .await;
+    let page = t
+        .eventually("the confirmed event to be parked behind it", || async {
+            let v = t.get("/api/dlq/pending").await.json();
+            (v["totalElements"] == 2).then_some(v)
+        })
+        .await;
+    let records = page["content"].as_array().unwrap();
+    let head = records
+        .iter()
+        .find(|r| r["blockedBy"].is_null())
+        .unwrap()
+        .clone();
+    let blocked = records
+        .iter()
+        .find(|r| !r["blockedBy"].is_null())
+        .unwrap()
+        .clone();
+    assert_eq!(blocked["blockedBy"], head["eventId"]);
+
+    t.call(Method::POST, "/api/test/bus/up", None, &[]).await;
+    let blocked_id = blocked["eventId"].as_str().unwrap();
+    t.call(
+        Method::POST,
+        &format!("/api/dlq/replay/{blocked_id}"),
+        None,
+        &[],
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
+    let head_id = head["eventId"].as_str().unwrap();
+    let r = t
+        .call(
+            Method::POST,
+            &format!("/api/dlq/replay/{head_id}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["published"], 2);
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(stats["pendingCount"], 0);
+    assert_eq!(stats["replayedCount"], 2);
+
+    // The projector receives both, in order.
+    t.eventually("the replayed events to reach the read model", || async {
+        let v = t.get("/api/orders/customer/rita").await.json();
+        (v["content"][0]["status"] == "CONFIRMED").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_endpoints_are_404_when_switched_off() {
+    let t = test_app_with(|c| c.test_endpoints = false).await;
+    t.call(Method::POST, "/api/test/publish-event", None, &[])
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.get("/api/test/kafka-status")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.call(Method::POST, "/api/test/bus/down", None, &[])
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------
+// Malformed input: always a 4xx problem, never a 500 or plain text
+// ---------------------------------------------------------------------------
+
+fn raw_post(uri: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut req = Request::builder().method(Method::POST).uri(uri);
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    req.body(body.into()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_400() {
+    let t = test_app().await;
+    for body in ["{\"customerId\":", "not json", "", "{} trailing"] {
+        t.raw(raw_post("/api/orders", Some("application/json"), body))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_a_json_object_is_400() {
+    let t = test_app().await;
+    for body in ["[]", "\"order\"", "42", "null"] {
+        t.raw(raw_post("/api/orders", Some("application/json"), body))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_wrong_content_type_is_415() {
+    let t = test_app().await;
+    let body = order_body("sam").to_string();
+    t.raw(raw_post("/api/orders", None, body.clone()))
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    t.raw(raw_post("/api/orders", Some("text/plain"), body.clone()))
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let ok = t
+        .raw(raw_post(
+            "/api/orders",
+            Some("application/json; charset=utf-8"),
+            body,
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED);
+
+    let id = ok.json()["id"].as_str().unwrap().to_owned();
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/api/orders/{id}/confirm"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("paymentId=1"))
+        .unwrap();
+    t.raw(req).await.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_413() {
+    let t = test_app_with(|c| c.max_body_bytes = 2048).await;
+    let mut body = order_body("tom");
+    body["padding"] = json!("x".repeat(4096));
+    t.raw(raw_post(
+        "/api/orders",
+        Some("application/json"),
+        body.to_string(),
+    ))
+    .await
+    .problem(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_accepted_and_ignored() {
+    let t = test_app().await;
+    let mut body = order_body("uma");
+    body["coupon"] = json!("FREE");
+    let r = t.call(Method::POST, "/api/orders", Some(body), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(r.json().get("coupon").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_id_that_is_not_a_uuid_is_400() {
+    let t = test_app().await;
+    for uri in [
+        "/api/orders/not-a-uuid",
+        "/api/orders/123/events",
+        "/api/orders/00000000000000000000000000000000",
+    ] {
+        t.get(uri).await.problem(StatusCode::BAD_REQUEST);
+    }
+    t.put("/api/orders/xyz/confirm?paymentId=p")
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_route_is_a_404_problem() {
+    let t = test_app().await;
+    let p = t
+        .get("/api/nothing-here")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(p["type"], "https://order-service.dev/problems/not-found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_is_a_405_problem_with_allow() {
+    let t = test_app().await;
+    let r = t.call(Method::DELETE, "/api/orders", None, &[]).await;
+    let p = r.problem(StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.header("allow").is_some_and(|a| a.contains("POST")));
+    assert_eq!(
+        p["type"],
+        "https://order-service.dev/problems/method-not-allowed"
+    );
+    t.get("/api/dlq/replay/x")
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+// ---------------------------------------------------------------------------
+// Ops
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_liveness_and_readiness_are_up_on_a_fresh_service() {
+    let t = test_app().await;
+    let h = t.get("/actuator/health").await;
+    assert_eq!(h.status, StatusCode::OK);
+    let h = h.json();
+    assert_eq!(h["status"], "UP", "{h}");
+    for c in ["database", "bus", "readModel"] {
+        assert_eq!(h["components"][c]["status"], "UP", "{c}");
+    }
+    assert_eq!(h["components"]["outbox"]["pending"], 0);
+    assert!(h["components"]["outbox"]["oldestAgeSeconds"].is_number());
+    assert_eq!(t.get("/health/live").await.status, StatusCode::OK);
+    assert_eq!(t.get("/health/ready").await.json()["status"], "UP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let t = test_app().await;
+    t.create("vic").await;
+    let r = t.get("/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.bytes.clone()).unwrap();
+    for name in [
+        "orders_commands_accepted_total 1",
+        "orders_events_appended_total 1",
+        "orders_outbox_pending",
+        "orders_dlq_records{status=\"PENDING\"}",
+        "orders_projector_lag_events",
+        "orders_bus_down 0",
+    ] {
+        assert!(text.contains(name), "missing {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_model_can_be_rebuilt_from_the_event_store() {
+    let t = test_app().await;
+    let id = t.create("wes").await["id"].as_str().unwrap().to_owned();
+    t.put(&format!("/api/orders/{id}/cancel")).await;
+    t.create("wes").await;
+    let r = t
+        .call(Method::POST, "/api/admin/read-model/rebuild", None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let report = r.json();
+    assert_eq!(report["events"], 3);
+    assert_eq!(report["orders"], 2);
+    assert!(report["eventsPerSecond"].is_u64() && report["millis"].is_u64());
+    let page = t.get("/api/orders/customer/wes").await.json();
+    assert_eq!(page["totalElements"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let t = test_app().await;
+    let r = t.get("/v3/api-docs").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"));
+    let expected = [
+        ("/api/orders", "post"),
+        ("/api/orders", "get"),
+        ("/api/orders/{id}", "get"),
+        ("/api/orders/{id}/events", "get"),
+        ("/api/orders/customer/{customerId}", "get"),
+        ("/api/orders/{id}/confirm", "put"),
+        ("/api/orders/{id}/cancel", "put"),
+        ("/api/orders/{id}/prepare", "put"),
+        ("/api/orders/{id}/ready", "put"),
+        ("/api/orders/{id}/deliver", "put"),
+        ("/api/dlq/stats", "get"),
+        ("/api/dlq/pending", "get"),
+        ("/api/dlq/event/{eventId}", "get"),
+        ("/api/dlq/replay/{eventId}", "post"),
+        ("/api/dlq/reset/{eventId}", "put"),
+        ("/api/dlq/status/{status}", "get"),
+        ("/api/test/publish-event", "post"),
+        ("/api/test/kafka-status", "get"),
+        ("/api/test/bus/down", "post"),
+        ("/api/test/bus/up", "post"),
+        ("/api/admin/read-model/rebuild", "post"),
+        ("/actuator/health", "get"),
+        ("/health/live", "get"),
+        ("/health/ready", "get"),
+        ("/metrics", "get"),
+        ("/v3/api-docs", "get"),
+        ("/swagger-ui", "get"),
+        ("/swagger-ui.html", "get"),
+    ];
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in expected {
+        assert!(paths[path][method].is_object(), "{method} {path}");
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, expected.len(), "no undocumented extras");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_is_served_offline() {
+    let t = test_app().await;
+    let page = t.get("/swagger-ui").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = String::from_utf8(page.bytes.clone()).unwrap();
+    assert!(html.contains("/swagger-ui/assets/swagger-ui-bundle.js"));
+    assert!(html.contains("/v3/api-docs"));
+    assert!(!html.contains("https://"), "no CDN");
+    let js = t.get("/swagger-ui/assets/swagger-ui-bundle.js").await;
+    assert_eq!(js.status, StatusCode::OK);
+    assert!(js.bytes.len() > 100_000);
+    let css = t.get("/swagger-ui/assets/swagger-ui.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.header("content-type").unwrap().starts_with("text/css"));
+    t.get("/swagger-ui/assets/other.js")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let redirect = t.get("/swagger-ui.html").await;
+    assert_eq!(redirect.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(redirect.header("location"), Some("/swagger-ui"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_shuts_down_its_workers_on_request() {
+    let t = test_app().await;
+    let TestApp { app, router, _dir } = t;
+    drop(router);
+    tokio::time::timeout(Duration::from_secs(10), app.workers.stop())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_app_serves_on_an_ephemeral_port_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::for_tests(dir.path()).unwrap();
+    let running = startup::spawn_app(config).await.unwrap();
+    assert_ne!(running.addr.port(), 0);
+    let stream = tokio::net::TcpStream::connect(running.addr).await;
+    assert!(stream.is_ok());
+    drop(stream);
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .unwrap();
+}

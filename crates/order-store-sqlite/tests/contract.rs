@@ -1,0 +1,48 @@
+//! Every port's contract suite against the SQLite adapters, each case on
+//! fresh database files in its own temp dir.
+
+use std::sync::Arc;
+
+use order_core::ports::{DlqStore, EventBus, ReadModel};
+use order_core::testkit::StoreHandles;
+use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
+use tempfile::TempDir;
+
+fn temp_dir() -> TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+async fn store() -> (StoreHandles, TempDir) {
+    let dir = temp_dir();
+    let store = Arc::new(SqliteStore::open(dir.path().join("db/orders.db")).expect("open store"));
+    let handles = StoreHandles {
+        events: store.clone(),
+        outbox: store.clone(),
+        dlq: store,
+    };
+    (handles, dir)
+}
+
+async fn dlq() -> (Arc<dyn DlqStore>, TempDir) {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("orders.db")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+async fn read_model() -> (Arc<dyn ReadModel>, TempDir) {
+    let dir = temp_dir();
+    let rm = SqliteReadModel::open(dir.path().join("read-model.db")).expect("open read model");
+    (Arc::new(rm), dir)
+}
+
+async fn bus() -> (Arc<dyn EventBus>, TempDir) {
+    let dir = temp_dir();
+    let bus = EmbeddedBus::open(dir.path().join("bus.db")).expect("open bus");
+    (Arc::new(bus), dir)
+}
+
+order_core::event_store_contract!(store);
+order_core::outbox_contract!(store);
+order_core::dlq_store_contract!(dlq);
+order_core::read_model_contract!(read_model);
+order_core::event_bus_contract!(bus);

@@ -1,0 +1,226 @@
+//! SQLite-specific behaviour the shared contract suites cannot see: stored
+//! v1 events, schema migrations, error translation, durability on reopen.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use order_core::domain::{fold, OrderStatus};
+use order_core::ports::{
+    CommitError, EventBus, EventStore, Outbox, ReadModel, StoreError, StreamBound,
+};
+use order_core::testkit::fixtures::{at, create, dec, message, poll_n};
+use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+#[tokio::test]
+async fn a_stored_v1_order_created_is_upcast_with_exact_decimals() {
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let id = Uuid::now_v7();
+    // The Java service's shape: prices and total as JSON numbers.
+    let data = format!(
+        r#"{{"orderId":"{id}","customerId":"cust-1","restaurantId":"rest-1",
+            "items":[{{"menuItemId":"m1","name":"Pizza","price":12.50,"quantity":2}},
+                     {{"menuItemId":"m2","name":"Mint","price":0.10,"quantity":3}}],
+            "totalAmount":25.30}}"#
+    );
+    let raw = rusqlite::Connection::open(&path).expect("raw connection");
+    raw.execute(
+        "INSERT INTO event_store (event_id, aggregate_id, aggregate_type, event_type, event_data, \
+         version, schema_version, occurred_on) \
+         VALUES (?1, ?2, 'Order', 'OrderCreated', ?3, 1, 1, '2019-03-01T12:00:00.250000Z')",
+        rusqlite::params![Uuid::now_v7().to_string(), id.to_string(), data],
+    )
+    .expect("insert v1 event");
+
+    let events = store
+        .load_stream(&id.to_string(), StreamBound::All)
+        .await
+        .expect("load_stream");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].envelope.schema_version, 1);
+    let order = fold(events.iter().map(|e| &e.envelope))
+        .expect("v1 event folds")
+        .expect("order");
+    assert_eq!(order.id, id);
+    assert_eq!(order.customer_id, "cust-1");
+    assert_eq!(order.status, OrderStatus::Pending);
+    assert_eq!(order.items.len(), 2);
+    assert_eq!(order.items[0].price, dec("12.5"));
+    assert_eq!(order.items[1].price, dec("0.1"));
+    assert_eq!(
+        order.total_amount,
+        Decimal::from_str("25.3").expect("decimal")
+    );
+    assert_eq!(
+        order.items.iter().map(|i| i.line_total()).sum::<Decimal>(),
+        order.total_amount,
+        "no float rounding anywhere"
+    );
+    assert_eq!(
+        order.created_at,
+        chrono::DateTime::parse_from_rfc3339("2019-03-01T12:00:00.25Z")
+            .expect("timestamp")
+            .with_timezone(&chrono::Utc)
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_does_not_reapply_migrations() {
+    let dir = temp_dir();
+    let path = dir.path().join("nested/dirs/orders.db");
+    let c = create("cust-1", "rest-1", at(0));
+    {
+        let store = SqliteStore::open(&path).expect("open creates directories");
+        store.commit_batch(vec![c.clone()]).await.expect("commit")[0]
+            .clone()
+            .expect("committed");
+    }
+    order_store_sqlite::migrate(&path).expect("migrate is idempotent");
+    let store = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(
+        store.load_order(c.state.id).await.expect("load"),
+        Some(c.state.clone())
+    );
+    assert_eq!(store.stats().await.expect("stats").pending, 1);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let applied: i64 = raw
+        .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
+        .expect("schema_migrations");
+    assert_eq!(applied, 1);
+    let mode: String = raw
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    SqliteStore::migrate(&path).expect("migrate");
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')",
+        [],
+    )
+    .expect("insert");
+    drop(raw);
+    match SqliteStore::open(&path) {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("999"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn undecodable_rows_are_corrupt() {
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let c = create("cust-1", "rest-1", at(0));
+    store.commit_batch(vec![c.clone()]).await.expect("commit")[0]
+        .clone()
+        .expect("committed");
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch(
+        "UPDATE event_store SET event_data = 'not json';
+         UPDATE orders SET total_amount = 'lots';
+         UPDATE outbox SET payload = '{}';",
+    )
+    .expect("tamper");
+    let id = c.state.id;
+    assert!(matches!(
+        store.load_stream(&id.to_string(), StreamBound::All).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.load_order(id).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.fetch_batch(10).await,
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_locked_database_is_unavailable_and_fails_the_whole_batch() {
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    let store = SqliteStore::open(&path).expect("open");
+    // Another process holds the write lock longer than the busy timeout.
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let c = create("cust-1", "rest-1", at(0));
+    let started = std::time::Instant::now();
+    let r = store.commit_batch(vec![c.clone()]).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for the lock"
+    );
+    raw.execute_batch("ROLLBACK").expect("unlock");
+    let r = store.commit_batch(vec![c.clone()]).await.expect("batch");
+    assert!(r[0].is_ok());
+}
+
+#[tokio::test]
+async fn a_malformed_commit_is_rejected_alone() {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("orders.db")).expect("open");
+    let good = create("cust-1", "rest-1", at(0));
+    let mut bad = create("cust-2", "rest-1", at(1));
+    bad.events[0].version = 5;
+    let r = store
+        .commit_batch(vec![bad.clone(), good.clone()])
+        .await
+        .expect("batch");
+    assert!(
+        matches!(r[0], Err(CommitError::Store(StoreError::Corrupt(_)))),
+        "{:?}",
+        r[0]
+    );
+    assert!(r[1].is_ok());
+    assert_eq!(store.load_order(bad.state.id).await.expect("load"), None);
+}
+
+#[tokio::test]
+async fn bus_messages_survive_a_reopen_and_offsets_are_kept() {
+    let dir = temp_dir();
+    let path = dir.path().join("bus.db");
+    {
+        let bus = EmbeddedBus::open(&path).expect("open");
+        let r = bus
+            .publish(&[message("t", "k", 0), message("t", "k", 1)])
+            .await;
+        assert!(r.iter().all(Result::is_ok));
+        let mut sub = bus.subscribe("g", "t").await.expect("subscribe");
+        let got = poll_n(&mut sub, 2).await;
+        sub.commit(&got[0]).await.expect("commit");
+        assert_eq!(
+            bus.check(Duration::from_secs(1)).await.expect("check"),
+            format!("embedded bus at {}", path.display())
+        );
+    }
+    let bus: Arc<dyn EventBus> = Arc::new(EmbeddedBus::open(&path).expect("reopen"));
+    let mut sub = bus.subscribe("g", "t").await.expect("subscribe");
+    let got = poll_n(&mut sub, 1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, message("t", "k", 1).payload);
+    assert_eq!(got[0].partition, 0);
+}
+
+#[tokio::test]
+async fn the_read_model_lives_in_its_own_file() {
+    let dir = temp_dir();
+    let rm = SqliteReadModel::open(dir.path().join("rm/read.db")).expect("open");
+    assert_eq!(rm.count().await.expect("count"), 0);
+    assert!(dir.path().join("rm/read.db").exists());
+}
