@@ -7,6 +7,10 @@ use clap::Parser;
 use order_service::cli::{self, Cli};
 use order_service::config::Config;
 
+// glibc malloc was ~20% of the service's CPU under load (profiled with perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::load() {

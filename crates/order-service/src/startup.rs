@@ -190,6 +190,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
             batch_size: config.relay_batch_size,
             policy,
             idle_poll: RELAY_IDLE_POLL,
+            linger: config.relay_linger,
         },
         metrics.clone(),
         committed,
@@ -203,6 +204,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
             topic: config.topic_events.clone(),
             dlq_topic: config.topic_dlq.clone(),
             batch_size: PROJECTOR_BATCH,
+            linger: config.projector_linger,
         },
         metrics.clone(),
     ));
@@ -398,6 +400,7 @@ pub async fn rebuild_read_model(config: &Config) -> Result<RebuildReport, Startu
             topic: config.topic_events.clone(),
             dlq_topic: config.topic_dlq.clone(),
             batch_size: PROJECTOR_BATCH,
+            linger: Duration::ZERO,
         },
         Arc::new(Metrics::default()),
     );

@@ -29,6 +29,10 @@ pub struct RelayConfig {
     pub policy: RetryPolicy,
     /// How long an idle relay sleeps when nothing wakes it.
     pub idle_poll: Duration,
+    /// After a wake-up that found less than a full batch, how long the relay
+    /// lets commits accumulate before the next batch. Bigger batches mean
+    /// fewer bus and outbox transactions; this bounds the added publish lag.
+    pub linger: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,12 +86,17 @@ impl OutboxRelay {
                 return;
             }
             match self.run_once().await {
-                Ok(r) if !r.is_empty() => continue,
-                Ok(_) => {
-                    tokio::select! {
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(self.cfg.idle_poll) => {}
-                        _ = shutdown.changed() => {}
+                Ok(r) if r.delivered + r.parked >= self.cfg.batch_size => continue,
+                Ok(r) => {
+                    if r.is_empty() {
+                        tokio::select! {
+                            _ = self.wake.notified() => {}
+                            _ = tokio::time::sleep(self.cfg.idle_poll) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                    }
+                    if !self.cfg.linger.is_zero() {
+                        tokio::time::sleep(self.cfg.linger).await;
                     }
                 }
                 Err(e) => {
