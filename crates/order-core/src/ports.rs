@@ -327,7 +327,11 @@ pub enum Transitioned {
 #[async_trait]
 pub trait DlqStore: Send + Sync {
     /// Inserts records; an event id already present is left unchanged (the
-    /// DLQ recorder may see a message twice). Returns how many were new.
+    /// DLQ recorder may see a message twice), with one exception: a
+    /// consumer-side failure of a REPLAYED record read from another origin
+    /// (`topic/partition/offset`) means the replay failed again downstream,
+    /// so the record is reopened as PENDING with the new reason, time and
+    /// origin. Returns how many were new or reopened.
     async fn insert(&self, records: &[NewDlqRecord]) -> Result<usize, StoreError>;
 
     async fn get(&self, event_id: &str) -> Result<Option<DlqRecord>, StoreError>;

@@ -334,3 +334,116 @@ async fn a_failed_replay_answers_502_and_reset_puts_it_back_to_pending() {
         Some("application/problem+json")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_projector_cannot_process_is_dead_lettered_and_recorded_without_stalling() {
+    use order_core::ports::{BusMessage, EventBus};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let bus = svc.bus();
+
+    // A well-formed envelope the projector cannot apply (an unknown event
+    // type), and a message that is not JSON at all, both on `order-events`.
+    let poison_id = uuid::Uuid::now_v7();
+    let order_id = uuid::Uuid::now_v7();
+    let poison = json!({
+        "eventId": poison_id, "eventType": "OrderTeleported", "aggregateId": order_id,
+        "aggregateType": "Order", "version": 1, "schemaVersion": 1,
+        "occurredOn": "2026-01-01T00:00:00Z", "data": {}
+    });
+    let results = bus
+        .publish(&[
+            BusMessage {
+                topic: EVENTS_TOPIC.into(),
+                key: order_id.to_string(),
+                payload: poison.to_string().into_bytes(),
+                headers: vec![],
+            },
+            BusMessage {
+                topic: EVENTS_TOPIC.into(),
+                key: "garbage".into(),
+                payload: b"\x00not json{".to_vec(),
+                headers: vec![],
+            },
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    // A normal order after them is still projected: the projector moved on.
+    let res = svc
+        .call(
+            "POST",
+            "/api/orders",
+            Some(&order_body("poison-cust", "rest-1")),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text);
+    eventually(15, "the later order projected", || async {
+        let list = svc
+            .call("GET", "/api/orders/customer/poison-cust", None)
+            .await
+            .json();
+        (list["totalElements"] == json!(1)).then_some(())
+    })
+    .await;
+
+    // Both bad messages went to the DLQ topic with failure headers and were recorded.
+    let records = eventually(15, "two consumer-side DLQ records", || async {
+        let r = all_records(&svc, "pending").await;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    let poison_rec = records
+        .iter()
+        .find(|r| r["eventId"] == json!(poison_id.to_string()))
+        .expect("poison recorded under its event id");
+    assert_eq!(poison_rec["source"], "CONSUMER");
+    assert_eq!(poison_rec["eventType"], "OrderTeleported");
+    assert!(poison_rec["failureReason"]
+        .as_str()
+        .is_some_and(|r| r.contains("OrderTeleported")));
+    assert!(poison_rec["origin"]
+        .as_str()
+        .is_some_and(|o| o.starts_with("order-events/0/")));
+    let malformed = records
+        .iter()
+        .find(|r| r["eventType"] == "MALFORMED")
+        .expect("malformed message recorded as such");
+    assert_eq!(malformed["source"], "CONSUMER");
+
+    let dead = support::read_deliveries(&bus, "order-events-dlq").await;
+    assert_eq!(dead.len(), 2);
+    for d in &dead {
+        assert_eq!(d.header("kafka_dlt-original-topic"), Some(EVENTS_TOPIC));
+        assert!(d.header("kafka_dlt-original-offset").is_some());
+        assert!(d.header("kafka_dlt-exception-message").is_some());
+        assert!(d.header("kafka_dlt-failed-at").is_some());
+    }
+
+    // Replaying the poison record re-delivers it to order-events, once.
+    let id = poison_id.to_string();
+    let replay = svc
+        .call("POST", &format!("/api/dlq/replay/{id}"), None)
+        .await;
+    assert_eq!(replay.json()["status"], "REPLAYED", "{}", replay.text);
+    let copies = read_topic(&bus, EVENTS_TOPIC)
+        .await
+        .iter()
+        .filter(|e| e.event_id == poison_id)
+        .count();
+    assert_eq!(copies, 2, "the original delivery and the replay");
+
+    // It is still unprocessable, so it fails again downstream: the record
+    // is reopened with the new origin instead of claiming REPLAYED.
+    let first_origin = poison_rec["origin"].clone();
+    let reopened = eventually(15, "the record reopened", || async {
+        let r = svc
+            .call("GET", &format!("/api/dlq/event/{id}"), None)
+            .await
+            .json();
+        (r["status"] == "PENDING" && r["origin"] != first_origin).then_some(r)
+    })
+    .await;
+    assert_eq!(reopened["replayAttempts"], 1);
+}

@@ -30,22 +30,15 @@ const MIGRATIONS: &[Migration] = &[Migration {
 const CROSS_PROCESS_RECHECK: Duration = Duration::from_millis(250);
 
 /// The embedded, durable event bus.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct EmbeddedBus {
     inner: Arc<Inner>,
 }
 
+#[derive(Debug)]
 struct Inner {
     db: Arc<Db>,
     published: Notify,
-}
-
-impl std::fmt::Debug for EmbeddedBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedBus")
-            .field("path", &self.inner.db.path())
-            .finish()
-    }
 }
 
 impl EmbeddedBus {

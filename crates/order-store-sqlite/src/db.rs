@@ -76,6 +76,12 @@ impl Checkpointer {
     }
 }
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.path).finish()
+    }
+}
+
 impl Db {
     /// Opens (creating the parent directories and the file) and migrates.
     pub fn open(path: &Path, migrations: &[Migration]) -> Result<Arc<Self>, StoreError> {

@@ -31,7 +31,12 @@ pub(crate) fn insert_dlq_record(conn: &Connection, r: &NewDlqRecord) -> Result<b
              original_event, failure_reason, failure_time, status, replay_attempts, source, \
              blocked_by, topic, origin) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', 0, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (event_id) DO NOTHING",
+             ON CONFLICT (event_id) DO UPDATE SET status = 'PENDING', \
+               failure_reason = excluded.failure_reason, failure_time = excluded.failure_time, \
+               origin = excluded.origin \
+             WHERE dlq_replay_records.status = 'REPLAYED' AND excluded.source = 'CONSUMER' \
+               AND excluded.origin IS NOT NULL \
+               AND dlq_replay_records.origin IS NOT excluded.origin",
         )
         .map_err(db_err)?
         .execute(params![

@@ -24,17 +24,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
 const IN_CHUNK: usize = 500;
 
 /// The read model in its own SQLite file (WAL mode).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteReadModel {
     db: Arc<Db>,
-}
-
-impl std::fmt::Debug for SqliteReadModel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteReadModel")
-            .field("path", &self.db.path())
-            .finish()
-    }
 }
 
 impl SqliteReadModel {

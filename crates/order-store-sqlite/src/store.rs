@@ -30,17 +30,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
 
 /// Event store, current state, outbox and DLQ records in one SQLite file
 /// (WAL mode). Cheap to clone; clones share the connections.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) db: Arc<Db>,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.db.path())
-            .finish()
-    }
 }
 
 impl SqliteStore {

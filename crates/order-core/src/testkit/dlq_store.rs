@@ -480,3 +480,58 @@ pub async fn transition_is_conditional(dlq: Arc<dyn DlqStore>) {
     assert_eq!(missing, Transitioned::NotFound);
     assert_eq!(before.source, DlqSource::Publish);
 }
+
+pub async fn a_new_consumer_failure_reopens_a_replayed_record(dlq: Arc<dyn DlqStore>) {
+    let first = consumer_dlq_record("agg-1", at(0));
+    assert_eq!(insert(&dlq, std::slice::from_ref(&first)).await, 1);
+    dlq.mark_replayed(std::slice::from_ref(&first.event_id), at(1), "replayed")
+        .await
+        .expect("mark_replayed");
+
+    // The same DLQ-topic message delivered again: nothing changes.
+    assert_eq!(insert(&dlq, std::slice::from_ref(&first)).await, 0);
+    assert_eq!(get(&dlq, &first.event_id).await.status, DlqStatus::Replayed);
+
+    // The replayed event failed again downstream (read from a new offset).
+    let again = NewDlqRecord {
+        origin: Some("order-events/0/99".to_owned()),
+        failure_reason: "still failing".to_owned(),
+        failure_time: at(2),
+        ..first.clone()
+    };
+    assert_eq!(insert(&dlq, std::slice::from_ref(&again)).await, 1);
+    let rec = get(&dlq, &first.event_id).await;
+    assert_eq!(rec.status, DlqStatus::Pending);
+    assert_eq!(rec.failure_reason, "still failing");
+    assert_eq!(rec.failure_time, at(2));
+    assert_eq!(rec.origin.as_deref(), Some("order-events/0/99"));
+    assert_eq!(rec.replay_attempts, 1, "the history of attempts is kept");
+
+    // An unresolved record is never rewritten by a new failure.
+    let newer = NewDlqRecord {
+        origin: Some("order-events/0/120".to_owned()),
+        failure_reason: "third".to_owned(),
+        ..again.clone()
+    };
+    assert_eq!(insert(&dlq, &[newer]).await, 0);
+    assert_eq!(
+        get(&dlq, &first.event_id).await.failure_reason,
+        "still failing"
+    );
+
+    // Publish-side records are never reopened by an insert.
+    let parked = dlq_record("agg-2", 1, None, at(0));
+    insert(&dlq, std::slice::from_ref(&parked)).await;
+    dlq.mark_replayed(std::slice::from_ref(&parked.event_id), at(1), "replayed")
+        .await
+        .expect("mark_replayed");
+    let reparked = NewDlqRecord {
+        failure_reason: "parked again".to_owned(),
+        ..parked.clone()
+    };
+    assert_eq!(insert(&dlq, &[reparked]).await, 0);
+    assert_eq!(
+        get(&dlq, &parked.event_id).await.status,
+        DlqStatus::Replayed
+    );
+}

@@ -186,6 +186,7 @@ macro_rules! dlq_store_contract {
                 mark_replayed_changes_only_unresolved,
                 mark_failed_makes_a_new_head,
                 transition_is_conditional,
+                a_new_consumer_failure_reopens_a_replayed_record,
             ]
         );
     };
