@@ -86,6 +86,8 @@ impl Deref for AppState {
 pub struct Workers {
     shutdown: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
+    /// Held while the workers run; see [`lock_database`].
+    _lock: std::fs::File,
 }
 
 impl Workers {
@@ -148,8 +150,38 @@ fn open_bus(config: &Config) -> Result<EmbeddedBus, StartupError> {
     EmbeddedBus::open(path).map_err(|e| open_err("the embedded bus", path, e))
 }
 
+/// Takes an exclusive lock beside the SQLite database for as long as the
+/// returned file lives. The embedded profile is single-instance: two
+/// processes on one database would both relay the outbox (double publish)
+/// and both project, so a second one refuses to start. The kernel drops the
+/// lock when the process dies, `kill -9` included.
+pub fn lock_database(config: &Config) -> Result<std::fs::File, StartupError> {
+    let db = config.database_path();
+    ensure_parent(db, "the database")?;
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| open_err("the database lock", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::Other(format!(
+            "another order-service process is using {} (lock {}); the SQLite profile runs \
+             one process per database",
+            db.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(open_err("the database lock", &path, e)),
+    }
+}
+
 /// Opens the adapters, builds the services and starts the workers.
 pub async fn build(config: Config) -> Result<App, StartupError> {
+    let lock = lock_database(&config)?;
     let store = Arc::new(open_store(&config)?);
     let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(&config)?);
     let raw_bus: Arc<dyn EventBus> = Arc::new(open_bus(&config)?);
@@ -256,7 +288,11 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     }));
     Ok(App {
         state,
-        workers: Workers { shutdown, handles },
+        workers: Workers {
+            shutdown,
+            handles,
+            _lock: lock,
+        },
     })
 }
 
@@ -369,6 +405,7 @@ async fn shutdown_signal() {
 /// `order-service migrate`: creates or upgrades the schemas of every
 /// SQLite file, then returns a one-line summary.
 pub fn migrate(config: &Config) -> Result<String, StartupError> {
+    let _lock = lock_database(config)?;
     let db = config.database_path();
     ensure_parent(db, "the database")?;
     order_store_sqlite::migrate(db).map_err(|e| open_err("the database", db, e))?;
@@ -389,6 +426,7 @@ pub fn migrate(config: &Config) -> Result<String, StartupError> {
 /// `order-service rebuild-read-model`: rebuilds the read model from the
 /// event store without starting the server or the workers.
 pub async fn rebuild_read_model(config: &Config) -> Result<RebuildReport, StartupError> {
+    let _lock = lock_database(config)?;
     let store: Arc<dyn EventStore> = Arc::new(open_store(config)?);
     let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(config)?);
     let projector = Projector::new(

@@ -447,3 +447,25 @@ async fn a_message_the_projector_cannot_process_is_dead_lettered_and_recorded_wi
     .await;
     assert_eq!(reopened["replayAttempts"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_database_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = Service::start(dir.path(), &[]).await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_order-service"))
+        .env("ORDER_PORT", "0")
+        .env("ORDER_BIND", "127.0.0.1")
+        .env(
+            "ORDER_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("orders.db").display()),
+        )
+        .env("ORDER_LOG", "warn")
+        .output()
+        .expect("second process runs");
+    assert!(!second.status.success(), "a second instance must not start");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another order-service process is using"),
+        "{stderr}"
+    );
+}
