@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, then every test of
-# the workspace (unit, contract suites, router tests, end-to-end tests that
-# start the real binary). The embedded profile needs no external service.
+# the workspace (unit, contract suites against SQLite, MariaDB, Kafka (Tansu)
+# and MongoDB (nx-27017), router tests, end-to-end tests that start the real
+# binary). It starts the services the tests need and stops them at the end;
+# see scripts/services.sh (Tansu and nx-27017 are installed once and cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "starting test services (MariaDB, Tansu, nx-27017)"
+export ORDER_TEST_STATE_DIR="${ORDER_TEST_STATE_DIR:-$(mktemp -d /tmp/order-service-test.XXXXXX)}"
+trap './scripts/services.sh stop' EXIT
+eval "$(./scripts/services.sh start)"
 
 step "cargo test"
 # Two test binaries at a time: the end-to-end tests start service processes

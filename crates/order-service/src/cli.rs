@@ -42,7 +42,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        Command::Migrate => match startup::migrate(&config) {
+        Command::Migrate => match startup::migrate(&config).await {
             Ok(summary) => {
                 println!("{summary}");
                 ExitCode::SUCCESS

@@ -23,7 +23,13 @@ const KEYS: &[&str] = &[
     "read_model_path",
     "bus_path",
     "kafka_brokers",
+    "kafka_partitions",
+    "kafka_max_poll_interval_ms",
+    "publish_timeout_ms",
     "mongodb_uri",
+    "mongodb_database",
+    "mongodb_collection",
+    "mysql_pool_size",
     "publish_max_attempts",
     "publish_backoff_ms",
     "test_endpoints",
@@ -51,18 +57,84 @@ impl ConfigError {
     }
 }
 
+/// A connection URL that may carry a password: `Debug` and `Display` show
+/// it with the password masked; [`SecretUrl::expose`] gives the real one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `scheme://user:***@host/…`, or the URL unchanged when it has no password.
+    pub fn masked(&self) -> String {
+        let url = &self.0;
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.clone();
+        };
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                None => url.clone(),
+            },
+            None => url.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.masked())
+    }
+}
+
 /// Where the event store, outbox and DLQ live.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     Sqlite(PathBuf),
+    MySql(SecretUrl),
 }
 
 impl fmt::Debug for DatabaseTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DatabaseTarget::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            DatabaseTarget::MySql(url) => write!(f, "{url}"),
         }
     }
+}
+
+/// Kafka settings; present when `ORDER_KAFKA_BROKERS` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    /// Partitions of the events topic when the service creates it.
+    pub partitions: i32,
+    /// How long one publish attempt may take before it counts as failed.
+    pub publish_timeout: Duration,
+    /// librdkafka `max.poll.interval.ms` of the consumers.
+    pub max_poll_interval: Duration,
+}
+
+/// MongoDB read model settings; present when `ORDER_MONGODB_URI` is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MongoSettings {
+    pub uri: SecretUrl,
+    pub database: String,
+    pub collection: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +149,13 @@ pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
     pub database: DatabaseTarget,
+    /// SQLite read model file (used when `mongo` is `None`).
     pub read_model_path: PathBuf,
+    /// Embedded bus file (used when `kafka` is `None`).
     pub bus_path: PathBuf,
+    pub kafka: Option<KafkaSettings>,
+    pub mongo: Option<MongoSettings>,
+    pub mysql_pool_size: u32,
     pub publish_max_attempts: u32,
     pub publish_backoff: Duration,
     pub test_endpoints: bool,
@@ -209,30 +286,34 @@ impl Config {
 
     fn from_layer(l: &Layer) -> Result<Self, ConfigError> {
         let p = Parser(l);
-        if let Some(raw) = p.get("kafka_brokers") {
-            return Err(not_in_build(raw, "Kafka support"));
-        }
-        if let Some(raw) = p.get("mongodb_uri") {
-            return Err(not_in_build(raw, "MongoDB support"));
-        }
         let db_raw = p.required("database_url")?;
         let database = parse_database_url(db_raw)?;
-        let DatabaseTarget::Sqlite(db_path) = &database;
+        // SQLite files of the embedded profile sit beside the database file
+        // (or under ./data with a MySQL database).
+        let data_dir = match &database {
+            DatabaseTarget::Sqlite(db) => db
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+            DatabaseTarget::MySql(_) => Some(PathBuf::from("data")),
+        };
         let beside = |name: &str| -> PathBuf {
-            match db_path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
-                _ => PathBuf::from(name),
+            match &data_dir {
+                Some(dir) => dir.join(name),
+                None => PathBuf::from(name),
             }
         };
         let read_model_path = p
             .path("read_model_path")?
             .unwrap_or_else(|| beside("read-model.db"));
         let bus_path = p.path("bus_path")?.unwrap_or_else(|| beside("bus.db"));
-        let files = [
-            ("ORDER_DATABASE_URL", db_path.as_path()),
+        let mut files = vec![
             ("ORDER_READ_MODEL_PATH", read_model_path.as_path()),
             ("ORDER_BUS_PATH", bus_path.as_path()),
         ];
+        if let DatabaseTarget::Sqlite(db) = &database {
+            files.insert(0, ("ORDER_DATABASE_URL", db.as_path()));
+        }
         for (i, (a, pa)) in files.iter().enumerate() {
             for (b, pb) in files.iter().skip(i + 1) {
                 if pa == pb {
@@ -243,6 +324,55 @@ impl Config {
                 }
             }
         }
+
+        let kafka = match p.get("kafka_brokers") {
+            None => None,
+            Some(raw) => {
+                let brokers = raw.value.trim().to_owned();
+                let valid = brokers.split(',').all(|b| {
+                    b.trim()
+                        .rsplit_once(':')
+                        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+                });
+                if !valid {
+                    return Err(ConfigError::new(format!(
+                        "{}: invalid value {:?}: expected host:port[,host:port…]",
+                        raw.source, raw.value
+                    )));
+                }
+                Some(KafkaSettings {
+                    brokers,
+                    partitions: p.int("kafka_partitions", 1, 10_000)? as i32,
+                    publish_timeout: Duration::from_millis(p.int(
+                        "publish_timeout_ms",
+                        100,
+                        600_000,
+                    )?),
+                    max_poll_interval: Duration::from_millis(p.int(
+                        "kafka_max_poll_interval_ms",
+                        1_000,
+                        86_400_000,
+                    )?),
+                })
+            }
+        };
+        let mongo = match p.get("mongodb_uri") {
+            None => None,
+            Some(raw) => {
+                let uri = raw.value.trim();
+                if !(uri.starts_with("mongodb://") || uri.starts_with("mongodb+srv://")) {
+                    return Err(ConfigError::new(format!(
+                        "{}: expected a mongodb:// or mongodb+srv:// URI",
+                        raw.source
+                    )));
+                }
+                Some(MongoSettings {
+                    uri: SecretUrl::new(uri),
+                    database: p.name("mongodb_database")?,
+                    collection: p.name("mongodb_collection")?,
+                })
+            }
+        };
 
         let topic_events = p.topic("topic_events")?;
         let topic_dlq = p.topic("topic_dlq")?;
@@ -288,13 +418,17 @@ impl Config {
         Ok(Config {
             bind,
             port: p.int("port", 0, u64::from(u16::MAX))? as u16,
+            // Test endpoints are for demos and tests: on by default only with
+            // the embedded bus.
+            test_endpoints: p.bool("test_endpoints")?.unwrap_or(kafka.is_none()),
             database,
             read_model_path,
             bus_path,
+            kafka,
+            mongo,
+            mysql_pool_size: p.int("mysql_pool_size", 1, 1_000)? as u32,
             publish_max_attempts: p.int("publish_max_attempts", 1, 100)? as u32,
             publish_backoff: Duration::from_millis(p.int("publish_backoff_ms", 0, 600_000)?),
-            // Default: on in the embedded profile (the only one in this build).
-            test_endpoints: p.bool("test_endpoints")?.unwrap_or(true),
             topic_events,
             topic_dlq,
             projector_group,
@@ -310,29 +444,32 @@ impl Config {
         })
     }
 
-    /// The SQLite file of the event store.
-    pub fn database_path(&self) -> &Path {
+    /// The SQLite file of the event store, when the database is SQLite.
+    pub fn sqlite_database_path(&self) -> Option<&Path> {
         match &self.database {
-            DatabaseTarget::Sqlite(p) => p,
+            DatabaseTarget::Sqlite(p) => Some(p),
+            DatabaseTarget::MySql(_) => None,
         }
     }
-}
-
-fn not_in_build(raw: &Raw, what: &str) -> ConfigError {
-    ConfigError::new(format!(
-        "{}: {what} is not in this build yet; unset it to use the embedded default",
-        raw.source
-    ))
 }
 
 fn parse_database_url(raw: &Raw) -> Result<DatabaseTarget, ConfigError> {
     let url = raw.value.as_str();
     let lower = url.to_ascii_lowercase();
-    if lower.starts_with("mysql:") || lower.starts_with("mariadb:") {
-        return Err(ConfigError::new(format!(
-            "{}: MySQL support is not in this build yet; use sqlite://PATH",
-            raw.source
-        )));
+    if let Some(rest) = strip_prefix_ci(url, "mariadb://") {
+        // The driver speaks the same protocol; accept MariaDB's own scheme.
+        return Ok(DatabaseTarget::MySql(SecretUrl::new(format!(
+            "mysql://{rest}"
+        ))));
+    }
+    if lower.starts_with("mysql://") {
+        if url.len() <= "mysql://".len() {
+            return Err(ConfigError::new(format!(
+                "{}: expected mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                raw.source
+            )));
+        }
+        return Ok(DatabaseTarget::MySql(SecretUrl::new(url)));
     }
     let path = if let Some(rest) = strip_prefix_ci(url, "sqlite://") {
         rest
@@ -342,7 +479,7 @@ fn parse_database_url(raw: &Raw) -> Result<DatabaseTarget, ConfigError> {
         // Secrets may sit in a URL: never echo it back.
         let scheme = url.split_once(':').map_or("", |(s, _)| s);
         return Err(ConfigError::new(format!(
-            "{}: unsupported database URL scheme {scheme:?}: expected sqlite://PATH",
+            "{}: unsupported database URL scheme {scheme:?}: expected sqlite://PATH or mysql://…",
             raw.source
         )));
     };
@@ -509,7 +646,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.port, 9000);
         assert_eq!(c.bind, IpAddr::from([127, 0, 0, 1]));
-        assert_eq!(c.database_path(), Path::new("/var/lib/orders/o.db"));
+        assert_eq!(
+            c.sqlite_database_path(),
+            Some(Path::new("/var/lib/orders/o.db"))
+        );
         assert_eq!(
             c.read_model_path,
             PathBuf::from("/var/lib/orders/read-model.db")
@@ -594,10 +734,34 @@ mod tests {
     }
 
     #[test]
-    fn a_mysql_url_is_a_clear_not_yet_supported_error() {
-        let e = err(&[("ORDER_DATABASE_URL", "mysql://root:secret@localhost/orders")]);
-        assert!(e.contains("MySQL support is not in this build yet"), "{e}");
-        assert!(!e.contains("secret"), "secrets are never echoed: {e}");
+    fn a_mysql_url_selects_mysql_and_never_shows_its_password() {
+        let c = Config::from_env(&env(&[(
+            "ORDER_DATABASE_URL",
+            "mysql://root:secret@localhost:3306/orders",
+        )]))
+        .unwrap();
+        let DatabaseTarget::MySql(url) = &c.database else {
+            panic!("expected MySQL, got {:?}", c.database);
+        };
+        assert_eq!(url.expose(), "mysql://root:secret@localhost:3306/orders");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(
+            shown.contains("mysql://root:***@localhost:3306/orders"),
+            "{shown}"
+        );
+        assert_eq!(c.sqlite_database_path(), None);
+        assert_eq!(c.bus_path, PathBuf::from("data/bus.db"));
+    }
+
+    #[test]
+    fn a_mariadb_url_is_read_as_mysql() {
+        let c =
+            Config::from_env(&env(&[("ORDER_DATABASE_URL", "mariadb://root@db/orders")])).unwrap();
+        assert_eq!(
+            c.database,
+            DatabaseTarget::MySql(SecretUrl::new("mysql://root@db/orders"))
+        );
     }
 
     #[test]
@@ -614,21 +778,47 @@ mod tests {
     }
 
     #[test]
-    fn kafka_brokers_are_a_clear_not_yet_supported_error() {
-        let e = err(&[("ORDER_KAFKA_BROKERS", "localhost:9092")]);
-        assert!(
-            e.starts_with("ORDER_KAFKA_BROKERS") && e.contains("not in this build yet"),
-            "{e}"
-        );
+    fn kafka_brokers_select_kafka_and_turn_test_endpoints_off_by_default() {
+        let c = Config::from_env(&env(&[("ORDER_KAFKA_BROKERS", "k1:9092,k2:9093")])).unwrap();
+        let k = c.kafka.expect("kafka settings");
+        assert_eq!(k.brokers, "k1:9092,k2:9093");
+        assert_eq!(k.partitions, 3);
+        assert_eq!(k.publish_timeout, Duration::from_millis(5000));
+        assert!(!c.test_endpoints);
+        let c = Config::from_env(&env(&[
+            ("ORDER_KAFKA_BROKERS", "k1:9092"),
+            ("ORDER_TEST_ENDPOINTS", "true"),
+        ]))
+        .unwrap();
+        assert!(c.test_endpoints, "an explicit setting wins");
     }
 
     #[test]
-    fn a_mongodb_uri_is_a_clear_not_yet_supported_error() {
-        let e = err(&[("ORDER_MONGODB_URI", "mongodb://localhost")]);
-        assert!(
-            e.starts_with("ORDER_MONGODB_URI") && e.contains("not in this build yet"),
-            "{e}"
-        );
+    fn malformed_kafka_brokers_are_rejected() {
+        for bad in ["localhost", "host:port", ":9092", "a:1,b"] {
+            let e = err(&[("ORDER_KAFKA_BROKERS", bad)]);
+            assert!(e.starts_with("ORDER_KAFKA_BROKERS"), "{bad}: {e}");
+        }
+        let e = err(&[
+            ("ORDER_KAFKA_BROKERS", "k:9092"),
+            ("ORDER_KAFKA_PARTITIONS", "0"),
+        ]);
+        assert!(e.starts_with("ORDER_KAFKA_PARTITIONS"), "{e}");
+    }
+
+    #[test]
+    fn a_mongodb_uri_selects_mongo_with_the_original_names_by_default() {
+        let c = Config::from_env(&env(&[(
+            "ORDER_MONGODB_URI",
+            "mongodb://u:pw@localhost:27017",
+        )]))
+        .unwrap();
+        let m = c.mongo.clone().expect("mongo settings");
+        assert_eq!(m.database, "order_read_db");
+        assert_eq!(m.collection, "orders");
+        assert!(!format!("{c:?}").contains(":pw@"));
+        let e = err(&[("ORDER_MONGODB_URI", "http://localhost")]);
+        assert!(e.starts_with("ORDER_MONGODB_URI"), "{e}");
     }
 
     #[test]

@@ -12,18 +12,22 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use order_bus_kafka::{KafkaBus, KafkaConfig};
 use order_core::app::{
     CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter, Metrics, OrderQueries,
     OutboxRelay, Projector, ProjectorConfig, PublishGate, RebuildReport, RelayConfig, RetryPolicy,
     SwitchableBus,
 };
+use order_core::ports::StoreError;
 use order_core::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel};
+use order_readmodel_mongo::MongoReadModel;
+use order_store_mysql::{MySqlConfig, MySqlStore};
 use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, DatabaseTarget, SecretUrl};
 
 /// How long an idle relay waits before looking at the outbox again (another
 /// instance's commits do not wake it).
@@ -87,7 +91,7 @@ pub struct Workers {
     shutdown: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
     /// Held while the workers run; see [`lock_database`].
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 impl Workers {
@@ -132,31 +136,134 @@ fn ensure_parent(path: &std::path::Path, what: &'static str) -> Result<(), Start
     }
 }
 
-fn open_store(config: &Config) -> Result<SqliteStore, StartupError> {
-    let path = config.database_path();
+/// The adapters the configuration selects, behind the core's ports.
+pub struct Backends {
+    pub event_store: Arc<dyn EventStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub dlq_store: Arc<dyn DlqStore>,
+    pub read_model: Arc<dyn ReadModel>,
+    /// Held while the app runs (SQLite profile only); see [`lock_database`].
+    pub lock: Option<std::fs::File>,
+}
+
+fn sqlite_err<'a>(
+    what: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(StoreError) -> StartupError + 'a {
+    move |e| open_err(what, path, e)
+}
+
+fn open_sqlite_store(path: &std::path::Path) -> Result<SqliteStore, StartupError> {
     ensure_parent(path, "the database")?;
-    SqliteStore::open(path).map_err(|e| open_err("the database", path, e))
+    SqliteStore::open(path).map_err(sqlite_err("the database", path))
 }
 
-fn open_read_model(config: &Config) -> Result<SqliteReadModel, StartupError> {
-    let path = &config.read_model_path;
-    ensure_parent(path, "the read model")?;
-    SqliteReadModel::open(path).map_err(|e| open_err("the read model", path, e))
+async fn open_mysql_store(config: &Config, url: &SecretUrl) -> Result<MySqlStore, StartupError> {
+    MySqlStore::connect_with(
+        MySqlConfig::new(url.expose()).with_max_connections(config.mysql_pool_size),
+    )
+    .await
+    .map_err(|e| StartupError::Open {
+        what: "the MySQL database",
+        path: url.masked(),
+        cause: e.to_string(),
+    })
 }
 
-fn open_bus(config: &Config) -> Result<EmbeddedBus, StartupError> {
+/// Event store, outbox and DLQ records: one database, SQLite or MySQL.
+async fn open_write_side(
+    config: &Config,
+) -> Result<(Arc<dyn EventStore>, Arc<dyn Outbox>, Arc<dyn DlqStore>), StartupError> {
+    Ok(match &config.database {
+        DatabaseTarget::Sqlite(path) => {
+            let store = Arc::new(open_sqlite_store(path)?);
+            (store.clone(), store.clone(), store)
+        }
+        DatabaseTarget::MySql(url) => {
+            let store = Arc::new(open_mysql_store(config, url).await?);
+            (store.clone(), store.clone(), store)
+        }
+    })
+}
+
+async fn open_read_model(config: &Config) -> Result<Arc<dyn ReadModel>, StartupError> {
+    match &config.mongo {
+        Some(m) => {
+            let rm = MongoReadModel::connect(m.uri.expose(), &m.database, &m.collection)
+                .await
+                .map_err(|e| StartupError::Open {
+                    what: "the MongoDB read model",
+                    path: m.uri.masked(),
+                    cause: e.to_string(),
+                })?;
+            Ok(Arc::new(rm))
+        }
+        None => {
+            let path = &config.read_model_path;
+            ensure_parent(path, "the read model")?;
+            let rm = SqliteReadModel::open(path).map_err(sqlite_err("the read model", path))?;
+            Ok(Arc::new(rm))
+        }
+    }
+}
+
+fn open_embedded_bus(config: &Config) -> Result<EmbeddedBus, StartupError> {
     let path = &config.bus_path;
     ensure_parent(path, "the embedded bus")?;
-    EmbeddedBus::open(path).map_err(|e| open_err("the embedded bus", path, e))
+    EmbeddedBus::open(path).map_err(sqlite_err("the embedded bus", path))
 }
 
-/// Takes an exclusive lock beside the SQLite database for as long as the
-/// returned file lives. The embedded profile is single-instance: two
-/// processes on one database would both relay the outbox (double publish)
-/// and both project, so a second one refuses to start. The kernel drops the
-/// lock when the process dies, `kill -9` included.
-pub fn lock_database(config: &Config) -> Result<std::fs::File, StartupError> {
-    let db = config.database_path();
+/// The bus the configuration selects: Kafka (topics ensured) or embedded.
+async fn open_bus(config: &Config) -> Result<Arc<dyn EventBus>, StartupError> {
+    match &config.kafka {
+        Some(k) => {
+            let cfg = KafkaConfig {
+                publish_timeout: k.publish_timeout,
+                events_topic: config.topic_events.clone(),
+                dlq_topic: config.topic_dlq.clone(),
+                partitions: k.partitions,
+                max_poll_interval: k.max_poll_interval,
+                ..KafkaConfig::new(k.brokers.clone())
+            };
+            let bus = KafkaBus::connect(cfg)
+                .await
+                .map_err(|e| StartupError::Bus(e.to_string()))?;
+            // A broker that is down at start is not fatal: commands still
+            // work and the relay parks what it cannot publish; topics are
+            // also created on first use.
+            if let Err(e) = bus.ensure_topics().await {
+                tracing::warn!(error = %e, "could not create the Kafka topics at start-up; will retry on first use");
+            }
+            Ok(Arc::new(bus))
+        }
+        None => Ok(Arc::new(open_embedded_bus(config)?)),
+    }
+}
+
+/// Opens every adapter the configuration selects (not the bus).
+pub async fn open_backends(config: &Config) -> Result<Backends, StartupError> {
+    let lock = lock_database(config)?;
+    let (event_store, outbox, dlq_store) = open_write_side(config).await?;
+    let read_model = open_read_model(config).await?;
+    Ok(Backends {
+        event_store,
+        outbox,
+        dlq_store,
+        read_model,
+        lock,
+    })
+}
+
+/// Takes an exclusive lock beside a SQLite database for as long as the
+/// returned file lives (`None` for MySQL, where the relay lease in the
+/// database coordinates instances). The embedded profile is single-instance:
+/// two processes on one database would both relay the outbox (double
+/// publish) and both project, so a second one refuses to start. The kernel
+/// drops the lock when the process dies, `kill -9` included.
+pub fn lock_database(config: &Config) -> Result<Option<std::fs::File>, StartupError> {
+    let Some(db) = config.sqlite_database_path() else {
+        return Ok(None);
+    };
     ensure_parent(db, "the database")?;
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
@@ -168,7 +275,7 @@ pub fn lock_database(config: &Config) -> Result<std::fs::File, StartupError> {
         .open(&path)
         .map_err(|e| open_err("the database lock", &path, e))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::Other(format!(
             "another order-service process is using {} (lock {}); the SQLite profile runs \
              one process per database",
@@ -181,13 +288,14 @@ pub fn lock_database(config: &Config) -> Result<std::fs::File, StartupError> {
 
 /// Opens the adapters, builds the services and starts the workers.
 pub async fn build(config: Config) -> Result<App, StartupError> {
-    let lock = lock_database(&config)?;
-    let store = Arc::new(open_store(&config)?);
-    let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(&config)?);
-    let raw_bus: Arc<dyn EventBus> = Arc::new(open_bus(&config)?);
-    let event_store: Arc<dyn EventStore> = store.clone();
-    let outbox: Arc<dyn Outbox> = store.clone();
-    let dlq_store: Arc<dyn DlqStore> = store;
+    let Backends {
+        event_store,
+        outbox,
+        dlq_store,
+        read_model,
+        lock,
+    } = open_backends(&config).await?;
+    let raw_bus: Arc<dyn EventBus> = open_bus(&config).await?;
 
     let metrics = Arc::new(Metrics::default());
     let fault = Arc::new(FaultSwitch::default());
@@ -364,9 +472,9 @@ pub async fn spawn_app(config: Config) -> Result<RunningApp, StartupError> {
     });
     tracing::info!(
         %addr,
-        database = %app.state.config.database_path().display(),
-        read_model = %app.state.config.read_model_path.display(),
-        bus = %app.state.config.bus_path.display(),
+        database = ?app.state.config.database,
+        read_model = %read_model_label(&app.state.config),
+        bus = %bus_label(&app.state.config),
         test_endpoints = app.state.config.test_endpoints,
         "order-service listening"
     );
@@ -377,6 +485,20 @@ pub async fn spawn_app(config: Config) -> Result<RunningApp, StartupError> {
         server,
         workers: app.workers,
     })
+}
+
+fn read_model_label(config: &Config) -> String {
+    match &config.mongo {
+        Some(m) => format!("{} ({}.{})", m.uri, m.database, m.collection),
+        None => config.read_model_path.display().to_string(),
+    }
+}
+
+fn bus_label(config: &Config) -> String {
+    match &config.kafka {
+        Some(k) => format!("kafka {}", k.brokers),
+        None => config.bus_path.display().to_string(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -402,36 +524,37 @@ async fn shutdown_signal() {
     }
 }
 
-/// `order-service migrate`: creates or upgrades the schemas of every
-/// SQLite file, then returns a one-line summary.
-pub fn migrate(config: &Config) -> Result<String, StartupError> {
-    let _lock = lock_database(config)?;
-    let db = config.database_path();
-    ensure_parent(db, "the database")?;
-    order_store_sqlite::migrate(db).map_err(|e| open_err("the database", db, e))?;
-    let rm = &config.read_model_path;
-    ensure_parent(rm, "the read model")?;
-    SqliteReadModel::migrate(rm).map_err(|e| open_err("the read model", rm, e))?;
-    let bus = &config.bus_path;
-    ensure_parent(bus, "the embedded bus")?;
-    EmbeddedBus::migrate(bus).map_err(|e| open_err("the embedded bus", bus, e))?;
+/// `order-service migrate`: creates or upgrades the schemas of the
+/// configured database, read model and bus, then returns a summary.
+pub async fn migrate(config: &Config) -> Result<String, StartupError> {
+    let _backends = open_backends(config).await?;
+    let bus = match &config.kafka {
+        Some(_) => {
+            open_bus(config).await?;
+            "Kafka topics ensured".to_owned()
+        }
+        None => {
+            open_embedded_bus(config)?;
+            format!("bus {}", config.bus_path.display())
+        }
+    };
+    let read_model = match &config.mongo {
+        Some(m) => format!("MongoDB {}.{}", m.database, m.collection),
+        None => config.read_model_path.display().to_string(),
+    };
     Ok(format!(
-        "migrations applied: database {}, read model {}, bus {}",
-        db.display(),
-        rm.display(),
-        bus.display()
+        "migrations applied: database {:?}, read model {read_model}, {bus}",
+        config.database
     ))
 }
 
 /// `order-service rebuild-read-model`: rebuilds the read model from the
 /// event store without starting the server or the workers.
 pub async fn rebuild_read_model(config: &Config) -> Result<RebuildReport, StartupError> {
-    let _lock = lock_database(config)?;
-    let store: Arc<dyn EventStore> = Arc::new(open_store(config)?);
-    let read_model: Arc<dyn ReadModel> = Arc::new(open_read_model(config)?);
+    let backends = open_backends(config).await?;
     let projector = Projector::new(
-        read_model,
-        store,
+        backends.read_model,
+        backends.event_store,
         Arc::new(OfflineBus),
         ProjectorConfig {
             group: config.projector_group.clone(),

@@ -71,7 +71,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
         bounded(state.read_model.ping()),
         bounded(state.outbox.stats()),
     );
-    let db = db.map(|()| "SQLite event store answers".to_owned());
+    let db = db.map(|()| "event store answers".to_owned());
     let rm = rm.map(|()| "read model answers".to_owned());
     let outbox_json = match &outbox {
         Ok(s) => json!({

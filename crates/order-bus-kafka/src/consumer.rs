@@ -1,0 +1,301 @@
+//! The consuming side: a [`Subscription`] backed by a `StreamConsumer` in a
+//! consumer group, committing offsets only when asked.
+//!
+//! **Resuming inside a record batch.** A Kafka broker answers a fetch at an
+//! offset in the middle of a record batch with the whole batch, and the
+//! client skips the records before the offset. Tansu (the test broker) only
+//! returns batches that *start* at or after the fetch offset, so a consumer
+//! resuming from a committed offset inside a batch would silently skip the
+//! rest of that batch. The subscription therefore starts every assigned
+//! partition that has a committed offset `c` a little earlier, at
+//! `c - rewind` (`rewind` = the producer's `batch.num.messages`, so the
+//! batch holding `c` starts inside the window), and drops every record below
+//! `c` itself. Against Kafka this only re-reads (and drops) at most one
+//! batch per partition after a rebalance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use order_core::ports::{BusError, Delivery, Subscription};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+
+use crate::{drop_in_background, unavailable, KafkaConfig};
+
+/// Per (topic, partition): the committed offset the group resumed from;
+/// records below it were already processed.
+type Floors = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
+/// Assigns partitions itself so it can start them before the committed
+/// offset (see the module docs).
+pub(crate) struct RewindContext {
+    rewind: i64,
+    timeout: Duration,
+    floors: Floors,
+}
+
+impl ClientContext for RewindContext {}
+
+impl RewindContext {
+    fn floors(&self) -> std::sync::MutexGuard<'_, HashMap<(String, i32), i64>> {
+        self.floors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sets each newly assigned partition's start to `committed - rewind`
+    /// and records the committed offset as its floor. Partitions without a
+    /// committed offset start as `auto.offset.reset` says.
+    fn rewind(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let committed = match consumer.committed_offsets(tpl.clone(), self.timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read committed offsets on assignment; \
+                                           starting at them without a rewind");
+                return;
+            }
+        };
+        let mut floors = self.floors();
+        for elem in committed.elements() {
+            let key = (elem.topic().to_owned(), elem.partition());
+            let Offset::Offset(c) = elem.offset() else {
+                floors.remove(&key);
+                continue;
+            };
+            let start = c.saturating_sub(self.rewind).max(0);
+            if let Err(e) = tpl.set_partition_offset(&key.0, key.1, Offset::Offset(start)) {
+                tracing::warn!(error = %e, topic = %key.0, partition = key.1, "cannot set start offset");
+                continue;
+            }
+            floors.insert(key, c);
+        }
+    }
+}
+
+impl ConsumerContext for RewindContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.rewind(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                {
+                    let mut floors = self.floors();
+                    for elem in tpl.elements() {
+                        floors.remove(&(elem.topic().to_owned(), elem.partition()));
+                    }
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::warn!(error = %code, "Kafka rebalance error; dropping the assignment");
+                self.floors().clear();
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Kafka (un)assignment failed");
+        }
+    }
+}
+
+/// A consumer-group member on one topic.
+pub(crate) struct KafkaSubscription {
+    /// `None` only while dropping.
+    consumer: Option<Arc<StreamConsumer<RewindContext>>>,
+    topic: String,
+    commit_timeout: Duration,
+}
+
+impl KafkaSubscription {
+    pub(crate) fn new(cfg: &KafkaConfig, group: &str, topic: &str) -> Result<Self, BusError> {
+        let ctx = RewindContext {
+            rewind: cfg.max_batch_messages(),
+            timeout: cfg.admin_timeout,
+            floors: Arc::default(),
+        };
+        let consumer: StreamConsumer<RewindContext> = cfg
+            .consumer_config(group)
+            .create_with_context(ctx)
+            .map_err(|e| unavailable("cannot create consumer", e))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| unavailable(&format!("cannot subscribe to {topic}"), e))?;
+        Ok(Self {
+            consumer: Some(Arc::new(consumer)),
+            topic: topic.to_owned(),
+            commit_timeout: cfg.admin_timeout,
+        })
+    }
+
+    fn consumer(&self) -> Result<Arc<StreamConsumer<RewindContext>>, BusError> {
+        self.consumer
+            .clone()
+            .ok_or_else(|| BusError::Unavailable("kafka: subscription closed".into()))
+    }
+}
+
+impl Drop for KafkaSubscription {
+    fn drop(&mut self) {
+        // Closing leaves the group (without committing: auto-commit is off).
+        if let Some(consumer) = self.consumer.take() {
+            drop_in_background(consumer);
+        }
+    }
+}
+
+fn to_delivery(m: &BorrowedMessage<'_>) -> Delivery {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Delivery {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+    }
+}
+
+/// Whether a record lies below its partition's floor (already processed).
+fn below_floor(consumer: &StreamConsumer<RewindContext>, m: &BorrowedMessage<'_>) -> bool {
+    let floors = consumer.context().floors();
+    floors
+        .get(&(m.topic().to_owned(), m.partition()))
+        .is_some_and(|&floor| m.offset() < floor)
+}
+
+/// Consumer errors worth reporting to the caller; the others (a topic not
+/// yet known, a broker connection that librdkafka re-establishes, …) are
+/// logged and waited out.
+fn consumer_error_is_fatal(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumptionFatal(_))
+        || matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::Fatal
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::GroupAuthorizationFailed
+            )
+        )
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let consumer = self.consumer()?;
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        // The first message: wait for it at most until the deadline.
+        while out.is_empty() {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Err(_elapsed) => return Ok(out),
+                Ok(Ok(m)) => {
+                    if !below_floor(&consumer, &m) {
+                        out.push(to_delivery(&m));
+                    }
+                }
+                Ok(Err(e)) if consumer_error_is_fatal(&e) => {
+                    return Err(unavailable(&format!("consuming {}", self.topic), e));
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(topic = %self.topic, error = %e, "Kafka consumer error");
+                }
+            }
+        }
+        // Whatever is already fetched, without waiting.
+        while out.len() < max {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    if !below_floor(&consumer, &m) {
+                        out.push(to_delivery(&m));
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(topic = %self.topic, error = %e, "Kafka consumer error");
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError> {
+        if delivery.topic != self.topic {
+            return Err(BusError::Unavailable(format!(
+                "kafka: cannot commit an offset of topic {} on a subscription to {}",
+                delivery.topic, self.topic
+            )));
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &delivery.topic,
+            delivery.partition,
+            Offset::Offset(delivery.offset.saturating_add(1)),
+        )
+        .map_err(|e| unavailable("commit", e))?;
+        let consumer = self.consumer()?;
+        let commit = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync));
+        match tokio::time::timeout(self.commit_timeout, commit).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(unavailable(
+                &format!(
+                    "commit {}/{}/{}",
+                    delivery.topic, delivery.partition, delivery.offset
+                ),
+                e,
+            )),
+            Ok(Err(join)) => Err(unavailable("commit aborted", join)),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "kafka: commit of {}/{}/{} not confirmed within {:?}",
+                delivery.topic, delivery.partition, delivery.offset, self.commit_timeout
+            ))),
+        }
+    }
+}
