@@ -345,9 +345,11 @@ pub trait DlqStore: Send + Sync {
 
     async fn stats(&self) -> Result<DlqStats, StoreError>;
 
-    /// For each given aggregate that has one: the event id of its unresolved
-    /// publish-side head (source PUBLISH, status PENDING or FAILED,
-    /// `blocked_by` NULL).
+    /// For each given aggregate that has one: the event id of its earliest
+    /// unresolved publish-side record (source PUBLISH, status PENDING or
+    /// FAILED, lowest version), whether or not that record is itself marked
+    /// as blocked: a record whose head was resolved elsewhere (another
+    /// instance's replay) must still hold the order's later events back.
     async fn unresolved_heads(
         &self,
         aggregate_ids: &[String],

@@ -372,7 +372,7 @@ impl DlqStore for MySqlStore {
                 let sql = format!(
                     "SELECT aggregate_id, event_id FROM dlq_replay_records \
                      WHERE aggregate_id IN ({}) AND source = 'PUBLISH' \
-                     AND status IN ('PENDING', 'FAILED') AND blocked_by IS NULL \
+                     AND status IN ('PENDING', 'FAILED') \
                      ORDER BY version DESC, id DESC",
                     in_list(part.len())
                 );

@@ -272,7 +272,7 @@ impl DlqStore for SqliteStore {
                     let sql = format!(
                         "SELECT aggregate_id, event_id FROM dlq_replay_records \
                          WHERE aggregate_id IN ({marks}) AND source = 'PUBLISH' \
-                         AND status IN ('PENDING', 'FAILED') AND blocked_by IS NULL \
+                         AND status IN ('PENDING', 'FAILED') \
                          ORDER BY version DESC, id DESC"
                     );
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;

@@ -233,7 +233,7 @@ pub async fn stats_count_per_status(dlq: Arc<dyn DlqStore>) {
     );
 }
 
-pub async fn unresolved_heads_only_unblocked_publish_records(dlq: Arc<dyn DlqStore>) {
+pub async fn unresolved_heads_are_the_earliest_unresolved_publish_records(dlq: Arc<dyn DlqStore>) {
     let a = sequence(&dlq, "agg-a").await;
     let consumer = consumer_dlq_record("agg-b", at(0));
     let replayed = dlq_record("agg-c", 1, None, at(0));
@@ -264,6 +264,21 @@ pub async fn unresolved_heads_only_unblocked_publish_records(dlq: Arc<dyn DlqSto
         "FAILED heads still hold"
     );
     assert!(dlq.unresolved_heads(&[]).await.expect("heads").is_empty());
+
+    // The head was replayed but a record behind it is still unresolved (a
+    // replay elsewhere missed it): that record now holds the order back.
+    dlq.mark_replayed(std::slice::from_ref(&a[0].event_id), at(2), "ok")
+        .await
+        .expect("mark_replayed");
+    let heads = dlq
+        .unresolved_heads(&["agg-a".to_owned()])
+        .await
+        .expect("heads");
+    assert_eq!(
+        heads.get("agg-a"),
+        Some(&a[1].event_id),
+        "lowest unresolved version"
+    );
 }
 
 pub async fn blocked_behind_in_version_order(dlq: Arc<dyn DlqStore>) {

@@ -181,7 +181,7 @@ macro_rules! dlq_store_contract {
                 list_is_newest_first_with_paging,
                 list_filters_by_status,
                 stats_count_per_status,
-                unresolved_heads_only_unblocked_publish_records,
+                unresolved_heads_are_the_earliest_unresolved_publish_records,
                 blocked_behind_in_version_order,
                 mark_replayed_changes_only_unresolved,
                 mark_failed_makes_a_new_head,
