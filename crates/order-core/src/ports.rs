@@ -380,6 +380,21 @@ pub trait DlqStore: Send + Sync {
         result: &str,
     ) -> Result<(), StoreError>;
 
+    /// Claims an unresolved (PENDING or FAILED) record for a replay until
+    /// `until`, so replays on several instances never publish it twice.
+    /// True when `claimant` holds the claim now: it was free, had expired
+    /// (before `now`), or was already `claimant`'s.
+    async fn claim_replay(
+        &self,
+        event_id: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back `claimant`'s claim on a record (another's is left alone).
+    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError>;
+
     /// Conditional status change `from -> to` (e.g. FAILED -> PENDING on reset).
     async fn transition(
         &self,

@@ -18,11 +18,18 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "replay_claim",
+        sql: include_str!("../migrations/0002_replay_claim.sql"),
+    },
+];
 
 /// Database used when the URL names none (the original service's).
 pub const DEFAULT_DATABASE: &str = "order_write_db";

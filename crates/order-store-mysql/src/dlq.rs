@@ -476,6 +476,50 @@ impl DlqStore for MySqlStore {
         .await
     }
 
+    async fn claim_replay(
+        &self,
+        event_id: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (now, until) = (naive(&now), naive(&until));
+        self.timed("claim a DLQ record for replay", async {
+            let done = sqlx::query(
+                "UPDATE dlq_replay_records SET replay_claimed_by = ?, replay_claimed_until = ? \
+                 WHERE event_id = ? AND status IN ('PENDING', 'FAILED') \
+                 AND (replay_claimed_by IS NULL OR replay_claimed_by = ? \
+                 OR replay_claimed_until < ?)",
+            )
+            .bind(claimant)
+            .bind(until)
+            .bind(event_id)
+            .bind(claimant)
+            .bind(now)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
+        self.timed("release a DLQ replay claim", async {
+            sqlx::query(
+                "UPDATE dlq_replay_records SET replay_claimed_by = NULL, \
+                 replay_claimed_until = NULL WHERE event_id = ? AND replay_claimed_by = ?",
+            )
+            .bind(event_id)
+            .bind(claimant)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", skip(self, result, at))]
     async fn transition(
         &self,

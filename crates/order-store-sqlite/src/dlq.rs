@@ -371,6 +371,45 @@ impl DlqStore for SqliteStore {
             .await
     }
 
+    async fn claim_replay(
+        &self,
+        event_id: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (event_id, claimant) = (event_id.to_owned(), claimant.to_owned());
+        let (now, until) = (ts(&now), ts(&until));
+        self.db
+            .write_async(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE dlq_replay_records SET replay_claimed_by = ?2, \
+                     replay_claimed_until = ?4 WHERE event_id = ?1 \
+                     AND status IN ('PENDING', 'FAILED') AND (replay_claimed_by IS NULL \
+                     OR replay_claimed_by = ?2 OR replay_claimed_until < ?3)",
+                )
+                .and_then(|mut s| s.execute(params![event_id, claimant, now, until]))
+                .map(|n| n == 1)
+                .map_err(db_err)
+            })
+            .await
+    }
+
+    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
+        let (event_id, claimant) = (event_id.to_owned(), claimant.to_owned());
+        self.db
+            .write_async(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE dlq_replay_records SET replay_claimed_by = NULL, \
+                     replay_claimed_until = NULL WHERE event_id = ?1 AND replay_claimed_by = ?2",
+                )
+                .and_then(|mut s| s.execute(params![event_id, claimant]))
+                .map(drop)
+                .map_err(db_err)
+            })
+            .await
+    }
+
     #[tracing::instrument(level = "debug", skip(self, result, at))]
     async fn transition(
         &self,

@@ -22,11 +22,18 @@ use uuid::Uuid;
 use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, to_u64, ts, Db, Migration};
 use crate::dlq::insert_dlq_record;
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/store/0001_initial.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/store/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "replay_claim",
+        sql: include_str!("../migrations/store/0002_replay_claim.sql"),
+    },
+];
 
 /// Event store, current state, outbox and DLQ records in one SQLite file
 /// (WAL mode). Cheap to clone; clones share the connections.

@@ -43,7 +43,13 @@ pub struct TestPublishOutcome {
     pub order_id: String,
 }
 
+/// How long a replay may hold its claim on a record; a crashed replayer's
+/// claim lapses after this.
+const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 pub struct DlqService {
+    /// Names this process in replay claims.
+    instance: String,
     dlq: Arc<dyn DlqStore>,
     bus: Arc<dyn EventBus>,
     gate: PublishGate,
@@ -62,6 +68,7 @@ impl DlqService {
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            instance: Uuid::now_v7().to_string(),
             dlq,
             bus,
             gate,
@@ -116,7 +123,34 @@ impl DlqService {
             }
         }
 
+        // Other instances may replay the same record: only the claimant publishes.
         let at = now();
+        if !self
+            .dlq
+            .claim_replay(&rec.event_id, &self.instance, at, at + REPLAY_CLAIM)
+            .await?
+        {
+            return Err(AppError::Conflict(format!(
+                "event {event_id} is being replayed by another instance; retry shortly"
+            )));
+        }
+        let outcome = self.replay_claimed(rec, at).await;
+        if let Err(e) = self.dlq.release_replay(event_id, &self.instance).await {
+            // The claim lapses by itself; nothing else depends on it.
+            tracing::warn!(event_id, error = %e, "could not release a replay claim");
+        }
+        outcome
+    }
+
+    /// The publishing part of a replay, run under the record's claim.
+    async fn replay_claimed(
+        &self,
+        rec: DlqRecord,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ReplayOutcome, AppError> {
+        let event_id = rec.event_id.as_str();
+        // Taken before publishing: what waits behind this record now.
+        let behind = self.dlq.blocked_behind(&rec.event_id).await?;
         let first = publish_with_retry(
             self.bus.as_ref(),
             single_attempt(self.policy),
@@ -139,13 +173,9 @@ impl DlqService {
                 published: 0,
             });
         }
-        self.dlq
-            .mark_replayed(std::slice::from_ref(&rec.event_id), at, "replayed")
-            .await?;
         Metrics::inc(&self.metrics.replays);
 
         // The head is out: publish what waited behind it, in version order.
-        let behind = self.dlq.blocked_behind(&rec.event_id).await?;
         let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
         let results = publish_with_retry(
             self.bus.as_ref(),
@@ -167,6 +197,8 @@ impl DlqService {
                 }
             }
         }
+        // Marked tail first and head last, so no moment shows an unresolved
+        // record behind a resolved head (another instance could replay it).
         if !done.is_empty() {
             let note = format!("replayed after its sequence head {}", rec.event_id);
             self.dlq.mark_replayed(&done, at, &note).await?;
@@ -189,6 +221,9 @@ impl DlqService {
                 behind.len() - done.len()
             ));
         }
+        self.dlq
+            .mark_replayed(std::slice::from_ref(&rec.event_id), at, "replayed")
+            .await?;
         tracing::info!(event_id, published = 1 + done.len(), "DLQ record replayed");
         Ok(ReplayOutcome {
             event_id: rec.event_id,

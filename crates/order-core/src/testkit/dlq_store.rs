@@ -550,3 +550,55 @@ pub async fn a_new_consumer_failure_reopens_a_replayed_record(dlq: Arc<dyn DlqSt
         DlqStatus::Replayed
     );
 }
+
+pub async fn a_replay_claim_is_exclusive_until_released_or_expired(dlq: Arc<dyn DlqStore>) {
+    let rec = dlq_record("agg-1", 1, None, at(0));
+    insert(&dlq, std::slice::from_ref(&rec)).await;
+    let id = rec.event_id.as_str();
+    let claim = |who: &'static str, now: i64, until: i64| {
+        let dlq = dlq.clone();
+        let id = id.to_owned();
+        async move {
+            dlq.claim_replay(&id, who, at(now), at(until))
+                .await
+                .expect("claim_replay")
+        }
+    };
+    assert!(claim("instance-a", 1, 31).await, "a free record is claimed");
+    assert!(
+        !claim("instance-b", 2, 32).await,
+        "a live claim excludes others"
+    );
+    assert!(claim("instance-a", 3, 33).await, "the holder may renew");
+    assert!(
+        claim("instance-b", 40, 70).await,
+        "an expired claim can be taken"
+    );
+
+    dlq.release_replay(id, "instance-a").await.expect("release");
+    assert!(
+        !claim("instance-c", 41, 71).await,
+        "releasing another's claim does nothing"
+    );
+    dlq.release_replay(id, "instance-b").await.expect("release");
+    assert!(
+        claim("instance-c", 42, 72).await,
+        "a released record is free again"
+    );
+
+    // Only unresolved records can be claimed.
+    dlq.mark_replayed(std::slice::from_ref(&rec.event_id), at(50), "ok")
+        .await
+        .expect("mark_replayed");
+    dlq.release_replay(id, "instance-c").await.expect("release");
+    assert!(
+        !claim("instance-d", 80, 90).await,
+        "a REPLAYED record is not claimable"
+    );
+    assert!(
+        !dlq.claim_replay("no-such-event", "x", at(0), at(1))
+            .await
+            .expect("claim_replay"),
+        "unknown records cannot be claimed"
+    );
+}

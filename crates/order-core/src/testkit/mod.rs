@@ -187,6 +187,7 @@ macro_rules! dlq_store_contract {
                 mark_failed_makes_a_new_head,
                 transition_is_conditional,
                 a_new_consumer_failure_reopens_a_replayed_record,
+                a_replay_claim_is_exclusive_until_released_or_expired,
             ]
         );
     };
