@@ -1,21 +1,35 @@
 //! `order-bench`: starts the order service the way a user would, drives
 //! `POST /api/orders` over HTTP/1.1 keep-alive, waits for the outbox and the
 //! projector to catch up, reads the lag histograms from `/metrics`, and
-//! measures the raw SQLite ceiling of the same writes in the same run.
+//! measures the raw database ceiling of the same writes in the same run.
 //!
 //! ```text
 //! cargo build --release -p order-service
 //! cargo run --release -p order-bench -- [--duration 20] [--warmup 3] [--connections 64]
 //!     [--raw-seconds 5] [--raw-batch 256] [--json] [--url http://127.0.0.1:8084]
+//!
+//! # production backends (fresh MySQL database, topics, groups, Mongo database):
+//! eval "$(scripts/services.sh start)"
+//! cargo run --release -p order-bench -- --profile production [--mysql-url mysql://root@127.0.0.1:3306]
+//!     [--kafka-brokers 127.0.0.1:PORT] [--mongodb-uri mongodb://127.0.0.1:PORT]
+//!     [--raw-clients 64] [--raw-batch-clients 4] [--raw-batch 64]
 //! ```
+//!
+//! The embedded profile's raw ceiling is SQLite (one connection, batched and
+//! one command per transaction); the production profile's is MySQL: one
+//! event row + one order row per transaction from `--raw-clients`
+//! connections, and `--raw-batch` commands per transaction from
+//! `--raw-batch-clients` connections.
 //!
 //! Progress goes to stderr; the summary (or with `--json` one JSON object)
 //! to stdout. Only 127.0.0.1 is ever contacted. `main.rs` only parses the
 //! options; [`run`] does the work.
 
 pub mod load;
+pub mod profile;
 pub mod prom;
 pub mod raw;
+pub mod raw_mysql;
 pub mod report;
 pub mod service;
 
@@ -29,9 +43,29 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "order-bench",
-    about = "Benchmark the order service over HTTP beside a raw SQLite baseline"
+    about = "Benchmark the order service over HTTP beside a raw database baseline"
 )]
 pub struct Options {
+    /// Backends of the spawned service: embedded (SQLite, embedded bus) or
+    /// production (MySQL/MariaDB + Kafka + MongoDB, fresh names per run).
+    #[arg(long, value_enum, default_value_t = profile::Profile::Embedded)]
+    pub profile: profile::Profile,
+    /// Production: MySQL server URL without a database [default:
+    /// $ORDER_TEST_MYSQL_URL, else mysql://root@127.0.0.1:3306].
+    #[arg(long, value_name = "URL")]
+    pub mysql_url: Option<String>,
+    /// Production: Kafka bootstrap brokers [default: $ORDER_TEST_KAFKA_BROKERS].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kafka_brokers: Option<String>,
+    /// Production: MongoDB URI [default: $ORDER_TEST_MONGODB_URI].
+    #[arg(long, value_name = "URI")]
+    pub mongodb_uri: Option<String>,
+    /// Production: connections of the raw MySQL ceiling, one command per transaction.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub raw_clients: u32,
+    /// Production: connections of the batched raw MySQL measurement.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub raw_batch_clients: u32,
     /// Service binary to spawn [default: $CARGO_TARGET_DIR/release/order-service,
     /// else next to this binary, else target/release/order-service].
     #[arg(long, value_name = "PATH", conflicts_with = "url")]
@@ -49,12 +83,13 @@ pub struct Options {
     /// Unmeasured warm-up before the measured window, seconds.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub warmup: u64,
-    /// Seconds for each raw SQLite measurement (batched and unbatched); 0 skips it.
+    /// Seconds for each raw database measurement (batched and unbatched); 0 skips it.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub raw_seconds: u64,
-    /// Commands per transaction in the batched raw SQLite measurement.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub raw_batch: u32,
+    /// Commands per transaction in the batched raw measurement [default: 256
+    /// (embedded, SQLite), 64 (production, MySQL)].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub raw_batch: Option<u32>,
     /// Longest wait for GET /health/ready to answer 200, seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub ready_timeout: u64,
@@ -130,13 +165,76 @@ impl Drop for TempDir {
 }
 
 /// Progress line on stderr (stdout is kept for the result).
-fn progress(msg: impl fmt::Display) {
+pub(crate) fn progress(msg: impl fmt::Display) {
     eprintln!("order-bench: {msg}");
+}
+
+/// The production profile's backends and this run's fresh names.
+#[derive(Debug, Clone)]
+struct Production {
+    backends: profile::Backends,
+    names: profile::RunNames,
 }
 
 /// Runs the whole benchmark and prints the result.
 pub async fn run(opts: Options) -> Result<()> {
+    let production = match opts.profile {
+        profile::Profile::Embedded => {
+            if opts.mysql_url.is_some()
+                || opts.kafka_brokers.is_some()
+                || opts.mongodb_uri.is_some()
+            {
+                return Err(Error::msg(
+                    "--mysql-url, --kafka-brokers and --mongodb-uri need --profile production",
+                ));
+            }
+            None
+        }
+        profile::Profile::Production => {
+            if opts.url.is_some() {
+                return Err(Error::msg(
+                    "--profile production spawns its own service on fresh databases and topics; \
+                     it cannot be combined with --url",
+                ));
+            }
+            let backends = profile::Backends::resolve(
+                opts.mysql_url.as_deref(),
+                opts.kafka_brokers.as_deref(),
+                opts.mongodb_uri.as_deref(),
+                |var| std::env::var(var).ok(),
+            )?;
+            Some(Production {
+                backends,
+                names: profile::RunNames::fresh(),
+            })
+        }
+    };
+    let outcome = run_profile(&opts, production.as_ref()).await;
+    if let Some(p) = &production {
+        // Best effort: the service created it; the service is gone by now.
+        let db = &p.names.mysql_database;
+        let server = p.backends.mysql_server_url();
+        match tokio::time::timeout(
+            Duration::from_secs(30),
+            raw_mysql::drop_database(&server, db),
+        )
+        .await
+        {
+            Ok(Ok(())) => progress(format!("dropped MySQL database {db}")),
+            Ok(Err(e)) => progress(format!("could not drop MySQL database {db}: {e}")),
+            Err(_) => progress(format!("dropping MySQL database {db} timed out")),
+        }
+    }
+    outcome
+}
+
+async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let backends_env = production.map(|p| profile::service_env(&p.backends, &p.names));
+    let backends_desc = production.map(|p| profile::describe(&p.backends, &p.names));
+    if let Some(d) = &backends_desc {
+        progress(format!("production backends: {d}"));
+    }
 
     let mut svc = match &opts.url {
         Some(url) => {
@@ -147,7 +245,7 @@ pub async fn run(opts: Options) -> Result<()> {
         None => {
             let bin = service::resolve_service_bin(opts.service_bin.clone())?;
             progress(format!("starting {}", bin.display()));
-            service::Service::spawn(&bin)?
+            service::Service::spawn(&bin, backends_env.as_deref())?
         }
     };
     let ready_in = svc
@@ -193,7 +291,12 @@ pub async fn run(opts: Options) -> Result<()> {
         progress(d);
     }
     progress("waiting for the outbox and the projector to catch up");
-    let drain = match service::wait_drained(&target, Duration::from_secs(opts.drain_timeout)).await
+    let drain = match service::wait_drained(
+        &target,
+        &before,
+        Duration::from_secs(opts.drain_timeout),
+    )
+    .await
     {
         Ok(d) => d,
         Err(e) => service::Drain {
@@ -226,9 +329,44 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     drop(svc);
 
-    let raw = if opts.raw_seconds > 0 {
+    let mut raw_mysql_results = Vec::new();
+    let raw = if opts.raw_seconds == 0 {
+        None
+    } else if let Some(p) = production {
         let secs = opts.raw_seconds;
-        let batch = opts.raw_batch as usize;
+        let variants = [
+            raw_mysql::Variant {
+                clients: opts.raw_clients as usize,
+                batch: 1,
+            },
+            raw_mysql::Variant {
+                clients: opts.raw_batch_clients as usize,
+                batch: opts.raw_batch.unwrap_or(64) as usize,
+            },
+        ];
+        progress(format!(
+            "raw MySQL: {secs} s at 1 command/transaction from {} connections, then {secs} s at {} \
+             commands/transaction from {} connections (database {})",
+            variants[0].clients, variants[1].batch, variants[1].clients, p.names.raw_database
+        ));
+        let limit = Duration::from_secs(2 * secs + 120);
+        let measured = tokio::time::timeout(
+            limit,
+            raw_mysql::measure(
+                &p.backends.mysql_server_url(),
+                &p.backends.mysql_database_url(&p.names.raw_database),
+                &p.names.raw_database,
+                Duration::from_secs(secs),
+                &variants,
+            ),
+        )
+        .await
+        .map_err(|_| Error::msg(format!("raw MySQL measurement exceeded {limit:?}")))?;
+        raw_mysql_results = measured?;
+        None
+    } else {
+        let secs = opts.raw_seconds;
+        let batch = opts.raw_batch.unwrap_or(256) as usize;
         progress(format!(
             "raw SQLite: {secs} s at {batch} commands/transaction, then {secs} s at 1"
         ));
@@ -239,11 +377,11 @@ pub async fn run(opts: Options) -> Result<()> {
         .await
         .context("raw SQLite task failed")??;
         Some(results)
-    } else {
-        None
     };
 
     let rep = report::Report {
+        profile: opts.profile,
+        backends: backends_desc,
         cores,
         connections: opts.connections,
         warmup_secs: opts.warmup,
@@ -255,6 +393,7 @@ pub async fn run(opts: Options) -> Result<()> {
         drain,
         server,
         raw: raw.unwrap_or_default(),
+        raw_mysql: raw_mysql_results,
     };
     if opts.json {
         println!("{}", rep.to_json());

@@ -5,8 +5,10 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 
 use crate::load::LoadStats;
+use crate::profile::Profile;
 use crate::prom::{Histogram, Scrape};
 use crate::raw::RawResult;
+use crate::raw_mysql::MysqlRaw;
 use crate::service::Drain;
 
 pub const PUBLISH_LAG: &str = "orders_publish_lag_seconds";
@@ -16,6 +18,8 @@ pub const PROJECTION_LAG: &str = "orders_projection_lag_seconds";
 pub const TARGET_COMMANDS_PER_SEC: f64 = 20_000.0;
 pub const TARGET_P99_MS: f64 = 20.0;
 pub const TARGET_PUBLISH_LAG_P99_SECS: f64 = 0.1;
+/// Target of the production profile (issue 3, item 9).
+pub const TARGET_PRODUCTION_COMMANDS_PER_SEC: f64 = 9_000.0;
 
 /// Approximate quantiles of a lag histogram over this run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,6 +80,9 @@ impl ServerSide {
 
 #[derive(Debug, Clone)]
 pub struct Report {
+    pub profile: Profile,
+    /// The production backends (None: embedded).
+    pub backends: Option<String>,
     pub cores: usize,
     pub connections: u32,
     pub warmup_secs: u64,
@@ -87,8 +94,12 @@ pub struct Report {
     pub load: LoadStats,
     pub drain: Drain,
     pub server: ServerSide,
-    /// Batched first, then one command per transaction; empty when skipped.
+    /// Raw SQLite (embedded): batched first, then one command per
+    /// transaction; empty when skipped.
     pub raw: Vec<RawResult>,
+    /// Raw MySQL (production): one command per transaction first, then
+    /// batched; empty when skipped.
+    pub raw_mysql: Vec<MysqlRaw>,
 }
 
 fn ms(us: Option<u64>) -> Option<f64> {
@@ -138,16 +149,21 @@ impl Report {
             "machine           {} cores (load generator on the same machine)",
             self.cores
         );
+        let _ = writeln!(o, "profile           {}", self.profile.name());
         let _ = writeln!(
             o,
             "service           {} ({})",
             self.target,
-            if self.spawned {
-                "spawned, fresh SQLite"
-            } else {
-                "already running"
+            match (self.spawned, self.profile) {
+                (false, _) => "already running",
+                (true, Profile::Embedded) => "spawned, fresh SQLite",
+                (true, Profile::Production) =>
+                    "spawned, fresh MySQL database, topics, groups and Mongo database",
             }
         );
+        if let Some(b) = &self.backends {
+            let _ = writeln!(o, "backends          {b}");
+        }
         let _ = writeln!(
             o,
             "load              POST /api/orders, {} keep-alive connections, {} s warm-up + {} s measured ({:.2} s actual)",
@@ -212,6 +228,23 @@ impl Report {
                     show(d.outbox_pending),
                     show(d.projector_lag)
                 );
+                if let Some(n) = d.unprojected.filter(|n| *n > 0.0) {
+                    let _ = writeln!(
+                        o,
+                        "                  {n} published events not yet projected (lag histogram counts)"
+                    );
+                }
+                let (relay, projector) = d.rates();
+                if !d.drained || d.seconds >= 1.0 {
+                    let _ = writeln!(
+                        o,
+                        "                  (at the end of the load: outbox pending {}, projector lag {} events; worked off during the wait: relay {}, projector {})",
+                        show(d.outbox_pending_start),
+                        show(d.projector_lag_start),
+                        relay.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
+                        projector.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
+                    );
+                }
             }
         }
         for (label, lag) in [
@@ -236,6 +269,93 @@ impl Report {
         }
 
         o.push('\n');
+        match self.profile {
+            Profile::Embedded => self.human_raw_sqlite(&mut o),
+            Profile::Production => self.human_raw_mysql(&mut o),
+        }
+        match self.profile {
+            Profile::Embedded => self.human_targets_embedded(&mut o),
+            Profile::Production => self.human_targets_production(&mut o),
+        }
+        o
+    }
+
+    fn human_raw_mysql(&self, o: &mut String) {
+        let l = &self.load;
+        if self.raw_mysql.is_empty() {
+            let _ = writeln!(o, "raw MySQL         skipped (--raw-seconds 0)");
+        }
+        for r in &self.raw_mysql {
+            let _ = writeln!(
+                o,
+                "raw MySQL         {:.0} commands/s = {:.0} transactions/s at {} command{}/transaction, {} connections  ({} in {:.2} s, {} errors)",
+                r.commands_per_sec(),
+                r.transactions_per_sec(),
+                r.batch,
+                if r.batch == 1 { "" } else { "s" },
+                r.clients,
+                r.commands,
+                r.seconds,
+                r.errors
+            );
+            for e in &r.error_samples {
+                let _ = writeln!(o, "  e.g.            {e}");
+            }
+        }
+        if !self.raw_mysql.is_empty() {
+            let _ = writeln!(
+                o,
+                "                  (per command: 1 event_store row + 1 orders row, shapes of migration 0001; no items, no outbox)"
+            );
+        }
+        for r in &self.raw_mysql {
+            if r.commands_per_sec() > 0.0 {
+                let _ = writeln!(
+                    o,
+                    "service/raw       {:.0}% of the raw ceiling at {} command{}/transaction",
+                    100.0 * l.throughput() / r.commands_per_sec(),
+                    r.batch,
+                    if r.batch == 1 { "" } else { "s" },
+                );
+            }
+        }
+    }
+
+    fn human_targets_production(&self, o: &mut String) {
+        let l = &self.load;
+        let _ = writeln!(o, "\ntargets (issue 3 item 9, production backends):");
+        let _ = writeln!(
+            o,
+            "  ≥ {TARGET_PRODUCTION_COMMANDS_PER_SEC:.0} commands/s         {}",
+            verdict(l.throughput() >= TARGET_PRODUCTION_COMMANDS_PER_SEC)
+        );
+        let _ = writeln!(
+            o,
+            "  publish lag p99 ≤ 100 ms  {}",
+            verdict(self.publish_lag_ok())
+        );
+        let _ = writeln!(
+            o,
+            "  no errors                 {}",
+            verdict(l.non_201 == 0 && l.transport_errors == 0)
+        );
+        let _ = writeln!(
+            o,
+            "  pipeline drained          {}",
+            verdict(self.drain.drained)
+        );
+    }
+
+    fn publish_lag_ok(&self) -> bool {
+        self.server
+            .publish_lag
+            .as_ref()
+            .and_then(|g| g.p99_secs)
+            .is_some_and(|p| p <= TARGET_PUBLISH_LAG_P99_SECS)
+    }
+
+    fn human_raw_sqlite(&self, o: &mut String) {
+        let l = &self.load;
         if self.raw.is_empty() {
             let _ = writeln!(o, "raw SQLite        skipped (--raw-seconds 0)");
         }
@@ -264,7 +384,10 @@ impl Report {
                 );
             }
         }
+    }
 
+    fn human_targets_embedded(&self, o: &mut String) {
+        let l = &self.load;
         let p99 = self.p(0.99);
         let _ = writeln!(o, "\ntargets (DESIGN.md §7, embedded, 64 connections):");
         let _ = writeln!(
@@ -277,19 +400,16 @@ impl Report {
             "  p99 ≤ {TARGET_P99_MS:.0} ms               {}",
             verdict(p99.is_some_and(|p| p <= TARGET_P99_MS))
         );
-        let publish_ok = self
-            .server
-            .publish_lag
-            .as_ref()
-            .and_then(|g| g.p99_secs)
-            .is_some_and(|p| p <= TARGET_PUBLISH_LAG_P99_SECS);
-        let _ = writeln!(o, "  publish lag p99 ≤ 100 ms  {}", verdict(publish_ok));
+        let _ = writeln!(
+            o,
+            "  publish lag p99 ≤ 100 ms  {}",
+            verdict(self.publish_lag_ok())
+        );
         let _ = writeln!(
             o,
             "  no errors                 {}",
             verdict(l.non_201 == 0 && l.transport_errors == 0)
         );
-        o
     }
 
     pub fn to_json(&self) -> Value {
@@ -319,7 +439,27 @@ impl Report {
             .iter()
             .map(|(s, n)| (s.to_string(), json!(n)))
             .collect();
+        let raw_mysql: Vec<Value> = self
+            .raw_mysql
+            .iter()
+            .map(|r| {
+                json!({
+                    "clients": r.clients,
+                    "batch": r.batch,
+                    "transactions": r.transactions,
+                    "commands": r.commands,
+                    "seconds": r.seconds,
+                    "commands_per_sec": r.commands_per_sec(),
+                    "transactions_per_sec": r.transactions_per_sec(),
+                    "errors": r.errors,
+                    "error_samples": r.error_samples,
+                })
+            })
+            .collect();
+        let (relay_rate, projector_rate) = self.drain.rates();
         json!({
+            "profile": self.profile.name(),
+            "backends": self.backends,
             "machine": { "cores": self.cores },
             "config": {
                 "target": self.target,
@@ -353,6 +493,11 @@ impl Report {
                 "seconds": self.drain.seconds,
                 "outbox_pending": json_num(self.drain.outbox_pending),
                 "projector_lag_events": json_num(self.drain.projector_lag),
+                "published_not_projected": json_num(self.drain.unprojected),
+                "outbox_pending_at_start": json_num(self.drain.outbox_pending_start),
+                "projector_lag_events_at_start": json_num(self.drain.projector_lag_start),
+                "relay_events_per_sec": json_num(relay_rate),
+                "projector_events_per_sec": json_num(projector_rate),
             },
             "publish_lag": lag(&self.server.publish_lag),
             "projection_lag": lag(&self.server.projection_lag),
@@ -360,6 +505,7 @@ impl Report {
                 "batched": raw(self.raw.first()),
                 "unbatched": raw(self.raw.get(1)),
             },
+            "raw_mysql": raw_mysql,
         })
     }
 }
@@ -397,6 +543,91 @@ orders_commit_batches_total 20
         assert_eq!(publish.p99_secs, Some(0.05));
         assert_eq!(s.projection_lag, None);
         assert_eq!(s.commands_per_commit(), Some(100.0));
+    }
+
+    fn production_report() -> Report {
+        Report {
+            profile: Profile::Production,
+            backends: Some("MariaDB/MySQL mysql://root@127.0.0.1:3306/order_bench_x".into()),
+            cores: 2,
+            connections: 64,
+            warmup_secs: 3,
+            duration_secs: 20,
+            target: "http://127.0.0.1:1".into(),
+            spawned: true,
+            service_died: None,
+            load: LoadStats {
+                created: 1000,
+                latencies_us: vec![1000; 1000],
+                measured: std::time::Duration::from_secs(1),
+                ..LoadStats::default()
+            },
+            drain: Drain {
+                drained: false,
+                seconds: 10.0,
+                outbox_pending: Some(0.0),
+                projector_lag: Some(500.0),
+                outbox_pending_start: Some(0.0),
+                projector_lag_start: Some(1500.0),
+                ..Drain::default()
+            },
+            server: ServerSide::from_scrapes(&parse(BEFORE), &parse(AFTER)),
+            raw: Vec::new(),
+            raw_mysql: vec![
+                MysqlRaw {
+                    clients: 64,
+                    batch: 1,
+                    transactions: 4000,
+                    commands: 4000,
+                    seconds: 2.0,
+                    ..MysqlRaw::default()
+                },
+                MysqlRaw {
+                    clients: 4,
+                    batch: 64,
+                    transactions: 100,
+                    commands: 6400,
+                    seconds: 2.0,
+                    ..MysqlRaw::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_production_report_names_the_profile_backends_and_the_mysql_ceiling() {
+        let r = production_report();
+        let h = r.human();
+        assert!(h.contains("profile           production"), "{h}");
+        assert!(
+            h.contains("backends          MariaDB/MySQL mysql://root@127.0.0.1:3306/order_bench_x")
+        );
+        assert!(h.contains("raw MySQL         2000 commands/s = 2000 transactions/s at 1 command/transaction, 64 connections"), "{h}");
+        assert!(h.contains("raw MySQL         3200 commands/s = 50 transactions/s at 64 commands/transaction, 4 connections"), "{h}");
+        assert!(
+            h.contains("service/raw       50% of the raw ceiling at 1 command/transaction"),
+            "{h}"
+        );
+        assert!(h.contains("≥ 9000 commands/s"), "{h}");
+        assert!(h.contains("projector 100 events/s"), "{h}");
+        assert!(!h.contains("raw SQLite"), "{h}");
+        let j = r.to_json();
+        assert_eq!(j["profile"], "production");
+        assert_eq!(j["raw_mysql"][1]["commands_per_sec"], 3200.0);
+        assert_eq!(j["drain"]["projector_events_per_sec"], 100.0);
+    }
+
+    #[test]
+    fn the_embedded_report_keeps_the_sqlite_ceiling_and_its_targets() {
+        let mut r = production_report();
+        r.profile = Profile::Embedded;
+        r.backends = None;
+        r.raw_mysql.clear();
+        let h = r.human();
+        assert!(h.contains("spawned, fresh SQLite"), "{h}");
+        assert!(h.contains("raw SQLite        skipped"), "{h}");
+        assert!(h.contains("≥ 20000 commands/s"), "{h}");
+        assert!(!h.contains("raw MySQL"), "{h}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::prom::{self, Scrape};
+use crate::report::{PROJECTION_LAG, PUBLISH_LAG};
 use crate::{Context, Error, Result, TempDir};
 
 /// Where the service listens. Always loopback.
@@ -112,8 +113,10 @@ impl Service {
         }
     }
 
-    /// Spawns `bin` on a free loopback port with a fresh SQLite file.
-    pub fn spawn(bin: &Path) -> Result<Service> {
+    /// Spawns `bin` on a free loopback port: with `backends` (the
+    /// production profile's variables) when given, else with a fresh SQLite
+    /// file.
+    pub fn spawn(bin: &Path, backends: Option<&[(&'static str, String)]>) -> Result<Service> {
         let dir = TempDir::new("order-bench-svc")?;
         let port = free_port()?;
         let db = dir.path().join("orders.db");
@@ -121,11 +124,19 @@ impl Service {
         let log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log2 = log.try_clone().context("duplicating the log file handle")?;
-        let child = Command::new(bin)
-            .env("ORDER_PORT", port.to_string())
+        let mut cmd = Command::new(bin);
+        cmd.env("ORDER_PORT", port.to_string())
             .env("ORDER_BIND", "127.0.0.1")
-            .env("ORDER_DATABASE_URL", format!("sqlite://{}", db.display()))
-            .env("ORDER_LOG", "warn")
+            .env("ORDER_LOG", "warn");
+        match backends {
+            Some(vars) => {
+                cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+            }
+            None => {
+                cmd.env("ORDER_DATABASE_URL", format!("sqlite://{}", db.display()));
+            }
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -298,17 +309,78 @@ pub struct Drain {
     /// Last values seen (None: the metric is not exposed).
     pub outbox_pending: Option<f64>,
     pub projector_lag: Option<f64>,
+    /// Values at the start of the wait.
+    pub outbox_pending_start: Option<f64>,
+    pub projector_lag_start: Option<f64>,
+    /// Events published (publish-lag observations) but not yet projected
+    /// (projection-lag observations) since the baseline scrape, at the end.
+    pub unprojected: Option<f64>,
+    /// Seconds into the wait when each first read 0.
+    pub outbox_empty_after: Option<f64>,
+    pub projector_caught_up_after: Option<f64>,
+}
+
+impl Drain {
+    /// Events per second the relay / the projector worked off during the
+    /// wait (None when not measurable).
+    pub fn rates(&self) -> (Option<f64>, Option<f64>) {
+        let rate = |start: Option<f64>, end: Option<f64>, zero_after: Option<f64>| {
+            let secs = zero_after.unwrap_or(self.seconds);
+            match (start, end) {
+                (Some(s), Some(e)) if secs > 0.5 && s > e => Some((s - e) / secs),
+                _ => None,
+            }
+        };
+        (
+            rate(
+                self.outbox_pending_start,
+                self.outbox_pending,
+                self.outbox_empty_after,
+            ),
+            rate(
+                self.projector_lag_start,
+                self.projector_lag,
+                self.projector_caught_up_after,
+            ),
+        )
+    }
+}
+
+/// Published minus projected events between two scrapes (None when either
+/// histogram is missing). `orders_projector_lag_events` is measured from the
+/// newest projected position, which with several partitions can reach the
+/// head while other partitions still have events in flight; the counts of
+/// the two lag histograms cannot.
+pub fn unprojected(before: &Scrape, now: &Scrape) -> Option<f64> {
+    let delta = |name: &str| {
+        let n = now.histogram(name)?.count;
+        Some(n - before.histogram(name).map_or(0.0, |h| h.count))
+    };
+    Some((delta(PUBLISH_LAG)? - delta(PROJECTION_LAG)?).max(0.0))
 }
 
 /// Polls `/metrics` until `orders_outbox_pending` and
-/// `orders_projector_lag_events` are both 0, at most `limit`.
-pub async fn wait_drained(target: &Target, limit: Duration) -> Result<Drain> {
+/// `orders_projector_lag_events` are both 0 and every event published since
+/// `baseline` has been projected, at most `limit`; a progress line every 5 s.
+pub async fn wait_drained(target: &Target, baseline: &Scrape, limit: Duration) -> Result<Drain> {
     let started = Instant::now();
+    let mut first: Option<(Option<f64>, Option<f64>)> = None;
+    let mut next_note = started + Duration::from_secs(5);
+    let (mut empty_after, mut caught_up_after) = (None, None);
     loop {
         let s = scrape(target).await?;
         let pending = s.value(OUTBOX_PENDING);
         let lag = s.value(PROJECTOR_LAG);
-        let drained = pending == Some(0.0) && lag == Some(0.0);
+        let (pending_start, lag_start) = *first.get_or_insert((pending, lag));
+        let now = started.elapsed().as_secs_f64();
+        if pending == Some(0.0) {
+            empty_after.get_or_insert(now);
+        }
+        if lag == Some(0.0) {
+            caught_up_after.get_or_insert(now);
+        }
+        let behind = unprojected(baseline, &s);
+        let drained = pending == Some(0.0) && lag == Some(0.0) && behind.is_none_or(|b| b <= 0.0);
         let missing = pending.is_none() || lag.is_none();
         if drained || missing || started.elapsed() >= limit {
             return Ok(Drain {
@@ -317,7 +389,22 @@ pub async fn wait_drained(target: &Target, limit: Duration) -> Result<Drain> {
                 seconds: started.elapsed().as_secs_f64(),
                 outbox_pending: pending,
                 projector_lag: lag,
+                outbox_pending_start: pending_start,
+                projector_lag_start: lag_start,
+                unprojected: behind,
+                outbox_empty_after: empty_after,
+                projector_caught_up_after: caught_up_after,
             });
+        }
+        if Instant::now() >= next_note {
+            next_note += Duration::from_secs(5);
+            crate::progress(format!(
+                "  draining, {:.0} s: outbox pending {}, projector lag {} events, {} published but not projected",
+                started.elapsed().as_secs_f64(),
+                pending.unwrap_or(f64::NAN),
+                lag.unwrap_or(f64::NAN),
+                behind.unwrap_or(f64::NAN)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -341,6 +428,44 @@ mod tests {
         assert!(Target::from_url("http://10.0.0.1:8084").is_err());
         assert!(Target::from_url("https://127.0.0.1:8084").is_err());
         assert!(Target::from_url("not a url").is_err());
+    }
+
+    #[test]
+    fn unprojected_events_are_published_minus_projected_since_the_baseline() {
+        let before = prom::parse(
+            "orders_publish_lag_seconds_bucket{le=\"+Inf\"} 10\norders_publish_lag_seconds_count 10\n\
+             orders_projection_lag_seconds_bucket{le=\"+Inf\"} 8\norders_projection_lag_seconds_count 8\n",
+        );
+        let now = prom::parse(
+            "orders_publish_lag_seconds_bucket{le=\"+Inf\"} 110\norders_publish_lag_seconds_count 110\n\
+             orders_projection_lag_seconds_bucket{le=\"+Inf\"} 80\norders_projection_lag_seconds_count 80\n",
+        );
+        assert_eq!(unprojected(&before, &now), Some(28.0));
+        assert_eq!(unprojected(&now, &now), Some(0.0));
+        assert_eq!(unprojected(&before, &prom::parse("x 1\n")), None);
+    }
+
+    #[test]
+    fn drain_rates_are_the_backlog_worked_off_per_second() {
+        let d = Drain {
+            seconds: 10.0,
+            outbox_pending: Some(0.0),
+            outbox_pending_start: Some(500.0),
+            projector_lag: Some(4000.0),
+            projector_lag_start: Some(9000.0),
+            ..Drain::default()
+        };
+        assert_eq!(d.rates(), (Some(50.0), Some(500.0)));
+        let early = Drain {
+            outbox_empty_after: Some(1.0),
+            ..d.clone()
+        };
+        assert_eq!(early.rates(), (Some(500.0), Some(500.0)));
+        let instant = Drain {
+            seconds: 0.1,
+            ..d.clone()
+        };
+        assert_eq!(instant.rates(), (None, None));
     }
 
     #[test]

@@ -307,9 +307,14 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         backoff: config.publish_backoff,
     };
 
+    let concurrency = match config.database {
+        DatabaseTarget::Sqlite(_) => 1,
+        DatabaseTarget::MySql(_) => config.commit_concurrency,
+    };
     let committer = GroupCommitter::start(
         event_store.clone(),
         config.commit_batch_max,
+        concurrency,
         committed.clone(),
         metrics.clone(),
     );

@@ -17,25 +17,38 @@ use crate::ports::{Commit, CommitError, EventStore, IdempotencyRecord, StoreErro
 
 type Reply = oneshot::Sender<Result<Vec<i64>, CommitError>>;
 
-/// Hands commits to the single committer task and awaits their results.
+/// Hands commits to the committer task and awaits their results.
 #[derive(Clone)]
 pub struct GroupCommitter {
     tx: mpsc::Sender<(Commit, Reply)>,
 }
 
 impl GroupCommitter {
-    /// Starts the committer task. `committed` is notified after every
-    /// successful batch so the outbox relay wakes at once.
+    /// Starts the committer task. It drains every waiting commit (up to
+    /// `max_batch`) into one `commit_batch` call and keeps at most
+    /// `concurrency` such transactions in flight: 1 suits SQLite's single
+    /// writer; a server database takes several, which hides each commit's
+    /// log flush. Concurrent batches never hold two commits of one order
+    /// (a command's next event is decided only after its commit returned),
+    /// so per-order version order is kept. `committed` is notified after
+    /// every successful batch so the outbox relay wakes at once.
     pub fn start(
         store: Arc<dyn EventStore>,
         max_batch: usize,
+        concurrency: usize,
         committed: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<(Commit, Reply)>(max_batch.max(1) * 4);
+        let max_batch = max_batch.max(1);
+        let (tx, mut rx) = mpsc::channel::<(Commit, Reply)>(max_batch * 4);
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(max_batch);
             while let Some(first) = rx.recv().await {
+                // Waiting for a free slot is what lets the next batch grow.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let mut batch = Vec::with_capacity(max_batch);
                 batch.push(first);
                 while batch.len() < max_batch {
                     match rx.try_recv() {
@@ -43,32 +56,12 @@ impl GroupCommitter {
                         Err(_) => break,
                     }
                 }
-                let (commits, replies): (Vec<Commit>, Vec<Reply>) = batch.drain(..).unzip();
-                let sizes: Vec<u64> = commits.iter().map(|c| c.events.len() as u64).collect();
-                match store.commit_batch(commits).await {
-                    Ok(results) => {
-                        Metrics::inc(&metrics.commit_batches);
-                        let appended: u64 = results
-                            .iter()
-                            .zip(&sizes)
-                            .filter(|(r, _)| r.is_ok())
-                            .map(|(_, n)| n)
-                            .sum();
-                        if appended > 0 {
-                            Metrics::add(&metrics.events_appended, appended);
-                            committed.notify_one();
-                        }
-                        for (reply, r) in replies.into_iter().zip(results) {
-                            let _ = reply.send(r);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "group commit failed");
-                        for reply in replies {
-                            let _ = reply.send(Err(CommitError::Store(e.clone())));
-                        }
-                    }
-                }
+                let (store, committed, metrics) =
+                    (store.clone(), committed.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    commit_one_batch(store.as_ref(), batch, &committed, &metrics).await;
+                    drop(slot);
+                });
             }
         });
         Self { tx }
@@ -79,6 +72,40 @@ impl GroupCommitter {
         let closed = || CommitError::Store(StoreError::Unavailable("committer stopped".into()));
         self.tx.send((commit, reply)).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+}
+
+async fn commit_one_batch(
+    store: &dyn EventStore,
+    batch: Vec<(Commit, Reply)>,
+    committed: &Notify,
+    metrics: &Metrics,
+) {
+    let (commits, replies): (Vec<Commit>, Vec<Reply>) = batch.into_iter().unzip();
+    let sizes: Vec<u64> = commits.iter().map(|c| c.events.len() as u64).collect();
+    match store.commit_batch(commits).await {
+        Ok(results) => {
+            Metrics::inc(&metrics.commit_batches);
+            let appended: u64 = results
+                .iter()
+                .zip(&sizes)
+                .filter(|(r, _)| r.is_ok())
+                .map(|(_, n)| n)
+                .sum();
+            if appended > 0 {
+                Metrics::add(&metrics.events_appended, appended);
+                committed.notify_one();
+            }
+            for (reply, r) in replies.into_iter().zip(results) {
+                let _ = reply.send(r);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed");
+            for reply in replies {
+                let _ = reply.send(Err(CommitError::Store(e.clone())));
+            }
+        }
     }
 }
 
