@@ -8,6 +8,7 @@
 //! `ORDER_TEST_MONGODB_URI` (run ./scripts/test.sh); fails without them.
 
 mod production_support;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

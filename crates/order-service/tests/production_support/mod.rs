@@ -12,10 +12,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use order_bus_kafka::{KafkaBus, KafkaConfig};
 use order_core::domain::EventEnvelope;
 use order_core::ports::{Delivery, EventBus};
@@ -158,16 +154,7 @@ impl Drop for Broker {
 
 // --- HTTP ----------------------------------------------------------------------
 
-pub struct Response {
-    pub status: u16,
-    pub text: String,
-}
-
-impl Response {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-}
+pub use crate::support::Response;
 
 /// One HTTP/1.1 request on a fresh connection, bounded by 30 s.
 pub async fn call(
@@ -176,47 +163,12 @@ pub async fn call(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Response, String> {
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr.to_string());
-        let payload = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let req = req
-            .body(Full::new(payload))
-            .map_err(|e| format!("request: {e}"))?;
-        let res = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
-        let status = res.status().as_u16();
-        let bytes = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok(Response {
-            status,
-            text: String::from_utf8_lossy(&bytes).into_owned(),
-        })
-    };
-    tokio::time::timeout(Duration::from_secs(30), attempt)
-        .await
-        .map_err(|_| format!("{method} {path}: no answer within 30 s"))?
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        crate::support::call(addr, method, path, body, &[]),
+    )
+    .await
+    .map_err(|_| format!("{method} {path}: no answer within 30 s"))?
 }
 
 // --- The service -----------------------------------------------------------------
