@@ -131,28 +131,96 @@ pub(crate) struct KafkaSubscription {
     /// `None` only while dropping.
     consumer: Option<Arc<StreamConsumer<RewindContext>>>,
     topic: String,
+    group: String,
+    cfg: KafkaConfig,
     commit_timeout: Duration,
+    /// Whether this member ever had partitions, and since when it has none.
+    had_partitions: bool,
+    unassigned_since: Option<std::time::Instant>,
+}
+
+/// How long a member that had partitions may go without any before it
+/// rejoins with a fresh consumer. Tansu 0.6 can leave a member whose session
+/// expired during a broker hang in an endless JoinGroup/SyncGroup loop ("rebalance
+/// in progress" / "unknown member") while a new member joins at once.
+fn stall_limit(cfg: &KafkaConfig) -> Duration {
+    (cfg.max_poll_interval * 3).clamp(Duration::from_secs(15), Duration::from_secs(120))
+}
+
+fn create_consumer(
+    cfg: &KafkaConfig,
+    group: &str,
+    topic: &str,
+) -> Result<StreamConsumer<RewindContext>, BusError> {
+    let ctx = RewindContext {
+        rewind: cfg.max_batch_messages(),
+        timeout: cfg.admin_timeout,
+        floors: Arc::default(),
+    };
+    let consumer: StreamConsumer<RewindContext> = cfg
+        .consumer_config(group)
+        .create_with_context(ctx)
+        .map_err(|e| unavailable("cannot create consumer", e))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| unavailable(&format!("cannot subscribe to {topic}"), e))?;
+    Ok(consumer)
 }
 
 impl KafkaSubscription {
     pub(crate) fn new(cfg: &KafkaConfig, group: &str, topic: &str) -> Result<Self, BusError> {
-        let ctx = RewindContext {
-            rewind: cfg.max_batch_messages(),
-            timeout: cfg.admin_timeout,
-            floors: Arc::default(),
-        };
-        let consumer: StreamConsumer<RewindContext> = cfg
-            .consumer_config(group)
-            .create_with_context(ctx)
-            .map_err(|e| unavailable("cannot create consumer", e))?;
-        consumer
-            .subscribe(&[topic])
-            .map_err(|e| unavailable(&format!("cannot subscribe to {topic}"), e))?;
         Ok(Self {
-            consumer: Some(Arc::new(consumer)),
+            consumer: Some(Arc::new(create_consumer(cfg, group, topic)?)),
             topic: topic.to_owned(),
+            group: group.to_owned(),
+            cfg: cfg.clone(),
             commit_timeout: cfg.admin_timeout,
+            had_partitions: false,
+            unassigned_since: None,
         })
+    }
+
+    /// Rejoins with a fresh consumer when this member lost its partitions and
+    /// has not got any back for [`stall_limit`]. Uncommitted messages are
+    /// delivered again to the new member (at least once).
+    fn watch_assignment(&mut self) {
+        let Some(consumer) = self.consumer.as_ref() else {
+            return;
+        };
+        let assigned = consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false);
+        if assigned {
+            self.had_partitions = true;
+            self.unassigned_since = None;
+            return;
+        }
+        if !self.had_partitions {
+            return;
+        }
+        let since = *self
+            .unassigned_since
+            .get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < stall_limit(&self.cfg) {
+            return;
+        }
+        match create_consumer(&self.cfg, &self.group, &self.topic) {
+            Ok(fresh) => {
+                tracing::warn!(
+                    group = %self.group,
+                    topic = %self.topic,
+                    after = ?since.elapsed(),
+                    "Kafka consumer lost its partitions and did not get them back; rejoining with a fresh consumer"
+                );
+                if let Some(old) = self.consumer.replace(Arc::new(fresh)) {
+                    drop_in_background(old);
+                }
+                self.had_partitions = false;
+                self.unassigned_since = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not create a fresh Kafka consumer"),
+        }
     }
 
     fn consumer(&self) -> Result<Arc<StreamConsumer<RewindContext>>, BusError> {
@@ -225,6 +293,7 @@ fn consumer_error_is_fatal(e: &KafkaError) -> bool {
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        self.watch_assignment();
         let consumer = self.consumer()?;
         let mut out = Vec::new();
         if max == 0 {
