@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use order_bus_kafka::{KafkaBus, KafkaConfig};
 use order_core::domain::EventEnvelope;
 use order_core::ports::{Delivery, EventBus};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Rebalance timeout of every consumer (Tansu completes a group join only
 /// after it).
@@ -392,16 +392,7 @@ impl Drop for ProdService {
     }
 }
 
-pub fn order_body(customer: &str, restaurant: &str) -> Value {
-    json!({
-        "customerId": customer,
-        "restaurantId": restaurant,
-        "items": [
-            {"menuItemId": "m1", "name": "Margherita", "price": "12.50", "quantity": 2},
-            {"menuItemId": "m2", "name": "Cola", "price": 2.99, "quantity": 1}
-        ]
-    })
-}
+pub use crate::support::order_body;
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `secs`
 /// with `what` and the last state `check` described.
