@@ -4,15 +4,13 @@
 
 mod common;
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use order_core::domain::{fold, OrderStatus};
-use order_core::ports::{EventStore, Outbox, StoreError, StreamBound};
-use order_core::testkit::fixtures::{at, create, dec};
+use order_core::ports::{EventStore, Outbox, StoreError};
+use order_core::testkit::fixtures::{at, create};
+use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
 use order_store_mysql::{MySqlConfig, MySqlStore};
-use rust_decimal::Decimal;
 use sqlx::Executor;
 use uuid::Uuid;
 
@@ -21,13 +19,6 @@ async fn a_stored_v1_order_created_is_upcast_with_exact_decimals() {
     let db = TestDb::new();
     let store = db.store().await;
     let id = Uuid::now_v7();
-    // The Java service's shape: prices and total as JSON numbers.
-    let data = format!(
-        r#"{{"orderId":"{id}","customerId":"cust-1","restaurantId":"rest-1",
-            "items":[{{"menuItemId":"m1","name":"Pizza","price":12.50,"quantity":2}},
-                     {{"menuItemId":"m2","name":"Mint","price":0.10,"quantity":3}}],
-            "totalAmount":25.30}}"#
-    );
     let mut raw = db.raw().await;
     sqlx::query(
         "INSERT INTO event_store (event_id, aggregate_id, aggregate_type, event_type, event_data, \
@@ -36,49 +27,11 @@ async fn a_stored_v1_order_created_is_upcast_with_exact_decimals() {
     )
     .bind(Uuid::now_v7().to_string())
     .bind(id.to_string())
-    .bind(&data)
+    .bind(v1_order_created_data(id))
     .execute(&mut raw)
     .await
     .expect("insert v1 event");
-
-    let events = store
-        .load_stream(&id.to_string(), StreamBound::All)
-        .await
-        .expect("load_stream");
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].envelope.schema_version, 1);
-    let order = fold(events.iter().map(|e| &e.envelope))
-        .expect("v1 event folds")
-        .expect("order");
-    assert_eq!(order.id, id);
-    assert_eq!(order.customer_id, "cust-1");
-    assert_eq!(order.status, OrderStatus::Pending);
-    assert_eq!(order.items.len(), 2);
-    assert_eq!(order.items[0].price, dec("12.5"));
-    assert_eq!(order.items[1].price, dec("0.1"));
-    assert_eq!(
-        order.total_amount,
-        Decimal::from_str("25.3").expect("decimal")
-    );
-    assert_eq!(
-        order.items.iter().map(|i| i.line_total()).sum::<Decimal>(),
-        order.total_amount,
-        "no float rounding anywhere"
-    );
-    assert_eq!(
-        order.created_at,
-        chrono::DateTime::parse_from_rfc3339("2019-03-01T12:00:00.25Z").expect("timestamp")
-    );
-    // read_all and the time-travel bound see it too.
-    assert_eq!(store.read_all(0, 10).await.expect("read_all"), events);
-    let before = chrono::DateTime::parse_from_rfc3339("2019-03-01T12:00:00.249999Z")
-        .expect("timestamp")
-        .with_timezone(&chrono::Utc);
-    assert!(store
-        .load_stream(&id.to_string(), StreamBound::UpToInstant(before))
-        .await
-        .expect("load_stream")
-        .is_empty());
+    assert_v1_order_created_upcast(&store, id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,15 @@
 //! SQLite-specific behaviour the shared contract suites cannot see: stored
 //! v1 events, schema migrations, error translation, durability on reopen.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_core::domain::{fold, OrderStatus};
 use order_core::ports::{
     CommitError, EventBus, EventStore, Outbox, ReadModel, StoreError, StreamBound,
 };
-use order_core::testkit::fixtures::{at, create, dec, message, poll_n};
+use order_core::testkit::fixtures::{at, create, message, poll_n};
+use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
 use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
 fn temp_dir() -> tempfile::TempDir {
@@ -24,52 +22,19 @@ async fn a_stored_v1_order_created_is_upcast_with_exact_decimals() {
     let path = dir.path().join("orders.db");
     let store = SqliteStore::open(&path).expect("open");
     let id = Uuid::now_v7();
-    // The Java service's shape: prices and total as JSON numbers.
-    let data = format!(
-        r#"{{"orderId":"{id}","customerId":"cust-1","restaurantId":"rest-1",
-            "items":[{{"menuItemId":"m1","name":"Pizza","price":12.50,"quantity":2}},
-                     {{"menuItemId":"m2","name":"Mint","price":0.10,"quantity":3}}],
-            "totalAmount":25.30}}"#
-    );
     let raw = rusqlite::Connection::open(&path).expect("raw connection");
     raw.execute(
         "INSERT INTO event_store (event_id, aggregate_id, aggregate_type, event_type, event_data, \
          version, schema_version, occurred_on) \
          VALUES (?1, ?2, 'Order', 'OrderCreated', ?3, 1, 1, '2019-03-01T12:00:00.250000Z')",
-        rusqlite::params![Uuid::now_v7().to_string(), id.to_string(), data],
+        rusqlite::params![
+            Uuid::now_v7().to_string(),
+            id.to_string(),
+            v1_order_created_data(id)
+        ],
     )
     .expect("insert v1 event");
-
-    let events = store
-        .load_stream(&id.to_string(), StreamBound::All)
-        .await
-        .expect("load_stream");
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].envelope.schema_version, 1);
-    let order = fold(events.iter().map(|e| &e.envelope))
-        .expect("v1 event folds")
-        .expect("order");
-    assert_eq!(order.id, id);
-    assert_eq!(order.customer_id, "cust-1");
-    assert_eq!(order.status, OrderStatus::Pending);
-    assert_eq!(order.items.len(), 2);
-    assert_eq!(order.items[0].price, dec("12.5"));
-    assert_eq!(order.items[1].price, dec("0.1"));
-    assert_eq!(
-        order.total_amount,
-        Decimal::from_str("25.3").expect("decimal")
-    );
-    assert_eq!(
-        order.items.iter().map(|i| i.line_total()).sum::<Decimal>(),
-        order.total_amount,
-        "no float rounding anywhere"
-    );
-    assert_eq!(
-        order.created_at,
-        chrono::DateTime::parse_from_rfc3339("2019-03-01T12:00:00.25Z")
-            .expect("timestamp")
-            .with_timezone(&chrono::Utc)
-    );
+    assert_v1_order_created_upcast(&store, id).await;
 }
 
 #[tokio::test]

@@ -41,6 +41,7 @@ pub mod dlq_store;
 pub mod event_bus;
 pub mod event_store;
 pub mod fixtures;
+pub mod legacy;
 pub mod outbox;
 pub mod read_model;
 
