@@ -347,10 +347,9 @@ impl Drain {
 }
 
 /// Published minus projected events between two scrapes (None when either
-/// histogram is missing). `orders_projector_lag_events` is measured from the
-/// newest projected position, which with several partitions can reach the
-/// head while other partitions still have events in flight; the counts of
-/// the two lag histograms cannot.
+/// histogram is missing). `orders_projector_lag_events` is the projector's
+/// consumer lag, measured once a second, so it can read 0 a moment before the
+/// last events are projected; the counts of the two lag histograms cannot.
 pub fn unprojected(before: &Scrape, now: &Scrape) -> Option<f64> {
     let delta = |name: &str| {
         let n = now.histogram(name)?.count;

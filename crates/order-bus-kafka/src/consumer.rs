@@ -367,4 +367,52 @@ impl Subscription for KafkaSubscription {
             ))),
         }
     }
+
+    async fn lag(&mut self) -> Result<u64, BusError> {
+        let consumer = self.consumer()?;
+        let timeout = self.cfg.publish_timeout;
+        let measure = tokio::task::spawn_blocking(move || -> Result<u64, BusError> {
+            let position = consumer
+                .position()
+                .map_err(|e| unavailable("consumer position", e))?;
+            let mut lag = 0u64;
+            for elem in position.elements() {
+                let (low, high) = consumer
+                    .fetch_watermarks(elem.topic(), elem.partition(), timeout)
+                    .map_err(|e| unavailable("watermarks", e))?;
+                let at = match elem.offset() {
+                    Offset::Offset(o) => o,
+                    // Nothing consumed yet in this session: from the commit,
+                    // or from the start (`auto.offset.reset=earliest`).
+                    _ => committed_offset(&consumer, elem.topic(), elem.partition(), timeout)
+                        .unwrap_or(low),
+                };
+                lag += u64::try_from(high.saturating_sub(at.max(low))).unwrap_or(0);
+            }
+            Ok(lag)
+        });
+        match tokio::time::timeout(self.commit_timeout, measure).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(unavailable("lag measurement aborted", join)),
+            Err(_) => Err(BusError::Unavailable(
+                "kafka: the broker did not answer a lag measurement".into(),
+            )),
+        }
+    }
+}
+
+fn committed_offset(
+    consumer: &StreamConsumer<RewindContext>,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer.committed_offsets(tpl, timeout).ok()?;
+    let elem = committed.find_partition(topic, partition)?;
+    match elem.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }

@@ -57,6 +57,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 mod classify;
 mod consumer;
+mod published;
 
 pub use classify::{classify_code, classify_error, publish_error, ErrorClass};
 /// librdkafka's error codes, re-exported for callers of [`classify_code`].
@@ -105,6 +106,10 @@ pub struct KafkaConfig {
     /// process. When creation fails because the broker is unreachable, the
     /// publish fails as retryable at once.
     pub create_topics_on_demand: bool,
+    /// How long [`EventBus::find_published`] may read a topic looking for
+    /// messages an unanswered attempt may have delivered (see the
+    /// `published` module).
+    pub find_published_budget: Duration,
     /// Raw librdkafka options applied last to every client (producer,
     /// consumers, admin), overriding the settings above.
     pub extra: BTreeMap<String, String>,
@@ -124,6 +129,7 @@ impl Default for KafkaConfig {
             max_poll_interval: Duration::from_secs(300),
             admin_timeout: Duration::from_secs(10),
             create_topics_on_demand: true,
+            find_published_budget: Duration::from_secs(20),
             extra: BTreeMap::new(),
         }
     }
@@ -660,6 +666,22 @@ impl EventBus for KafkaBus {
             Ok(Err(join)) => Err(unavailable("metadata request aborted", join)),
             Err(_) => Err(BusError::Unavailable(format!(
                 "kafka: {} did not answer a metadata request within {timeout:?}",
+                self.cfg.brokers
+            ))),
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(messages = messages.len()))]
+    async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError> {
+        let cfg = self.cfg.clone();
+        let messages = messages.to_vec();
+        let limit = cfg.find_published_budget + cfg.publish_timeout * 4 + Duration::from_secs(1);
+        let scan = tokio::task::spawn_blocking(move || published::find_published(&cfg, &messages));
+        match tokio::time::timeout(limit, scan).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => Err(unavailable("looking for published messages aborted", join)),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "kafka: {} did not answer while looking for published messages",
                 self.cfg.brokers
             ))),
         }

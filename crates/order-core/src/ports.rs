@@ -4,7 +4,7 @@
 //! anything leaves the adapter. Every port has a contract suite in
 //! [`crate::testkit`] that every adapter must pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -199,8 +199,9 @@ impl DlqStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DlqSource {
-    /// The relay (or the test endpoint) could not publish it: it never reached
-    /// the bus, and the order's later events wait behind it.
+    /// The relay (or the test endpoint) could not publish it: no broker
+    /// acknowledged it (a timed-out attempt may still have landed; a replay
+    /// checks), and the order's later events wait behind it.
     Publish,
     /// A consumer could not process it and sent it to the DLQ topic.
     Consumer,
@@ -459,6 +460,31 @@ pub struct BusMessage {
     pub headers: Vec<(String, String)>,
 }
 
+impl BusMessage {
+    /// The last value of header `name` (as a Kafka consumer reads it).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        last_header(&self.headers, name)
+    }
+
+    /// The id a duplicate is recognised by: the `ce_id` header, else `eventId`.
+    pub fn event_id(&self) -> Option<&str> {
+        self.header("ce_id").or_else(|| self.header("eventId"))
+    }
+
+    /// The earliest moment the message can have been sent: its event's time
+    /// (`ce_time`), minus [`CLOCK_MARGIN`] for clock differences between
+    /// instances and the broker. `None` when the header is missing or
+    /// unreadable (look at everything).
+    pub fn earliest_send(&self) -> Option<DateTime<Utc>> {
+        let at = DateTime::parse_from_rfc3339(self.header("ce_time")?).ok()?;
+        Some(at.with_timezone(&Utc) - CLOCK_MARGIN)
+    }
+}
+
+/// Allowed clock difference between the instance that sent a message and
+/// whoever answers [`EventBus::find_published`].
+pub const CLOCK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// A message received by a subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -472,12 +498,16 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        last_header(&self.headers, name)
     }
+}
+
+fn last_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -509,6 +539,15 @@ pub trait EventBus: Send + Sync {
     /// nothing. Returns a human-readable description.
     async fn check(&self, timeout: Duration) -> Result<String, BusError>;
 
+    /// Which of `messages` are already on their topic, as the set of their
+    /// [`BusMessage::event_id`]s found there. Asked before a message is sent
+    /// again after an attempt whose outcome is unknown (a timed-out request
+    /// may still be appended once the broker answers again), so a retry or
+    /// a replay does not put an event on the bus twice. Looks no further
+    /// back than each message's [`BusMessage::earliest_send`]. An error
+    /// means the bus could not say; the caller must not send then.
+    async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError>;
+
     /// Joins consumer group `group` on `topic`. Delivery is at least once:
     /// offsets move only through [`Subscription::commit`].
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError>;
@@ -523,4 +562,8 @@ pub trait Subscription: Send {
 
     /// Commits every message up to and including `delivery` (of its partition).
     async fn commit(&mut self, delivery: &Delivery) -> Result<(), BusError>;
+
+    /// Consumer lag: messages on the topic after this member's position (of
+    /// the partitions it holds now). Asks the broker; callers throttle it.
+    async fn lag(&mut self) -> Result<u64, BusError>;
 }

@@ -601,6 +601,15 @@ impl EventBus for OfflineBus {
         ))
     }
 
+    async fn find_published(
+        &self,
+        _: &[order_core::ports::BusMessage],
+    ) -> Result<std::collections::HashSet<String>, order_core::ports::BusError> {
+        Err(order_core::ports::BusError::Unavailable(
+            "no bus in offline mode".into(),
+        ))
+    }
+
     async fn subscribe(
         &self,
         _: &str,

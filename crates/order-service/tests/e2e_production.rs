@@ -300,7 +300,13 @@ async fn the_dlq_story_on_mariadb_kafka_and_mongo_survives_a_real_broker_outage(
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         assert_eq!(body["status"], "REPLAYED", "{body}");
-        assert_eq!(body["published"], 2, "{body}");
+        // Those an unanswered attempt delivered are found, not sent again.
+        let sent = body["published"].as_u64().unwrap_or(0);
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            sent == 2 || (sent < 2 && message.contains("already on the bus")),
+            "{body}"
+        );
         replayed += body["published"].as_u64().unwrap_or(0);
     }
     let stats = svc.dlq_stats().await;
@@ -362,36 +368,11 @@ async fn the_dlq_story_on_mariadb_kafka_and_mongo_survives_a_real_broker_outage(
     }
     assert_eq!(missing, 0, "every committed event arrives");
     assert_eq!(foreign, 0, "only committed events arrive");
-    // KNOWN GAP (reported, not fixed here): the produce request that was in
-    // flight when the broker froze is appended by the broker when it
-    // resumes, after the client timed it out and the relay parked its
-    // events; the replay then publishes them again. So "no event id twice"
-    // does not hold for those events (2 copies each, the stale one first).
-    // What holds and is asserted: every extra copy is of an event parked
-    // during the outage, at most one extra copy, no copy arrives after a
-    // later version of its order, and a consumer deduplicating by event id
-    // sees every event once, in order.
-    let parked_ids: HashSet<String> = pending
-        .iter()
-        .filter_map(|r| r["eventId"].as_str().map(str::to_owned))
-        .collect();
-    for (order, version, at) in &dups {
-        let id = committed
-            .iter()
-            .find(|(_, (o, v))| o == order && v == version)
-            .map(|(id, _)| id.to_string())
-            .expect("a duplicate of a committed event");
-        assert!(
-            parked_ids.contains(&id),
-            "only events parked during the outage may arrive twice: order {order} v{version} at {at:?}"
-        );
-        assert_eq!(at.len(), 2, "at most one extra copy: {at:?}");
-    }
-    assert!(
-        view.duplicated <= committed_during,
-        "duplicates {} > events parked {committed_during}",
-        view.duplicated
-    );
+    // The produce request in flight when the broker froze is appended when
+    // it resumes, after the relay timed it out and parked its events: the
+    // replay finds those on the topic and does not send them again.
+    assert!(dups.is_empty(), "no event id twice: {dups:?}");
+    assert_eq!(view.duplicated, 0, "no event id twice");
     assert_eq!(
         view.out_of_order, 0,
         "per-order version order: {:?}",

@@ -5,6 +5,7 @@
 //! delivery is at least once, like Kafka. There is one partition (0) per
 //! topic; a message's offset is its row id, increasing within a topic.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +145,43 @@ impl EventBus for EmbeddedBus {
         }
     }
 
+    async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError> {
+        // (topic, event id, earliest publish time); without an id a message
+        // cannot be recognised and counts as not found.
+        let wanted: Vec<(String, String, String)> = messages
+            .iter()
+            .filter_map(|m| {
+                let since = m.earliest_send().map(|t| ts(&t)).unwrap_or_default();
+                Some((m.topic.clone(), m.event_id()?.to_owned(), since))
+            })
+            .collect();
+        self.inner
+            .db
+            .read_async(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM bus_messages WHERE topic = ?1 AND published_at >= ?3 \
+                         AND EXISTS (SELECT 1 FROM json_each(headers) \
+                           WHERE json_extract(value, '$[0]') IN ('ce_id', 'eventId') \
+                             AND json_extract(value, '$[1]') = ?2) LIMIT 1",
+                    )
+                    .map_err(db_err)?;
+                let mut found = HashSet::new();
+                for (topic, id, since) in wanted {
+                    let hit = stmt
+                        .query_row(params![topic, id, since], |_| Ok(()))
+                        .optional()
+                        .map_err(db_err)?;
+                    if hit.is_some() {
+                        found.insert(id);
+                    }
+                }
+                Ok(found)
+            })
+            .await
+            .map_err(unavailable)
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
         let (g, t) = (group.to_owned(), topic.to_owned());
@@ -263,6 +301,22 @@ impl Subscription for EmbeddedSubscription {
                 )
                 .and_then(|mut s| s.execute(params![group, topic, offset, ts(&now())]))
                 .map(drop)
+                .map_err(db_err)
+            })
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn lag(&mut self) -> Result<u64, BusError> {
+        let (topic, after) = (self.topic.clone(), self.position);
+        self.inner
+            .db
+            .read_async(move |conn| {
+                conn.prepare_cached(
+                    "SELECT COUNT(*) FROM bus_messages WHERE topic = ?1 AND \"offset\" > ?2",
+                )
+                .and_then(|mut s| s.query_row(params![topic, after], |r| r.get::<_, i64>(0)))
+                .map(|n| u64::try_from(n).unwrap_or(0))
                 .map_err(db_err)
             })
             .await

@@ -38,14 +38,7 @@ fn service(w: &World) -> DlqService {
 }
 
 async fn published(bus: &EmbeddedBus) -> usize {
-    let mut sub = bus
-        .subscribe("checker", "order-events")
-        .await
-        .expect("subscribe");
-    sub.poll(1000, std::time::Duration::from_millis(50))
-        .await
-        .expect("poll")
-        .len()
+    copies(bus).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,4 +111,148 @@ async fn replaying_a_head_publishes_its_whole_sequence_in_order() {
         .filter_map(|d| d.header("eventId").map(str::to_owned))
         .collect();
     assert_eq!(keys, [head.event_id, second.event_id, third.event_id]);
+}
+
+/// Copies of each event id on `order-events`, in bus order.
+async fn copies(bus: &EmbeddedBus) -> Vec<String> {
+    let mut sub = bus
+        .subscribe(&uuid::Uuid::now_v7().to_string(), "order-events")
+        .await
+        .expect("subscribe");
+    sub.poll(1000, std::time::Duration::from_millis(50))
+        .await
+        .expect("poll")
+        .iter()
+        .filter_map(|d| d.header("eventId").map(str::to_owned))
+        .collect()
+}
+
+fn landed(event_id: &str) -> order_core::ports::BusMessage {
+    order_core::ports::BusMessage {
+        topic: "order-events".into(),
+        key: "agg-1".into(),
+        payload: b"{}".to_vec(),
+        headers: vec![("eventId".into(), event_id.into())],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_an_unanswered_attempt_delivered_is_not_replayed_twice() {
+    let w = world();
+    let head = dlq_record("agg-1", 1, None, at(0));
+    let second = dlq_record("agg-1", 2, Some(&head.event_id), at(1));
+    w.store
+        .insert(&[head.clone(), second.clone()])
+        .await
+        .expect("insert");
+    // The attempt that timed out reached the broker after all.
+    let late = w.bus.publish(&[landed(&head.event_id)]).await;
+    assert!(late.iter().all(Result::is_ok));
+
+    let done = service(&w).replay(&head.event_id).await.expect("replay");
+    assert_eq!(done.status, DlqStatus::Replayed);
+    assert_eq!(done.published, 1, "only the held event was sent: {done:?}");
+    assert!(
+        done.message.contains("already on the bus"),
+        "{}",
+        done.message
+    );
+    assert_eq!(copies(&w.bus).await, [head.event_id, second.event_id]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_side_record_is_redelivered_although_it_is_on_the_topic() {
+    let w = world();
+    let rec = order_core::testkit::fixtures::consumer_dlq_record("agg-1", at(0));
+    w.store
+        .insert(std::slice::from_ref(&rec))
+        .await
+        .expect("insert");
+    let original = w.bus.publish(&[landed(&rec.event_id)]).await;
+    assert!(original.iter().all(Result::is_ok));
+
+    let done = service(&w).replay(&rec.event_id).await.expect("replay");
+    assert_eq!((done.status, done.published), (DlqStatus::Replayed, 1));
+    assert_eq!(copies(&w.bus).await, [rec.event_id.clone(), rec.event_id]);
+}
+
+/// A real bus whose first publish is appended but answered with a timeout,
+/// as when the broker processes a request after the client gave up on it.
+struct LateAnswer {
+    inner: Arc<EmbeddedBus>,
+    answered: std::sync::atomic::AtomicBool,
+    publishes: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventBus for LateAnswer {
+    async fn publish(
+        &self,
+        messages: &[order_core::ports::BusMessage],
+    ) -> Vec<Result<(), order_core::ports::PublishError>> {
+        use std::sync::atomic::Ordering;
+        self.publishes.fetch_add(1, Ordering::SeqCst);
+        let results = self.inner.publish(messages).await;
+        if self.answered.swap(true, Ordering::SeqCst) {
+            return results;
+        }
+        results
+            .into_iter()
+            .map(|_| {
+                Err(order_core::ports::PublishError::Retryable(
+                    "Local: Message timed out".into(),
+                ))
+            })
+            .collect()
+    }
+    async fn check(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<String, order_core::ports::BusError> {
+        self.inner.check(timeout).await
+    }
+    async fn find_published(
+        &self,
+        messages: &[order_core::ports::BusMessage],
+    ) -> Result<std::collections::HashSet<String>, order_core::ports::BusError> {
+        self.inner.find_published(messages).await
+    }
+    async fn subscribe(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Box<dyn order_core::ports::Subscription>, order_core::ports::BusError> {
+        self.inner.subscribe(group, topic).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
+    use order_core::app::publisher::{publish_with_retry, Sent};
+    let w = world();
+    let bus = LateAnswer {
+        inner: w.bus.clone(),
+        answered: false.into(),
+        publishes: 0.into(),
+    };
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        backoff: std::time::Duration::from_millis(10),
+    };
+    let metrics = Metrics::default();
+    let msgs = [landed("e-1"), landed("e-2")];
+    let results = publish_with_retry(&bus, policy, &msgs, &metrics).await;
+    assert_eq!(results, [Ok(Sent::Earlier), Ok(Sent::Earlier)]);
+    assert_eq!(copies(&w.bus).await, ["e-1", "e-2"], "one copy each");
+    assert_eq!(
+        bus.publishes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "nothing sent again"
+    );
+    assert_eq!(
+        metrics
+            .publish_found_earlier
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
 }

@@ -10,11 +10,12 @@ use uuid::Uuid;
 
 use super::error::AppError;
 use super::metrics::Metrics;
-use super::publisher::{message_for, publish_with_retry, RetryPolicy};
+use super::publisher::{message_for, publish_with_retry, republish, RetryPolicy, Sent};
 use super::relay::{parked_record, PublishGate};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
-    BusMessage, DlqRecord, DlqStats, DlqStatus, DlqStore, EventBus, Page, PageRequest, Transitioned,
+    BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus, Page, PageRequest,
+    Transitioned,
 };
 
 /// Aggregate type of the synthetic events of `POST /api/test/publish-event`;
@@ -30,7 +31,8 @@ pub struct ReplayOutcome {
     /// REPLAYED, FAILED, or SKIPPED when nothing needed publishing.
     pub status: DlqStatus,
     pub message: String,
-    /// Messages published by this request (the record plus those behind it).
+    /// Messages this request put on the bus (the record plus those behind
+    /// it), not counting those found there from an earlier attempt.
     pub published: usize,
 }
 
@@ -151,45 +153,52 @@ impl DlqService {
         let event_id = rec.event_id.as_str();
         // Taken before publishing: what waits behind this record now.
         let behind = self.dlq.blocked_behind(&rec.event_id).await?;
-        let first = publish_with_retry(
-            self.bus.as_ref(),
-            single_attempt(self.policy),
-            &[replay_message(&rec)],
-            &self.metrics,
-        )
-        .await;
-        if let Some(Err(e)) = first.into_iter().next() {
-            let reason = format!("replay failed: {e}");
-            self.dlq
-                .mark_failed(&rec.event_id, &rec.event_id, at, &reason)
-                .await?;
-            Metrics::inc(&self.metrics.replay_failures);
-            tracing::warn!(event_id, error = %e, "DLQ replay failed");
-            return Ok(ReplayOutcome {
-                event_id: rec.event_id,
-                success: false,
-                status: DlqStatus::Failed,
-                message: reason,
-                published: 0,
-            });
+        // A publish failure may have reached the broker after all (a timed
+        // out request it appended later): `republish` asks the bus first, so
+        // the replay does not put it there twice. A consumer-side record is
+        // on the bus by definition and is re-delivered on purpose.
+        let head = [replay_message(&rec)];
+        let single = single_attempt(self.policy);
+        let first = match rec.source {
+            DlqSource::Publish => republish(self.bus.as_ref(), single, &head, &self.metrics).await,
+            DlqSource::Consumer => {
+                publish_with_retry(self.bus.as_ref(), single, &head, &self.metrics).await
+            }
+        };
+        let mut found_earlier = 0;
+        match first.into_iter().next() {
+            Some(Err(e)) => {
+                let reason = format!("replay failed: {e}");
+                self.dlq
+                    .mark_failed(&rec.event_id, &rec.event_id, at, &reason)
+                    .await?;
+                Metrics::inc(&self.metrics.replay_failures);
+                tracing::warn!(event_id, error = %e, "DLQ replay failed");
+                return Ok(ReplayOutcome {
+                    event_id: rec.event_id,
+                    success: false,
+                    status: DlqStatus::Failed,
+                    message: reason,
+                    published: 0,
+                });
+            }
+            Some(Ok(Sent::Earlier)) => found_earlier += 1,
+            Some(Ok(Sent::Now)) | None => {}
         }
         Metrics::inc(&self.metrics.replays);
 
         // The head is out: publish what waited behind it, in version order.
         let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
-        let results = publish_with_retry(
-            self.bus.as_ref(),
-            single_attempt(self.policy),
-            &messages,
-            &self.metrics,
-        )
-        .await;
+        let results = republish(self.bus.as_ref(), single, &messages, &self.metrics).await;
         let mut done = Vec::new();
         let mut failed: Option<(String, String)> = None;
         for (r, res) in behind.iter().zip(results) {
             match res {
-                Ok(()) if failed.is_none() => done.push(r.event_id.clone()),
-                Ok(()) => {}
+                Ok(sent) if failed.is_none() => {
+                    found_earlier += usize::from(sent == Sent::Earlier);
+                    done.push(r.event_id.clone());
+                }
+                Ok(_) => {}
                 Err(e) => {
                     if failed.is_none() {
                         failed = Some((r.event_id.clone(), e.to_string()));
@@ -207,6 +216,12 @@ impl DlqService {
             "event published; {} event(s) held behind it published in order",
             done.len()
         );
+        if found_earlier > 0 {
+            message.push_str(&format!(
+                "; {found_earlier} of them already on the bus from an earlier attempt, \
+                 not sent again"
+            ));
+        }
         if let Some((new_head, err)) = failed {
             self.dlq
                 .mark_failed(
@@ -224,13 +239,14 @@ impl DlqService {
         self.dlq
             .mark_replayed(std::slice::from_ref(&rec.event_id), at, "replayed")
             .await?;
-        tracing::info!(event_id, published = 1 + done.len(), "DLQ record replayed");
+        let published = 1 + done.len() - found_earlier;
+        tracing::info!(event_id, published, found_earlier, "DLQ record replayed");
         Ok(ReplayOutcome {
             event_id: rec.event_id,
             success: true,
             status: DlqStatus::Replayed,
             message,
-            published: 1 + done.len(),
+            published,
         })
     }
 
@@ -284,10 +300,10 @@ impl DlqService {
             .await
             .into_iter()
             .next()
-            .unwrap_or(Ok(()));
+            .unwrap_or(Ok(Sent::Now));
         let event_id = env.event_id.to_string();
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 Metrics::inc(&self.metrics.events_published);
                 Ok(TestPublishOutcome {
                     success: true,

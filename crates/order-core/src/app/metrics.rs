@@ -73,6 +73,9 @@ pub struct Metrics {
     pub commit_batches: AtomicU64,
     pub publish_attempts: AtomicU64,
     pub publish_failures: AtomicU64,
+    /// Messages found on the bus from an earlier, unanswered attempt and
+    /// therefore not sent again.
+    pub publish_found_earlier: AtomicU64,
     pub events_published: AtomicU64,
     pub events_parked: AtomicU64,
     pub replays: AtomicU64,
@@ -83,6 +86,10 @@ pub struct Metrics {
     pub dead_letters_recorded: AtomicU64,
     /// Global position of the newest event the projector applied.
     pub projector_position: AtomicI64,
+    /// Consumer lag of the projector on the events topic (messages).
+    pub projector_lag: AtomicU64,
+    /// Consumer lag of the DLQ recorder on the DLQ topic (messages).
+    pub dlq_recorder_lag: AtomicU64,
     /// Commit → broker acknowledgement.
     pub publish_lag: Histogram,
     /// Commit → applied to the read model.
@@ -163,6 +170,12 @@ impl Metrics {
             "orders_publish_failures_total",
             "Failed publish attempts (messages).",
             &self.publish_failures,
+        );
+        counter(
+            &mut o,
+            "orders_publish_found_earlier_total",
+            "Messages not sent again because an earlier, unanswered attempt had delivered them.",
+            &self.publish_found_earlier,
         );
         counter(
             &mut o,
@@ -263,8 +276,14 @@ impl Metrics {
         gauge(
             &mut o,
             "orders_projector_lag_events",
-            "Events appended but not yet projected.",
-            (g.event_store_head - projected).max(0),
+            "Messages on the events topic the projector has not processed (consumer lag, measured every second).",
+            self.projector_lag.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut o,
+            "orders_dlq_recorder_lag_events",
+            "Messages on the DLQ topic not yet recorded (consumer lag, measured every second).",
+            self.dlq_recorder_lag.load(Ordering::Relaxed),
         );
         gauge(
             &mut o,

@@ -5,6 +5,7 @@
 //! turns DLQ-topic messages into DLQ records.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -268,6 +269,7 @@ impl Projector {
             batch,
             self.cfg.linger,
             "projector",
+            &self.metrics.projector_lag,
             |d| {
                 let this = self.clone();
                 async move { this.handle(&d).await.map(|_| ()) }
@@ -337,20 +339,32 @@ fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage 
 
 /// Poll → process → commit, retrying a failed batch with backoff (capped at
 /// 5 s) until it succeeds or `shutdown` turns true.
+/// How often a consumer measures its lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn consume_loop<F, Fut>(
     sub: &mut Box<dyn Subscription>,
     mut shutdown: watch::Receiver<bool>,
     batch: usize,
     linger: Duration,
     name: &'static str,
+    lag: &AtomicU64,
     process: F,
 ) where
     F: Fn(Vec<Delivery>) -> Fut,
     Fut: std::future::Future<Output = Result<(), StoreError>>,
 {
+    let mut measure_at = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if tokio::time::Instant::now() >= measure_at {
+            measure_at = tokio::time::Instant::now() + LAG_INTERVAL;
+            match sub.lag().await {
+                Ok(n) => lag.store(n, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => tracing::debug!(consumer = name, error = %e, "lag not measured"),
+            }
         }
         let deliveries = tokio::select! {
             r = sub.poll(batch, Duration::from_millis(200)) => r,
@@ -494,6 +508,7 @@ impl DlqRecorder {
             500,
             Duration::ZERO,
             "dlq-recorder",
+            &self.metrics.dlq_recorder_lag,
             |d| {
                 let this = self.clone();
                 async move { this.record(&d).await.map(|_| ()) }

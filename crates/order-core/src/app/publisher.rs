@@ -70,33 +70,116 @@ pub fn message_for(env: &EventEnvelope, topic: &str, position: Option<i64>) -> B
     }
 }
 
-/// Publishes with the retry policy. Returns, per message, `Ok` or the last
-/// error. Only the failed messages are retried; by the [`EventBus`] contract
-/// they are a per-key suffix, so order per key holds. A permanent error is
-/// not retried, and neither is anything after it with the same key.
+/// How a message reached the bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent by this call and acknowledged.
+    Now,
+    /// Found on the bus from an earlier attempt whose outcome was unknown;
+    /// not sent again.
+    Earlier,
+}
+
+/// Per message: how it reached the bus, or the last error.
+pub type SendResult = Result<Sent, PublishError>;
+
+/// Publishes with the retry policy. Returns, per message, how it reached the
+/// bus or the last error. Only the failed messages are retried; by the
+/// [`EventBus`] contract they are a per-key suffix, so order per key holds.
+/// A permanent error is not retried, and neither is anything after it with
+/// the same key. A retryable failure may still have been appended (a timed
+/// out request the broker answers later), so before such a message is sent
+/// again the bus is asked whether it already has it
+/// ([`EventBus::find_published`]); while it cannot say, the message is not
+/// sent again: at most one copy per attempt that could have landed.
 pub async fn publish_with_retry(
     bus: &dyn EventBus,
     policy: RetryPolicy,
     messages: &[BusMessage],
     metrics: &Metrics,
-) -> Vec<Result<(), PublishError>> {
-    let mut results: Vec<Result<(), PublishError>> = vec![Ok(()); messages.len()];
+) -> Vec<SendResult> {
+    send(bus, policy, messages, metrics, false).await
+}
+
+/// [`publish_with_retry`] for messages an earlier attempt may already have
+/// put on the bus (the replay of a parked publish failure): the bus is asked
+/// before the first attempt too.
+pub async fn republish(
+    bus: &dyn EventBus,
+    policy: RetryPolicy,
+    messages: &[BusMessage],
+    metrics: &Metrics,
+) -> Vec<SendResult> {
+    send(bus, policy, messages, metrics, true).await
+}
+
+async fn send(
+    bus: &dyn EventBus,
+    policy: RetryPolicy,
+    messages: &[BusMessage],
+    metrics: &Metrics,
+    maybe_sent: bool,
+) -> Vec<SendResult> {
+    let mut results: Vec<SendResult> = vec![Ok(Sent::Now); messages.len()];
+    // Messages an earlier attempt may have delivered.
+    let mut unsure = vec![maybe_sent; messages.len()];
     let mut todo: Vec<usize> = (0..messages.len()).collect();
     let mut attempt = 1;
     loop {
-        let batch: Vec<BusMessage> = todo.iter().map(|&i| messages[i].clone()).collect();
+        // Keys whose earlier attempt cannot be verified now: not sent this round.
+        let mut held: HashSet<&str> = HashSet::new();
+        let probe: Vec<usize> = todo.iter().copied().filter(|&i| unsure[i]).collect();
+        if !probe.is_empty() {
+            let asked: Vec<BusMessage> = probe.iter().map(|&i| messages[i].clone()).collect();
+            match bus.find_published(&asked).await {
+                Ok(found) => {
+                    for &i in &probe {
+                        unsure[i] = false;
+                        if messages[i].event_id().is_some_and(|id| found.contains(id)) {
+                            results[i] = Ok(Sent::Earlier);
+                            Metrics::inc(&metrics.publish_found_earlier);
+                        }
+                    }
+                    todo.retain(|&i| results[i] != Ok(Sent::Earlier));
+                }
+                Err(e) => {
+                    for &i in &probe {
+                        held.insert(messages[i].key.as_str());
+                        results[i] = Err(PublishError::Retryable(format!(
+                            "not sent again: an earlier attempt may have delivered it \
+                             and the bus cannot tell ({e})"
+                        )));
+                    }
+                }
+            }
+        }
+
+        let (send_now, mut retry): (Vec<usize>, Vec<usize>) = todo
+            .iter()
+            .partition(|&&i| !held.contains(messages[i].key.as_str()));
+        for &i in &retry {
+            if results[i].is_ok() {
+                results[i] = Err(PublishError::Retryable(
+                    "not sent: an earlier event of this key is unverified".into(),
+                ));
+            }
+        }
+        let batch: Vec<BusMessage> = send_now.iter().map(|&i| messages[i].clone()).collect();
         Metrics::add(&metrics.publish_attempts, batch.len() as u64);
-        let outcome = bus.publish(&batch).await;
-        let mut retry = Vec::new();
+        let outcome = if batch.is_empty() {
+            Vec::new()
+        } else {
+            bus.publish(&batch).await
+        };
         let mut dead_keys: HashSet<&str> = HashSet::new();
-        for (j, &i) in todo.iter().enumerate() {
+        for (j, &i) in send_now.iter().enumerate() {
             let r = outcome
                 .get(j)
                 .cloned()
                 .unwrap_or_else(|| Err(PublishError::Retryable("no result from bus".into())));
             let key = messages[i].key.as_str();
             match r {
-                Ok(()) if !dead_keys.contains(key) => results[i] = Ok(()),
+                Ok(()) if !dead_keys.contains(key) => results[i] = Ok(Sent::Now),
                 Ok(()) => {
                     // A later message of a key that already failed permanently
                     // must not overtake it; it is parked behind it.
@@ -110,6 +193,7 @@ pub async fn publish_with_retry(
                     if permanent || dead_keys.contains(key) {
                         dead_keys.insert(key);
                     } else {
+                        unsure[i] = true;
                         retry.push(i);
                     }
                     results[i] = Err(e);
@@ -118,6 +202,7 @@ pub async fn publish_with_retry(
         }
         // A retryable failure behind a permanent one of the same key must not be retried alone.
         retry.retain(|&i| !dead_keys.contains(messages[i].key.as_str()));
+        retry.sort_unstable();
         if retry.is_empty() || attempt >= policy.max_attempts {
             return results;
         }
@@ -180,6 +265,13 @@ impl EventBus for SwitchableBus {
             return Err(BusError::Unavailable(SWITCHED_OFF.into()));
         }
         self.inner.check(timeout).await
+    }
+
+    async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError> {
+        if self.switch.is_down() {
+            return Err(BusError::Unavailable(SWITCHED_OFF.into()));
+        }
+        self.inner.find_published(messages).await
     }
 
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {

@@ -150,7 +150,7 @@ impl OutboxRelay {
         let mut new_heads: HashMap<String, String> = HashMap::new();
         for (m, r) in to_send.iter().zip(results) {
             match r {
-                Ok(()) => {
+                Ok(_) => {
                     delivered.push(m.position);
                     let lag = (acked_at - m.created_at).num_microseconds().unwrap_or(0);
                     self.metrics.publish_lag.observe_secs(lag as f64 / 1e6);

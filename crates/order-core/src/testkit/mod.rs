@@ -234,6 +234,8 @@ macro_rules! event_bus_contract {
                 topics_are_independent,
                 poll_without_messages_returns_empty_after_wait,
                 poll_wakes_on_publish,
+                find_published_names_what_is_on_the_topic,
+                lag_counts_what_is_not_consumed,
             ]
         );
     };
