@@ -140,6 +140,13 @@ pub trait Outbox: Send + Sync {
     /// holds the relay lease calls this, so rows are never taken twice.
     async fn fetch_batch(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
 
+    /// Whether the rows of the last non-empty [`fetch_batch`](Self::fetch_batch)
+    /// may already have been published by a relay that did not settle them
+    /// (it crashed, or lost the relay lease, mid-batch): true for the first
+    /// batch after this store was opened and after this instance (re)took
+    /// the relay lease. The relay then asks the bus before sending them.
+    fn last_batch_maybe_sent(&self) -> bool;
+
     /// In one transaction: deletes the delivered rows, inserts the parked
     /// events as DLQ records (an event id already in the DLQ is left as it is)
     /// and deletes their outbox rows.

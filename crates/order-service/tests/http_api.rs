@@ -871,6 +871,99 @@ async fn a_record_held_behind_its_head_cannot_be_replayed_before_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_behind() {
+    let t = test_app().await;
+    t.call(Method::POST, "/api/test/bus/down", None, &[]).await;
+    let mut ids = Vec::new();
+    for customer in ["bulk-a", "bulk-b", "bulk-c"] {
+        let id = t.create(customer).await["id"].as_str().unwrap().to_owned();
+        t.put(&format!("/api/orders/{id}/confirm?paymentId=p"))
+            .await;
+        ids.push(id);
+    }
+    t.eventually("6 events parked", || async {
+        (t.get("/api/dlq/stats").await.json()["pendingCount"] == 6).then_some(())
+    })
+    .await;
+    t.call(Method::POST, "/api/test/bus/up", None, &[]).await;
+    let bulk = |body: Option<Value>| t.call(Method::POST, "/api/dlq/replay", body, &[]);
+
+    // Bad requests are 400/415 and replay nothing.
+    for body in [
+        json!({"limit": 0}),
+        json!({"limit": 1001}),
+        json!({"limit": "x"}),
+        json!({"bogus": 1}),
+        json!([]),
+    ] {
+        bulk(Some(body)).await.problem(StatusCode::BAD_REQUEST);
+    }
+    let text = Request::builder()
+        .method(Method::POST)
+        .uri("/api/dlq/replay")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from("{}"))
+        .unwrap();
+    t.raw(text)
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let dry = bulk(Some(json!({"dryRun": true, "limit": 2}))).await;
+    assert_eq!(dry.status, StatusCode::OK);
+    let dry = dry.json();
+    assert_eq!(
+        (dry["dryRun"].clone(), dry["matched"].clone()),
+        (json!(true), json!(2))
+    );
+    assert_eq!(dry["eventIds"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.get("/api/dlq/stats").await.json()["pendingCount"],
+        6,
+        "a dry run changes nothing"
+    );
+
+    let one = bulk(Some(json!({"aggregateId": ids[1]}))).await.json();
+    assert_eq!(
+        (
+            one["matched"].clone(),
+            one["replayed"].clone(),
+            one["published"].clone()
+        ),
+        (json!(1), json!(1), json!(2)),
+        "{one}"
+    );
+
+    let rest = bulk(None).await;
+    assert_eq!(rest.status, StatusCode::OK);
+    let rest = rest.json();
+    assert_eq!(
+        (
+            rest["matched"].clone(),
+            rest["replayed"].clone(),
+            rest["published"].clone(),
+            rest["failed"].clone()
+        ),
+        (json!(2), json!(2), json!(4), json!(0)),
+        "{rest}"
+    );
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(
+        (
+            stats["pendingCount"].clone(),
+            stats["replayedCount"].clone()
+        ),
+        (json!(0), json!(6))
+    );
+    for id in &ids {
+        t.eventually("every order confirmed in the read model", || async {
+            (t.get(&format!("/api/orders/{id}")).await.json()["status"] == "CONFIRMED")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_endpoints_are_404_when_switched_off() {
     let t = test_app_with(|c| c.test_endpoints = false).await;
     t.call(Method::POST, "/api/test/publish-event", None, &[])
@@ -1093,6 +1186,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/dlq/pending", "get"),
         ("/api/dlq/event/{eventId}", "get"),
         ("/api/dlq/replay/{eventId}", "post"),
+        ("/api/dlq/replay", "post"),
         ("/api/dlq/reset/{eventId}", "put"),
         ("/api/dlq/status/{status}", "get"),
         ("/api/test/publish-event", "post"),

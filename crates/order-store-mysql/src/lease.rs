@@ -32,6 +32,10 @@ pub(crate) const MAX_HOLD_FACTOR: u32 = 6;
 
 #[derive(Default)]
 struct State {
+    /// The lease was (re)taken and no batch fetched under it yet.
+    fresh: bool,
+    /// The last non-empty batch was the first under a (re)taken lease.
+    last_batch_fresh: bool,
     /// Until when (local clock) the lease was last known to be ours.
     held_until: Option<Instant>,
     /// When the batch that is not settled yet was fetched.
@@ -108,6 +112,9 @@ impl Lease {
             let was_held = state.held_until.is_some_and(|u| started < u);
             state.held_until = Some(started + self.duration);
             if !was_held {
+                // The previous holder may have published its last batch
+                // without settling it.
+                state.fresh = true;
                 tracing::info!(instance = %self.holder, "took the outbox relay lease");
             }
             Ok(true)
@@ -166,10 +173,18 @@ impl Lease {
     /// A fetch under the lease returned rows (`true`) or nothing.
     pub fn batch_taken(&self, rows: bool) {
         let mut state = self.state();
+        if rows {
+            state.last_batch_fresh = std::mem::take(&mut state.fresh);
+        }
         state.in_flight_since = if rows { Some(Instant::now()) } else { None };
     }
 
     /// The fetched batch was settled.
+    /// Whether the last non-empty batch was the first under a (re)taken lease.
+    pub fn last_batch_fresh(&self) -> bool {
+        self.state().last_batch_fresh
+    }
+
     pub fn batch_settled(&self) {
         self.state().in_flight_since = None;
     }

@@ -850,6 +850,10 @@ impl Outbox for MySqlStore {
         .await
     }
 
+    fn last_batch_maybe_sent(&self) -> bool {
+        self.inner.lease.last_batch_fresh()
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(delivered = delivered.len(), parked = parked.len()))]
     async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError> {
         self.inner.lease.batch_settled();

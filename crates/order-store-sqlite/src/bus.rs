@@ -5,7 +5,7 @@
 //! delivery is at least once, like Kafka. There is one partition (0) per
 //! topic; a message's offset is its row id, increasing within a topic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,34 +146,47 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError> {
-        // (topic, event id, earliest publish time); without an id a message
-        // cannot be recognised and counts as not found.
-        let wanted: Vec<(String, String, String)> = messages
-            .iter()
-            .filter_map(|m| {
-                let since = m.earliest_send().map(|t| ts(&t)).unwrap_or_default();
-                Some((m.topic.clone(), m.event_id()?.to_owned(), since))
-            })
-            .collect();
+        // Per topic: the ids asked for and the earliest publish time to look
+        // back to ("" = the beginning). A message without an id cannot be
+        // recognised and counts as not found.
+        let mut wanted: HashMap<String, (HashSet<String>, String)> = HashMap::new();
+        for m in messages {
+            let Some(id) = m.event_id() else { continue };
+            let since = m.earliest_send().map(|t| ts(&t)).unwrap_or_default();
+            let entry = wanted
+                .entry(m.topic.clone())
+                .or_insert_with(|| (HashSet::new(), since.clone()));
+            entry.0.insert(id.to_owned());
+            entry.1 = entry.1.clone().min(since);
+        }
         self.inner
             .db
             .read_async(move |conn| {
+                // Newest first along the (topic, offset) index, stopping at
+                // the first message older than the window.
                 let mut stmt = conn
                     .prepare_cached(
-                        "SELECT 1 FROM bus_messages WHERE topic = ?1 AND published_at >= ?3 \
-                         AND EXISTS (SELECT 1 FROM json_each(headers) \
-                           WHERE json_extract(value, '$[0]') IN ('ce_id', 'eventId') \
-                             AND json_extract(value, '$[1]') = ?2) LIMIT 1",
+                        "SELECT headers, published_at FROM bus_messages WHERE topic = ?1 \
+                         ORDER BY \"offset\" DESC",
                     )
                     .map_err(db_err)?;
                 let mut found = HashSet::new();
-                for (topic, id, since) in wanted {
-                    let hit = stmt
-                        .query_row(params![topic, id, since], |_| Ok(()))
-                        .optional()
-                        .map_err(db_err)?;
-                    if hit.is_some() {
-                        found.insert(id);
+                for (topic, (ids, since)) in wanted {
+                    let mut rows = stmt.query(params![topic]).map_err(db_err)?;
+                    let mut hits = 0;
+                    while let Some(r) = rows.next().map_err(db_err)? {
+                        let published_at: String = r.get(1).map_err(db_err)?;
+                        if published_at < since || hits == ids.len() {
+                            break;
+                        }
+                        let headers: String = r.get(0).map_err(db_err)?;
+                        let headers: Vec<(String, String)> = serde_json::from_str(&headers)
+                            .map_err(|e| corrupt(format!("bus headers unreadable: {e}")))?;
+                        for (k, v) in headers {
+                            if (k == "ce_id" || k == "eventId") && ids.contains(&v) {
+                                hits += usize::from(found.insert(v));
+                            }
+                        }
                     }
                 }
                 Ok(found)

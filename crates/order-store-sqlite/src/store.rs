@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -40,6 +41,9 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) db: Arc<Db>,
+    /// See [`Outbox::last_batch_maybe_sent`]: (no batch taken yet, the last
+    /// one was the first).
+    first_batch: Arc<(AtomicBool, AtomicBool)>,
 }
 
 impl SqliteStore {
@@ -48,6 +52,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Ok(Self {
             db: Db::open(path.as_ref(), MIGRATIONS)?,
+            first_batch: Arc::new((AtomicBool::new(true), AtomicBool::new(false))),
         })
     }
 
@@ -547,7 +552,8 @@ impl EventStore for SqliteStore {
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn fetch_batch(&self, limit_n: usize) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.db
+        let rows = self
+            .db
             .read_async(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
@@ -571,7 +577,17 @@ impl Outbox for SqliteStore {
                 }
                 Ok(out)
             })
-            .await
+            .await?;
+        if !rows.is_empty() {
+            // The previous process may have crashed between publishing and settling.
+            let (pending, last) = &*self.first_batch;
+            last.store(pending.swap(false, Ordering::SeqCst), Ordering::SeqCst);
+        }
+        Ok(rows)
+    }
+
+    fn last_batch_maybe_sent(&self) -> bool {
+        self.first_batch.1.load(Ordering::SeqCst)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(delivered = delivered.len(), parked = parked.len()))]

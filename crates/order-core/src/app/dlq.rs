@@ -45,6 +45,40 @@ pub struct TestPublishOutcome {
     pub order_id: String,
 }
 
+/// What `POST /api/dlq/replay` replays.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BulkReplayRequest {
+    /// Most sequence heads to replay (1..=[`BULK_REPLAY_MAX`]).
+    pub limit: usize,
+    /// Count and list what would be replayed; publish nothing.
+    pub dry_run: bool,
+    pub aggregate_id: Option<String>,
+    pub event_type: Option<String>,
+}
+
+/// Largest `limit` of a bulk replay.
+pub const BULK_REPLAY_MAX: usize = 1000;
+
+/// Answer of a bulk replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkReplayOutcome {
+    pub dry_run: bool,
+    /// Sequence heads that matched (at most `limit`), in failure order.
+    pub matched: usize,
+    pub replayed: usize,
+    pub failed: usize,
+    /// Resolved meanwhile (by another replay): nothing published.
+    pub skipped: usize,
+    /// Refused (409: claimed by another instance, or no longer a head).
+    pub refused: usize,
+    /// Messages put on the bus, the held events included.
+    pub published: usize,
+    /// Event ids of the matched heads (dry run) or one outcome per head.
+    pub event_ids: Vec<String>,
+    pub results: Vec<ReplayOutcome>,
+}
+
 /// How long a replay may hold its claim on a record; a crashed replayer's
 /// claim lapses after this.
 const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -248,6 +282,99 @@ impl DlqService {
             message,
             published,
         })
+    }
+
+    /// Replays the unresolved sequence heads (records not held behind an
+    /// unresolved one) that match, oldest failure first, one after another;
+    /// each publishes the events held behind it, so per-order order holds.
+    /// A head whose replay fails stays FAILED and the next one is tried.
+    pub async fn replay_bulk(
+        &self,
+        req: &BulkReplayRequest,
+    ) -> Result<BulkReplayOutcome, AppError> {
+        let limit = req.limit.clamp(1, BULK_REPLAY_MAX);
+        let heads = self.heads(req, limit).await?;
+        let mut out = BulkReplayOutcome {
+            dry_run: req.dry_run,
+            matched: heads.len(),
+            event_ids: heads.iter().map(|r| r.event_id.clone()).collect(),
+            ..BulkReplayOutcome::default()
+        };
+        if req.dry_run {
+            return Ok(out);
+        }
+        for head in heads {
+            match self.replay(&head.event_id).await {
+                Ok(r) => {
+                    match r.status {
+                        DlqStatus::Replayed => out.replayed += 1,
+                        DlqStatus::Failed => out.failed += 1,
+                        _ => out.skipped += 1,
+                    }
+                    out.published += r.published;
+                    out.results.push(r);
+                }
+                Err(AppError::Conflict(message)) => {
+                    out.refused += 1;
+                    out.results.push(ReplayOutcome {
+                        event_id: head.event_id,
+                        success: false,
+                        status: head.status,
+                        message,
+                        published: 0,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!(
+            matched = out.matched,
+            replayed = out.replayed,
+            failed = out.failed,
+            published = out.published,
+            "bulk DLQ replay"
+        );
+        Ok(out)
+    }
+
+    /// Unresolved records that head their sequence and match `req`, oldest
+    /// failure first, at most `limit`.
+    async fn heads(
+        &self,
+        req: &BulkReplayRequest,
+        limit: usize,
+    ) -> Result<Vec<DlqRecord>, AppError> {
+        let mut unresolved: Vec<DlqRecord> = Vec::new();
+        for status in [DlqStatus::Pending, DlqStatus::Failed] {
+            let mut page = 0;
+            loop {
+                let p = self
+                    .dlq
+                    .list(Some(status), PageRequest { page, size: 500 })
+                    .await?;
+                let last = u64::from(page) + 1 >= p.total_pages;
+                unresolved.extend(p.content);
+                if last {
+                    break;
+                }
+                page += 1;
+            }
+        }
+        let open: std::collections::HashSet<String> =
+            unresolved.iter().map(|r| r.event_id.clone()).collect();
+        let mut heads: Vec<DlqRecord> = unresolved
+            .into_iter()
+            .filter(|r| r.blocked_by.as_ref().is_none_or(|h| !open.contains(h)))
+            .filter(|r| {
+                req.aggregate_id
+                    .as_ref()
+                    .is_none_or(|a| &r.aggregate_id == a)
+            })
+            .filter(|r| req.event_type.as_ref().is_none_or(|t| &r.event_type == t))
+            .collect();
+        heads.sort_by_key(|r| (r.failure_time, r.id));
+        heads.truncate(limit);
+        Ok(heads)
     }
 
     /// FAILED → PENDING. Any other status is refused with 409.

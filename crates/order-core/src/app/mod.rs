@@ -12,7 +12,10 @@ pub use commands::{
     AsOf, CommandContext, CommandService, CreateOutcome, GroupCommitter, IdempotencyKey,
     OrderQueries,
 };
-pub use dlq::{DlqService, ReplayOutcome, TestPublishOutcome};
+pub use dlq::{
+    BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, TestPublishOutcome,
+    BULK_REPLAY_MAX,
+};
 pub use error::AppError;
 pub use metrics::{Gauges, Metrics};
 pub use projector::{DlqRecorder, ProjectionReport, Projector, ProjectorConfig, RebuildReport};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::{watch, Mutex, Notify};
 
 use super::metrics::Metrics;
-use super::publisher::{message_for, publish_with_retry, RetryPolicy};
+use super::publisher::{message_for, publish_with_retry, republish, RetryPolicy};
 use crate::domain::now;
 use crate::ports::{
     DlqSource, DlqStore, EventBus, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent, StoreError,
@@ -142,8 +142,15 @@ impl OutboxRelay {
             .iter()
             .map(|m| message_for(&m.envelope, &self.cfg.topic, Some(m.position)))
             .collect();
-        let results =
-            publish_with_retry(self.bus.as_ref(), self.cfg.policy, &messages, &self.metrics).await;
+        // A predecessor (a crashed process, or the instance this one took
+        // the relay lease from) may have published these without settling
+        // them: ask the bus before sending.
+        let (bus, policy) = (self.bus.as_ref(), self.cfg.policy);
+        let results = if self.outbox.last_batch_maybe_sent() {
+            republish(bus, policy, &messages, &self.metrics).await
+        } else {
+            publish_with_retry(bus, policy, &messages, &self.metrics).await
+        };
 
         let acked_at = now();
         let mut delivered = Vec::new();

@@ -157,6 +157,7 @@ macro_rules! outbox_contract {
                 empty_outbox,
                 committed_events_are_fetched_in_position_order,
                 fetch_batch_respects_limit,
+                only_the_first_batch_may_have_been_sent,
                 conflicting_commit_adds_no_outbox_row,
                 settle_removes_delivered_rows,
                 settle_parks_events_in_the_dlq,

@@ -85,6 +85,27 @@ pub async fn fetch_batch_respects_limit(h: StoreHandles) {
     assert_eq!(fetch_all(&h).await.len(), 5);
 }
 
+/// The first batch a fresh store hands out may have been published by a
+/// predecessor that crashed before settling it; later ones may not.
+pub async fn only_the_first_batch_may_have_been_sent(h: StoreHandles) {
+    let empty = h.outbox.fetch_batch(10).await.expect("fetch");
+    assert!(empty.is_empty());
+    commit_creates(&h, 3).await;
+    let first = h.outbox.fetch_batch(2).await.expect("fetch");
+    assert_eq!(first.len(), 2);
+    assert!(
+        h.outbox.last_batch_maybe_sent(),
+        "the first batch after opening"
+    );
+    h.outbox
+        .settle(&positions(&first), &[])
+        .await
+        .expect("settle");
+    let second = h.outbox.fetch_batch(2).await.expect("fetch");
+    assert_eq!(second.len(), 1);
+    assert!(!h.outbox.last_batch_maybe_sent(), "a later batch");
+}
+
 pub async fn conflicting_commit_adds_no_outbox_row(h: StoreHandles) {
     let c = create("cust-1", "rest-1", at(0));
     commit_one(&h, c.clone()).await.expect("commit");

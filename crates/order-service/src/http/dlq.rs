@@ -4,10 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use order_core::app::{BulkReplayRequest, BULK_REPLAY_MAX};
 use order_core::ports::DlqStatus;
+use serde::Deserialize;
 
 use super::error::ApiError;
-use super::extract::{Params, PathParam};
+use super::extract::{OptionalJsonBody, Params, PathParam};
 use crate::startup::AppState;
 
 /// Event ids are at most this long; longer ones cannot exist.
@@ -48,6 +50,47 @@ pub async fn replay(State(state): State<AppState>, id: PathParam) -> Result<Resp
         StatusCode::BAD_GATEWAY
     };
     Ok((status, Json(outcome)).into_response())
+}
+
+/// Body of `POST /api/dlq/replay`; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BulkReplayBody {
+    limit: Option<u64>,
+    dry_run: Option<bool>,
+    aggregate_id: Option<String>,
+    event_type: Option<String>,
+}
+
+const BULK_REPLAY_DEFAULT: usize = 100;
+
+/// Replays the matching sequence heads, oldest failure first (see
+/// `DlqService::replay_bulk`). 200 with a summary, also when some failed.
+pub async fn replay_bulk(
+    State(state): State<AppState>,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Response, ApiError> {
+    let body: BulkReplayBody = match body {
+        None => BulkReplayBody::default(),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("invalid bulk replay request: {e}")))?,
+    };
+    let limit = match body.limit {
+        None => BULK_REPLAY_DEFAULT,
+        Some(n) if (1..=BULK_REPLAY_MAX as u64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {BULK_REPLAY_MAX}, not {n}"
+            )))
+        }
+    };
+    let req = BulkReplayRequest {
+        limit,
+        dry_run: body.dry_run.unwrap_or(false),
+        aggregate_id: body.aggregate_id,
+        event_type: body.event_type,
+    };
+    Ok(Json(state.dlq.replay_bulk(&req).await?).into_response())
 }
 
 pub async fn reset(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {

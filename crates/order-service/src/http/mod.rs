@@ -58,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/stats", get(dlq::stats))
         .route("/pending", get(dlq::pending))
         .route("/event/{eventId}", get(dlq::event))
+        .route("/replay", post(dlq::replay_bulk))
         .route("/replay/{eventId}", post(dlq::replay))
         .route("/reset/{eventId}", put(dlq::reset))
         .route("/status/{status}", get(dlq::by_status));

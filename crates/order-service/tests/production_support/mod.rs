@@ -58,7 +58,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &id[id.len() - 16..])
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -76,6 +76,13 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
+        Self::start_advertising(None)
+    }
+
+    /// Starts a broker that tells clients to connect to `advertised`
+    /// (`host:port`, e.g. a TCP proxy in front of it) instead of its own
+    /// listener; [`Broker::address`] is still the listener.
+    pub fn start_advertising(advertised: Option<&str>) -> Broker {
         let bin = std::env::var("ORDER_TEST_TANSU_BIN")
             .ok()
             .filter(|b| !b.trim().is_empty())
@@ -90,13 +97,14 @@ impl Broker {
             });
         let address = format!("127.0.0.1:{}", free_port());
         let url = format!("tcp://{address}");
+        let advertised_url = format!("tcp://{}", advertised.unwrap_or(&address));
         let child = Command::new(&bin)
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
                 "--storage-engine",
                 "memory://tansu/",
             ])
@@ -206,18 +214,95 @@ pub struct ProdService {
     pub addr: SocketAddr,
     pub names: Names,
     mysql_url: String,
+    mongodb_uri: String,
+    brokers: String,
+    extra: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Whether dropping this instance drops the database (the first of
+    /// several instances on one database does).
+    owns_database: bool,
+    /// Restarts so far (each appends to the same log).
+    pub restarts: u32,
 }
 
 impl ProdService {
     /// Starts the binary against `brokers` with `extra` settings on top of
     /// the test defaults, and waits until it is ready.
     pub async fn start(services: &Services, brokers: &str, extra: &[(&str, &str)]) -> ProdService {
-        let names = Names::unique();
+        Self::start_named(services, brokers, Names::unique(), extra, true).await
+    }
+
+    /// Another instance on the same database, topics and groups as `self`
+    /// (its own port and log); dropping it leaves the database to `self`.
+    pub async fn another(&self, extra: &[(&str, &str)]) -> ProdService {
+        let services = Services {
+            mysql_url: self.mysql_url.clone(),
+            kafka_brokers: self.brokers.clone(),
+            mongodb_uri: self.mongodb_uri.clone(),
+        };
+        Self::start_named(&services, &self.brokers, self.names.clone(), extra, false).await
+    }
+
+    /// Starts an instance with the given names.
+    pub async fn start_named(
+        services: &Services,
+        brokers: &str,
+        names: Names,
+        extra: &[(&str, &str)],
+        owns_database: bool,
+    ) -> ProdService {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("service.log")).expect("log file");
+        let mut svc = ProdService {
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            names,
+            mysql_url: services.mysql_url.clone(),
+            mongodb_uri: services.mongodb_uri.clone(),
+            brokers: brokers.to_owned(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            dir,
+            child: None,
+            owns_database,
+            restarts: 0,
+        };
+        svc.spawn().await;
+        svc
+    }
+
+    /// `kill -9` of the process (no shutdown of any kind).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Starts the process again (after [`kill9`](Self::kill9)) on the same
+    /// port, names and settings, and waits until it is ready.
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.restarts += 1;
+        self.spawn().await;
+    }
+
+    async fn spawn(&mut self) {
+        let names = &self.names;
+        let port = self.addr.port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
         let log2 = log.try_clone().expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
         cmd.env_clear()
@@ -226,11 +311,11 @@ impl ProdService {
             .env("ORDER_BIND", "127.0.0.1")
             .env(
                 "ORDER_DATABASE_URL",
-                format!("{}/{}", services.mysql_url, names.database),
+                format!("{}/{}", self.mysql_url, names.database),
             )
             .env("ORDER_MYSQL_POOL_SIZE", "8")
-            .env("ORDER_KAFKA_BROKERS", brokers)
-            .env("ORDER_MONGODB_URI", &services.mongodb_uri)
+            .env("ORDER_KAFKA_BROKERS", &self.brokers)
+            .env("ORDER_MONGODB_URI", &self.mongodb_uri)
             .env("ORDER_MONGODB_DATABASE", &names.mongo_database)
             .env("ORDER_TOPIC_EVENTS", &names.events_topic)
             .env("ORDER_TOPIC_DLQ", &names.dlq_topic)
@@ -245,34 +330,27 @@ impl ProdService {
                 "ORDER_LOG",
                 std::env::var("E2E_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
-        for (k, v) in extra {
+        for (k, v) in &self.extra {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("the service starts");
-        let mut svc = ProdService {
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            names,
-            mysql_url: services.mysql_url.clone(),
-            dir,
-            child: Some(child),
-        };
+        self.child = Some(cmd.spawn().expect("the service starts"));
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(r) = call(svc.addr, "GET", "/health/ready", None).await {
+            if let Ok(r) = call(self.addr, "GET", "/health/ready", None).await {
                 if r.status == 200 {
-                    return svc;
+                    return;
                 }
             }
-            if let Some(Ok(Some(status))) = svc.child.as_mut().map(Child::try_wait) {
-                panic!("service exited early ({status}); log:\n{}", svc.log());
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("service exited early ({status}); log:\n{}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "service not ready in 60 s; log:\n{}",
-                svc.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -388,7 +466,9 @@ impl Drop for ProdService {
                 kept.display()
             );
         }
-        self.drop_database();
+        if self.owns_database {
+            self.drop_database();
+        }
     }
 }
 
