@@ -587,3 +587,98 @@ async fn a_poison_message_on_kafka_becomes_a_dlq_record_and_its_replay_redeliver
         test_started.elapsed().as_secs_f64()
     );
 }
+
+/// Malformed messages on both topics become MALFORMED records, and no
+/// message is skipped: what arrives while the service is down (after a
+/// `kill -9`) is processed after the restart, and a second restart records
+/// nothing twice (offsets were committed only after the records were stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_recorded_and_none_is_skipped_across_restarts() {
+    let services = Services::from_env();
+    let brokers = services.kafka_brokers.clone();
+    let mut svc = ProdService::start(&services, &brokers, &[]).await;
+    let client = svc.kafka_client(&brokers).await;
+    let (events, dlq) = (svc.names.events_topic.clone(), svc.names.dlq_topic.clone());
+
+    // Down: nothing consumes what is published now.
+    svc.kill9();
+    let truncated = r#"{"eventId":"0191a0b2-0000-7000-8000-000000000001","eventType":"OrderCre"#;
+    let garbage: &[u8] = b"\x00\x01 not json \xff";
+    let message = |topic: &str, key: &str, payload: &[u8]| BusMessage {
+        topic: topic.to_owned(),
+        key: key.to_owned(),
+        payload: payload.to_vec(),
+        headers: Vec::new(),
+    };
+    let sent = [
+        message(&events, "m-events-garbage", garbage),
+        message(&events, "m-events-truncated", truncated.as_bytes()),
+        message(&dlq, "m-dlq-garbage", garbage),
+        message(&dlq, "m-dlq-truncated", truncated.as_bytes()),
+    ];
+    let results = client.publish(&sent).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    svc.restart().await;
+    let records = eventually(90, "4 MALFORMED records", || async {
+        let all = svc.dlq_records("PENDING").await;
+        if all.len() >= 4 {
+            Ok(all)
+        } else {
+            Err(format!("{} record(s): {all:?}", all.len()))
+        }
+    })
+    .await;
+    assert_eq!(records.len(), 4, "{records:?}");
+    let mut from_events = 0;
+    for r in &records {
+        assert_eq!(r["eventType"], "MALFORMED", "{r}");
+        assert_eq!(r["source"], "CONSUMER", "{r}");
+        let origin = r["origin"].as_str().expect("origin");
+        if origin.starts_with(&format!("{events}/")) {
+            from_events += 1;
+            // Dead-lettered by the projector with the failure headers.
+            assert!(
+                r["failureReason"]
+                    .as_str()
+                    .is_some_and(|f| f.contains("malformed")),
+                "{r}"
+            );
+        } else {
+            assert!(origin.starts_with(&format!("{dlq}/")), "{r}");
+        }
+    }
+    assert_eq!(from_events, 2, "both events-topic messages dead-lettered");
+
+    // The consumers moved on: a normal order is projected.
+    let mut cmds = Commands::default();
+    let customer = "prod-malformed-cust";
+    let normal = [Order {
+        id: cmds.create(&svc, customer, "rest-1").await,
+        customer: customer.to_owned(),
+        status: "PENDING",
+    }];
+    wait_projected(&svc, &normal, 1, 60).await;
+
+    // A second crash and restart re-records nothing.
+    svc.restart().await;
+    let customer2 = "prod-malformed-cust-2";
+    let normal2 = [Order {
+        id: cmds.create(&svc, customer2, "rest-2").await,
+        customer: customer2.to_owned(),
+        status: "PENDING",
+    }];
+    wait_projected(&svc, &normal2, 1, 60).await;
+    let stats = svc.dlq_stats().await;
+    assert_eq!(stats["totalCount"], 4, "{stats}");
+    assert_eq!(cmds.failed, 0);
+    println!(
+        "malformed: sent 4 while the service was down (2 per topic); recorded {} MALFORMED \
+         ({from_events} dead-lettered by the projector), 0 skipped, 0 recorded twice after a \
+         second kill -9; commands sent {} accepted {} failed {}",
+        records.len(),
+        cmds.sent,
+        cmds.accepted,
+        cmds.failed
+    );
+}
