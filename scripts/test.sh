@@ -27,3 +27,6 @@ step "cargo test"
 # Two test binaries at a time: the end-to-end tests start service processes
 # and this machine has two cores.
 cargo test --workspace --all-features -- --test-threads="${TEST_THREADS:-4}"
+
+step "schemathesis (generated requests from the OpenAPI document: no 5xx)"
+./scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/order-service"

@@ -72,6 +72,9 @@ pub const DLQ_RETENTION_MS: &str = "604800000";
 /// is 10000). Bounds what a consumer re-reads after a rebalance.
 pub const DEFAULT_BATCH_MESSAGES: i64 = 1000;
 
+/// How long past the publish timeout a call waits for delivery reports.
+const REPORT_MARGIN: Duration = Duration::from_secs(1);
+
 /// Settings of the Kafka bus.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaConfig {
@@ -165,6 +168,9 @@ impl KafkaConfig {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", timeout_ms.to_string())
+            // An unanswered produce request counts as failed as soon, not
+            // after librdkafka's 30 s default.
+            .set("request.timeout.ms", timeout_ms.to_string())
             // librdkafka requires linger.ms < message.timeout.ms.
             .set("linger.ms", timeout_ms.saturating_sub(1).min(5).to_string())
             .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string());
@@ -474,8 +480,26 @@ impl KafkaBus {
             }
         }
 
+        // librdkafka reports an unanswered message after its timeouts; a
+        // report later than that (seen with a connection cut mid-request:
+        // reconnect backoff) is not waited for. The producer is replaced
+        // then, and the old one's queue purged when it is dropped, so
+        // nothing of this call goes out later unnoticed (what was already in
+        // flight may: the relay asks the topic before sending it again).
+        let reports_by = started + self.cfg.publish_timeout + REPORT_MARGIN;
         for (i, delivery) in pending {
-            results[i] = Some(match delivery.await {
+            let report = match tokio::time::timeout_at(reports_by.into(), delivery).await {
+                Ok(r) => r,
+                Err(_) => {
+                    poisoned.get_or_insert_with(|| "delivery reports overdue".to_owned());
+                    results[i] = Some(Err(PublishError::Retryable(format!(
+                        "kafka: no delivery report within {:?}",
+                        self.cfg.publish_timeout + REPORT_MARGIN
+                    ))));
+                    continue;
+                }
+            };
+            results[i] = Some(match report {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err((e, _))) => {
                     if needs_new_producer(&e) {

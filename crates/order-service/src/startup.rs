@@ -160,7 +160,10 @@ fn open_sqlite_store(path: &std::path::Path) -> Result<SqliteStore, StartupError
 
 async fn open_mysql_store(config: &Config, url: &SecretUrl) -> Result<MySqlStore, StartupError> {
     MySqlStore::connect_with(
-        MySqlConfig::new(url.expose()).with_max_connections(config.mysql_pool_size),
+        MySqlConfig::new(url.expose())
+            .with_max_connections(config.mysql_pool_size)
+            // A command waits no longer for a connection than it may take.
+            .with_acquire_timeout(config.command_timeout),
     )
     .await
     .map_err(|e| StartupError::Open {
@@ -315,6 +318,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         event_store.clone(),
         config.commit_batch_max,
         concurrency,
+        config.command_timeout,
         committed.clone(),
         metrics.clone(),
     );

@@ -32,10 +32,19 @@ impl GroupCommitter {
     /// (a command's next event is decided only after its commit returned),
     /// so per-order version order is kept. `committed` is notified after
     /// every successful batch so the outbox relay wakes at once.
+    ///
+    /// `timeout` is the command timeout: a commit whose caller has given up
+    /// (answered 503) is left out of the batch, and a batch still running
+    /// after `timeout` — every caller in it has given up by then — is
+    /// abandoned, so a database that comes back does not commit commands
+    /// long answered as failed. (One caught mid-commit at its deadline can
+    /// still land: a timeout answer means "outcome unknown"; retry with the
+    /// same `Idempotency-Key`.)
     pub fn start(
         store: Arc<dyn EventStore>,
         max_batch: usize,
         concurrency: usize,
+        timeout: Duration,
         committed: Arc<Notify>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -59,7 +68,7 @@ impl GroupCommitter {
                 let (store, committed, metrics) =
                     (store.clone(), committed.clone(), metrics.clone());
                 tokio::spawn(async move {
-                    commit_one_batch(store.as_ref(), batch, &committed, &metrics).await;
+                    commit_one_batch(store.as_ref(), batch, timeout, &committed, &metrics).await;
                     drop(slot);
                 });
             }
@@ -78,12 +87,26 @@ impl GroupCommitter {
 async fn commit_one_batch(
     store: &dyn EventStore,
     batch: Vec<(Commit, Reply)>,
+    timeout: Duration,
     committed: &Notify,
     metrics: &Metrics,
 ) {
-    let (commits, replies): (Vec<Commit>, Vec<Reply>) = batch.into_iter().unzip();
+    // A caller that timed out has answered 503: its commit must not land.
+    let (commits, replies): (Vec<Commit>, Vec<Reply>) = batch
+        .into_iter()
+        .filter(|(_, reply)| !reply.is_closed())
+        .unzip();
+    if commits.is_empty() {
+        return;
+    }
     let sizes: Vec<u64> = commits.iter().map(|c| c.events.len() as u64).collect();
-    match store.commit_batch(commits).await {
+    let outcome = match tokio::time::timeout(timeout, store.commit_batch(commits)).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "the database did not commit within {timeout:?}; batch abandoned"
+        ))),
+    };
+    match outcome {
         Ok(results) => {
             Metrics::inc(&metrics.commit_batches);
             let appended: u64 = results

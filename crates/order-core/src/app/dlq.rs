@@ -2,6 +2,7 @@
 //! everything held behind it, in order), reset, and the synthetic test
 //! publish that shows the flow without a real outage.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -10,7 +11,9 @@ use uuid::Uuid;
 
 use super::error::AppError;
 use super::metrics::Metrics;
-use super::publisher::{message_for, publish_with_retry, republish, RetryPolicy, Sent};
+use super::publisher::{
+    message_for, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
+};
 use super::relay::{parked_record, PublishGate};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
@@ -137,6 +140,17 @@ impl DlqService {
     /// and answers SKIPPED. A record held behind an unresolved head is
     /// refused (409): replaying the head publishes it, in order.
     pub async fn replay(&self, event_id: &str) -> Result<ReplayOutcome, AppError> {
+        self.replay_checked(event_id, None).await
+    }
+
+    /// [`replay`](Self::replay); `prechecked`: the ids a
+    /// [`EventBus::find_published`] over this record's sequence found (a
+    /// bulk replay asks once for all its heads).
+    async fn replay_checked(
+        &self,
+        event_id: &str,
+        prechecked: Option<&HashSet<String>>,
+    ) -> Result<ReplayOutcome, AppError> {
         let _gate = self.gate.lock().await;
         let rec = self.get(event_id).await?;
         if !rec.status.is_unresolved() {
@@ -170,7 +184,7 @@ impl DlqService {
                 "event {event_id} is being replayed by another instance; retry shortly"
             )));
         }
-        let outcome = self.replay_claimed(rec, at).await;
+        let outcome = self.replay_claimed(rec, at, prechecked).await;
         if let Err(e) = self.dlq.release_replay(event_id, &self.instance).await {
             // The claim lapses by itself; nothing else depends on it.
             tracing::warn!(event_id, error = %e, "could not release a replay claim");
@@ -183,6 +197,7 @@ impl DlqService {
         &self,
         rec: DlqRecord,
         at: chrono::DateTime<chrono::Utc>,
+        prechecked: Option<&HashSet<String>>,
     ) -> Result<ReplayOutcome, AppError> {
         let event_id = rec.event_id.as_str();
         // Taken before publishing: what waits behind this record now.
@@ -194,7 +209,7 @@ impl DlqService {
         let head = [replay_message(&rec)];
         let single = single_attempt(self.policy);
         let first = match rec.source {
-            DlqSource::Publish => republish(self.bus.as_ref(), single, &head, &self.metrics).await,
+            DlqSource::Publish => self.send_parked(&head, prechecked).await,
             DlqSource::Consumer => {
                 publish_with_retry(self.bus.as_ref(), single, &head, &self.metrics).await
             }
@@ -223,7 +238,7 @@ impl DlqService {
 
         // The head is out: publish what waited behind it, in version order.
         let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
-        let results = republish(self.bus.as_ref(), single, &messages, &self.metrics).await;
+        let results = self.send_parked(&messages, prechecked).await;
         let mut done = Vec::new();
         let mut failed: Option<(String, String)> = None;
         for (r, res) in behind.iter().zip(results) {
@@ -284,6 +299,22 @@ impl DlqService {
         })
     }
 
+    /// Sends parked publish failures once: what an earlier attempt delivered
+    /// after all is found on the bus and not sent again.
+    async fn send_parked(
+        &self,
+        messages: &[BusMessage],
+        prechecked: Option<&HashSet<String>>,
+    ) -> Vec<SendResult> {
+        let single = single_attempt(self.policy);
+        match prechecked {
+            Some(found) => {
+                send_unless_found(self.bus.as_ref(), single, messages, &self.metrics, found).await
+            }
+            None => republish(self.bus.as_ref(), single, messages, &self.metrics).await,
+        }
+    }
+
     /// Replays the unresolved sequence heads (records not held behind an
     /// unresolved one) that match, oldest failure first, one after another;
     /// each publishes the events held behind it, so per-order order holds.
@@ -303,8 +334,26 @@ impl DlqService {
         if req.dry_run {
             return Ok(out);
         }
+        // One look at the bus for every parked publish of every matched
+        // sequence, instead of one per head.
+        let mut parked: Vec<BusMessage> = Vec::new();
+        for head in heads.iter().filter(|h| h.source == DlqSource::Publish) {
+            parked.push(replay_message(head));
+            let behind = self.dlq.blocked_behind(&head.event_id).await?;
+            parked.extend(behind.iter().map(replay_message));
+        }
+        let prechecked = match self.bus.find_published(&parked).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::warn!(error = %e, "bulk replay: the bus cannot say what it has; checking per head");
+                None
+            }
+        };
         for head in heads {
-            match self.replay(&head.event_id).await {
+            match self
+                .replay_checked(&head.event_id, prechecked.as_ref())
+                .await
+            {
                 Ok(r) => {
                     match r.status {
                         DlqStatus::Replayed => out.replayed += 1,

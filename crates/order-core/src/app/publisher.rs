@@ -113,6 +113,35 @@ pub async fn republish(
     send(bus, policy, messages, metrics, true).await
 }
 
+/// [`publish_with_retry`] for messages already looked for on the bus
+/// (`found`: the event ids [`EventBus::find_published`] found): those are
+/// not sent again, the others are sent.
+pub async fn send_unless_found(
+    bus: &dyn EventBus,
+    policy: RetryPolicy,
+    messages: &[BusMessage],
+    metrics: &Metrics,
+    found: &HashSet<String>,
+) -> Vec<SendResult> {
+    let is_found = |m: &BusMessage| m.event_id().is_some_and(|id| found.contains(id));
+    let rest: Vec<BusMessage> = messages.iter().filter(|m| !is_found(m)).cloned().collect();
+    let mut sent = publish_with_retry(bus, policy, &rest, metrics)
+        .await
+        .into_iter();
+    messages
+        .iter()
+        .map(|m| {
+            if is_found(m) {
+                Metrics::inc(&metrics.publish_found_earlier);
+                Ok(Sent::Earlier)
+            } else {
+                sent.next()
+                    .unwrap_or_else(|| Err(PublishError::Retryable("no result from bus".into())))
+            }
+        })
+        .collect()
+}
+
 async fn send(
     bus: &dyn EventBus,
     policy: RetryPolicy,

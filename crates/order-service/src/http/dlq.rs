@@ -72,6 +72,12 @@ pub async fn replay_bulk(
 ) -> Result<Response, ApiError> {
     let body: BulkReplayBody = match body {
         None => BulkReplayBody::default(),
+        // Only an object: serde would read an array positionally.
+        Some(bytes) if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+            return Err(ApiError::bad_request(
+                "invalid bulk replay request: the body must be a JSON object",
+            ))
+        }
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid bulk replay request: {e}")))?,
     };

@@ -161,7 +161,13 @@ fn parse_create(bytes: &[u8]) -> Result<CreateOrder, ApiError> {
             Err(_) => errors.push(FieldError::new("items", "must be an array of items")),
             Ok(raws) => {
                 for (i, raw_item) in raws.into_iter().enumerate() {
-                    let Ok(item) = serde_json::from_str::<ItemBody>(raw_item.get()) else {
+                    // Only an object: serde would read an array positionally.
+                    let parsed = raw_item
+                        .get()
+                        .starts_with('{')
+                        .then(|| serde_json::from_str::<ItemBody>(raw_item.get()).ok())
+                        .flatten();
+                    let Some(item) = parsed else {
                         errors.push(FieldError::new(format!("items[{i}]"), "must be an object"));
                         continue;
                     };
@@ -309,7 +315,7 @@ pub async fn get(
         }
         (Some(v), None) => AsOf::Version(v),
         (None, Some(t)) => match DateTime::parse_from_rfc3339(t) {
-            Ok(t) => AsOf::Instant(t.with_timezone(&Utc)),
+            Ok(t) => AsOf::Instant(storable_instant(t.with_timezone(&Utc))),
             Err(_) => {
                 return Err(ApiError::bad_request(format!(
                     "query parameter asOf must be an RFC 3339 date-time such as 2024-05-01T12:00:00Z, got {t:?}"
@@ -320,6 +326,24 @@ pub async fn get(
     };
     let order = state.queries.get(id, as_of).await?;
     Ok(order_response(StatusCode::OK, &order))
+}
+
+/// The stores compare instants as fixed-width RFC 3339 text (SQLite) or as
+/// DATETIME (MySQL), which hold years 1000 to 9999 only (an offset can push
+/// a valid `asOf` past them: a wrong 404, or a 500 from MySQL). No event
+/// lies outside, so the nearest end of that range is the same point in time.
+fn storable_instant(t: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let first = Utc.with_ymd_and_hms(1000, 1, 1, 0, 0, 0).single();
+    let last = Utc
+        .with_ymd_and_hms(9999, 12, 31, 23, 59, 59)
+        .single()
+        .map(|t| t + chrono::Duration::microseconds(999_999));
+    match (first, last) {
+        (Some(first), _) if t < first => first,
+        (_, Some(last)) if t > last => last,
+        _ => t,
+    }
 }
 
 pub async fn events(
@@ -505,6 +529,29 @@ mod tests {
                 "items[0].price: must be a decimal number (a JSON number or a string such as \"12.50\")",
                 "items[0].quantity: must be an integer between 1 and 10000",
             ]
+        );
+    }
+
+    #[test]
+    fn instants_beyond_what_the_stores_hold_are_clamped() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(
+            storable_instant(at("9999-12-31T23:59:59-23:59")),
+            at("9999-12-31T23:59:59.999999Z")
+        );
+        assert_eq!(
+            storable_instant(at("0000-01-01T00:00:00+23:59")),
+            at("1000-01-01T00:00:00Z")
+        );
+        let now = at("2024-05-01T12:00:00.5Z");
+        assert_eq!(storable_instant(now), now);
+    }
+
+    #[test]
+    fn an_item_given_as_an_array_is_not_read_positionally() {
+        assert_eq!(
+            errors_of(r#"{"customerId":"c","restaurantId":"r","items":[["m","n","1.00",1]]}"#),
+            vec!["items[0]: must be an object"]
         );
     }
 
