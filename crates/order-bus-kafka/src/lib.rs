@@ -168,9 +168,11 @@ impl KafkaConfig {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", timeout_ms.to_string())
-            // An unanswered produce request counts as failed as soon, not
-            // after librdkafka's 30 s default.
-            .set("request.timeout.ms", timeout_ms.to_string())
+            // request.timeout.ms stays at librdkafka's 30 s: shorter, a
+            // request unanswered by a hung broker is sent again while the
+            // first copy waits in the broker's socket, and both are appended
+            // when it resumes (seen on Tansu). The call stops waiting after
+            // the publish timeout instead (see `publish_with`).
             // librdkafka requires linger.ms < message.timeout.ms.
             .set("linger.ms", timeout_ms.saturating_sub(1).min(5).to_string())
             .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string());
