@@ -4,6 +4,7 @@ pub mod commands;
 pub mod dlq;
 pub mod error;
 pub mod metrics;
+pub mod principal;
 pub mod projector;
 pub mod publisher;
 pub mod relay;
@@ -18,6 +19,7 @@ pub use dlq::{
 };
 pub use error::AppError;
 pub use metrics::{Gauges, Metrics};
+pub use principal::{Principal, Role};
 pub use projector::{DlqRecorder, ProjectionReport, Projector, ProjectorConfig, RebuildReport};
 pub use publisher::{FaultSwitch, RetryPolicy, SwitchableBus};
 pub use relay::{OutboxRelay, PublishGate, RelayConfig, RelayReport};
