@@ -190,6 +190,8 @@ pub fn service_env(b: &Backends, n: &RunNames) -> Vec<(&'static str, String)> {
             b.mysql_database_url(&n.mysql_database),
         ),
         ("ORDER_KAFKA_BROKERS", b.kafka_brokers.clone()),
+        // The benchmark measures the pipeline, not authentication.
+        ("ORDER_AUTH_DISABLED", "true".to_owned()),
         ("ORDER_TOPIC_EVENTS", n.topic_events.clone()),
         ("ORDER_TOPIC_DLQ", n.topic_dlq.clone()),
         ("ORDER_PROJECTOR_GROUP", n.projector_group.clone()),
@@ -331,7 +333,8 @@ mod tests {
         );
         assert_eq!(get("ORDER_KAFKA_MAX_POLL_INTERVAL_MS"), Some("6000"));
         assert_eq!(get("ORDER_MONGODB_DATABASE"), Some("order_bench_abc"));
-        assert_eq!(env.len(), 9);
+        assert_eq!(get("ORDER_AUTH_DISABLED"), Some("true"));
+        assert_eq!(env.len(), 10);
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //!    [`ports::ReadModel`] idempotently; the DLQ recorder records what
 //!    consumers dead-lettered.
 //! 5. [`app::dlq`]: operators inspect, replay and reset DLQ records.
+//! 6. [`app::redrive`]: opt-in, replays parked retryable publish failures by
+//!    itself once the bus answers again.
 //!
 //! [`testkit`] holds the contract suites every adapter must pass.
 

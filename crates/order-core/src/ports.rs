@@ -412,6 +412,325 @@ pub trait DlqStore: Send + Sync {
         result: &str,
         at: DateTime<Utc>,
     ) -> Result<Transitioned, StoreError>;
+
+    /// An operator gives up on an unresolved (PENDING or FAILED) record: in
+    /// one transaction it becomes SKIPPED (`replay_result = reason`,
+    /// `replay_attempt_time = at`; `replay_attempts` unchanged). A record
+    /// with a live replay claim (not expired at `at`) is left alone
+    /// ([`Skipped::Claimed`]). When unresolved records wait behind it (it
+    /// heads a sequence), the one with the lowest version (then id) becomes
+    /// the new head: its `blocked_by` is cleared and every other record
+    /// blocked behind the skipped one is re-pointed to it. A record held
+    /// behind another simply leaves the sequence.
+    async fn skip(
+        &self,
+        event_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Skipped, StoreError>;
+}
+
+/// Result of [`DlqStore::skip`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// The record as stored now, and the event id of the record that took
+    /// over as head of its sequence, if any.
+    Done {
+        record: DlqRecord,
+        new_head: Option<String>,
+    },
+    /// Not PENDING or FAILED; returned unchanged.
+    WrongStatus(DlqRecord),
+    /// A replay holds it right now; returned unchanged.
+    Claimed(DlqRecord),
+    NotFound,
+}
+
+// ---------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------
+
+/// What an audited operator action was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditAction {
+    DlqReplay,
+    /// Also a dry run (`parameters.dryRun`).
+    DlqBulkReplay,
+    DlqReset,
+    DlqSkip,
+    TestPublishEvent,
+    TestBusDown,
+    TestBusUp,
+    ReadModelRebuild,
+    /// A bulk replay job was created (`target`: the job id).
+    DlqReplayJobCreate,
+    /// A bulk replay job was cancelled (`target`: the job id).
+    DlqReplayJobCancel,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 10] = [
+        AuditAction::DlqReplay,
+        AuditAction::DlqBulkReplay,
+        AuditAction::DlqReset,
+        AuditAction::DlqSkip,
+        AuditAction::TestPublishEvent,
+        AuditAction::TestBusDown,
+        AuditAction::TestBusUp,
+        AuditAction::ReadModelRebuild,
+        AuditAction::DlqReplayJobCreate,
+        AuditAction::DlqReplayJobCancel,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::DlqReplay => "DLQ_REPLAY",
+            AuditAction::DlqBulkReplay => "DLQ_BULK_REPLAY",
+            AuditAction::DlqReset => "DLQ_RESET",
+            AuditAction::DlqSkip => "DLQ_SKIP",
+            AuditAction::TestPublishEvent => "TEST_PUBLISH_EVENT",
+            AuditAction::TestBusDown => "TEST_BUS_DOWN",
+            AuditAction::TestBusUp => "TEST_BUS_UP",
+            AuditAction::ReadModelRebuild => "READ_MODEL_REBUILD",
+            AuditAction::DlqReplayJobCreate => "DLQ_REPLAY_JOB_CREATE",
+            AuditAction::DlqReplayJobCancel => "DLQ_REPLAY_JOB_CANCEL",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Longest principal name, target and result an audit log must store
+/// (the app layer cuts longer ones).
+pub const AUDIT_TEXT_MAX: usize = 255;
+
+/// An audit entry to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub principal: String,
+    /// The principal's role (`viewer`, `operator`, `admin`).
+    pub role: String,
+    pub action: AuditAction,
+    /// The event id acted on, when the action has one.
+    pub target: Option<String>,
+    /// The request's parameters, as a JSON object.
+    pub parameters: serde_json::Value,
+    /// REPLAYED, FAILED, SKIPPED, OK, or the HTTP status of a refusal (404, 409, 503…).
+    pub result: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub principal: String,
+    pub role: String,
+    pub action: AuditAction,
+    pub target: Option<String>,
+    pub parameters: serde_json::Value,
+    pub result: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Which entries [`AuditLog::list`] returns; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub action: Option<AuditAction>,
+    pub target: Option<String>,
+    /// Entries at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Who did what to the DLQ (and the test/admin switches). Append-only: the
+/// port has no way to change or remove an entry.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Stores one entry and returns it with its id (ids increase).
+    async fn append(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
+
+    /// Matching entries, newest first (`at` desc, then id desc).
+    async fn list(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+// ---------------------------------------------------------------------------
+// DLQ replay jobs
+// ---------------------------------------------------------------------------
+
+/// Where a bulk replay job stands. Only RUNNING jobs are worked on; the
+/// others are final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Running,
+    /// No matching unresolved head was left, or `limit` heads were processed.
+    Completed,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Stopped by itself: too many replays failed.
+    Stopped,
+    /// Ended by an error (the store or the bus could not be used).
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Cancelled,
+        JobStatus::Stopped,
+        JobStatus::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "RUNNING",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Cancelled => "CANCELLED",
+            JobStatus::Stopped => "STOPPED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+    pub fn is_final(self) -> bool {
+        self != JobStatus::Running
+    }
+}
+
+/// What a job has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCounters {
+    /// Matching unresolved heads when the job was created.
+    pub matched: u64,
+    /// Heads worked on (replayed + failed + skipped).
+    pub processed: u64,
+    pub replayed: u64,
+    pub failed: u64,
+    /// Found resolved meanwhile (by another replay): nothing published.
+    pub skipped: u64,
+    /// Messages put on the bus, held events included.
+    pub published: u64,
+}
+
+/// A job to store: RUNNING, no runner yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReplayJob {
+    pub id: Uuid,
+    pub principal: String,
+    pub role: String,
+    /// The replay filter, as the JSON object the job was created with.
+    pub filter: serde_json::Value,
+    pub matched: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored bulk replay job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayJob {
+    pub id: Uuid,
+    pub principal: String,
+    pub role: String,
+    pub filter: serde_json::Value,
+    pub status: JobStatus,
+    #[serde(flatten)]
+    pub counters: JobCounters,
+    /// Why it ended (or what it is doing), for people.
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The runner (service instance) holding the job, while its lease lasts.
+    pub runner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// Result of [`ReplayJobStore::cancel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobCancelled {
+    Done(ReplayJob),
+    /// Already final; returned unchanged.
+    AlreadyFinished(ReplayJob),
+    NotFound,
+}
+
+/// Durable bulk replay jobs. A runner works on a job only while it holds
+/// its lease; a lease that lapses (a dead runner) may be taken by another.
+#[async_trait]
+pub trait ReplayJobStore: Send + Sync {
+    /// Stores a RUNNING job (zero counters except `matched`).
+    async fn create_job(&self, job: &NewReplayJob) -> Result<ReplayJob, StoreError>;
+
+    async fn get_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError>;
+
+    /// All jobs, newest first (`created_at` desc, then id desc).
+    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError>;
+
+    /// RUNNING jobs whose lease is free or lapsed at `now`, or held by
+    /// `runner`, oldest first.
+    async fn leasable_jobs(
+        &self,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Takes (or renews) the lease of a RUNNING job until `until` when it is
+    /// free, lapsed at `now` or already `runner`'s. `None` otherwise.
+    async fn lease_job(
+        &self,
+        id: Uuid,
+        runner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<ReplayJob>, StoreError>;
+
+    /// Saves the counters and renews the lease, while the job is RUNNING
+    /// and leased by `runner`; false otherwise (cancelled, or taken over).
+    async fn save_job_progress(
+        &self,
+        id: Uuid,
+        runner: &str,
+        counters: &JobCounters,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends a RUNNING job leased by `runner` with a final `status`, the
+    /// counters and a message, releasing the lease; false otherwise.
+    async fn finish_job(
+        &self,
+        id: Uuid,
+        runner: &str,
+        status: JobStatus,
+        counters: &JobCounters,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// RUNNING → CANCELLED (whoever holds the lease), releasing the lease.
+    async fn cancel_job(
+        &self,
+        id: Uuid,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobCancelled, StoreError>;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 //! The command line: `order-service [serve]`, `order-service migrate`,
-//! `order-service rebuild-read-model`.
+//! `order-service rebuild-read-model`, and the operator commands
+//! `order-service dlq …` ([`dlq`]), a client of a running service.
+
+pub mod client;
+pub mod dlq;
 
 use std::process::ExitCode;
 
@@ -27,6 +31,8 @@ pub enum Command {
     Migrate,
     /// Rebuild the read model from the event store (offline), print the report.
     RebuildReadModel,
+    /// Operate the DLQ of a running service through its HTTP API.
+    Dlq(Box<dlq::DlqArgs>),
 }
 
 /// Exit code for invalid configuration.
@@ -59,6 +65,7 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Dlq(args) => dlq::run(&args).await,
     }
 }
 

@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use order_core::app::Role;
+
 /// The defaults, documented key by key.
 pub const DEFAULTS_TOML: &str = include_str!("../../../config/default.toml");
 
@@ -46,6 +48,24 @@ const KEYS: &[&str] = &[
     "max_body_bytes",
     "log",
     "log_format",
+    "api_keys",
+    "api_keys_file",
+    "admin_api_key",
+    "jwt_hs256_secret",
+    "jwt_rs256_public_key",
+    "jwt_role_claim",
+    "jwt_issuer",
+    "jwt_audience",
+    "auth_disabled",
+    "metrics_auth",
+    "replay_rate_per_sec",
+    "replay_burst",
+    "dlq_auto_redrive",
+    "dlq_auto_redrive_rate",
+    "dlq_auto_redrive_interval_ms",
+    "dlq_job_rate",
+    "dlq_job_max_failure_ratio",
+    "dlq_job_lease_ms",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +165,7 @@ pub enum LogFormat {
 }
 
 /// The validated configuration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
@@ -170,10 +190,25 @@ pub struct Config {
     pub relay_batch_size: usize,
     pub relay_linger: Duration,
     pub projector_linger: Duration,
+    /// Replay parked retryable publish failures by itself once the bus is
+    /// back (see `order_core::app::redrive`).
+    pub dlq_auto_redrive: bool,
+    /// Most sequence heads the automatic redrive replays per second.
+    pub dlq_auto_redrive_rate: u32,
+    /// Pause between the automatic redrive's scans.
+    pub dlq_auto_redrive_interval: Duration,
+    /// Sequence heads a bulk replay job replays per second.
+    pub dlq_job_rate: f64,
+    /// A job stops once more than this share of its replays failed.
+    pub dlq_job_max_failure_ratio: f64,
+    /// A running job's lease; a dead instance's jobs resume after it.
+    pub dlq_job_lease: Duration,
     pub command_timeout: Duration,
     pub max_body_bytes: usize,
     pub log: String,
     pub log_format: LogFormat,
+    /// Who may call what (see `http::auth`).
+    pub auth: AuthSettings,
 }
 
 /// One raw value and where it came from (for error messages).
@@ -441,11 +476,44 @@ impl Config {
             relay_batch_size: p.int("relay_batch_size", 1, 100_000)? as usize,
             relay_linger: Duration::from_millis(p.int("relay_linger_ms", 0, 1_000)?),
             projector_linger: Duration::from_millis(p.int("projector_linger_ms", 0, 5_000)?),
+            dlq_auto_redrive: p.bool("dlq_auto_redrive")?.unwrap_or(false),
+            dlq_auto_redrive_rate: p.int("dlq_auto_redrive_rate", 1, 10_000)? as u32,
+            dlq_auto_redrive_interval: Duration::from_millis(p.int(
+                "dlq_auto_redrive_interval_ms",
+                100,
+                86_400_000,
+            )?),
+            dlq_job_rate: p.float("dlq_job_rate", 0.01, 10_000.0)?,
+            dlq_job_max_failure_ratio: p.float("dlq_job_max_failure_ratio", 0.0, 1.0)?,
+            dlq_job_lease: Duration::from_millis(p.int("dlq_job_lease_ms", 1_000, 3_600_000)?),
             command_timeout: Duration::from_millis(p.int("command_timeout_ms", 1, 600_000)?),
             max_body_bytes: p.int("max_body_bytes", 1024, 64 * 1024 * 1024)? as usize,
             log: log.value.clone(),
             log_format,
+            auth: parse_auth(&p)?,
         })
+    }
+
+    /// Whether this configuration may serve requests, and how: a profile
+    /// with MySQL or Kafka (a shared deployment) never runs open by
+    /// accident; the embedded profile (a laptop) does, loudly.
+    pub fn auth_posture(&self) -> Result<AuthPosture, ConfigError> {
+        let a = &self.auth;
+        if a.disabled {
+            return Ok(AuthPosture::Disabled);
+        }
+        if a.has_credentials() {
+            return Ok(AuthPosture::Enforced);
+        }
+        if matches!(self.database, DatabaseTarget::MySql(_)) || self.kafka.is_some() {
+            return Err(ConfigError::new(
+                "no credentials configured: with MySQL or Kafka the service refuses to start \
+                 without authentication; set ORDER_API_KEYS, ORDER_API_KEYS_FILE, \
+                 ORDER_ADMIN_API_KEY, ORDER_JWT_HS256_SECRET or ORDER_JWT_RS256_PUBLIC_KEY \
+                 (or ORDER_AUTH_DISABLED=true to run it open on purpose)",
+            ));
+        }
+        Ok(AuthPosture::OpenEmbedded)
     }
 
     /// The SQLite file of the event store, when the database is SQLite.
@@ -455,6 +523,308 @@ impl Config {
             DatabaseTarget::MySql(_) => None,
         }
     }
+}
+
+/// How requests are authenticated, decided at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthPosture {
+    /// Credentials are configured: every protected route needs them.
+    Enforced,
+    /// `ORDER_AUTH_DISABLED=true`: everyone is `anonymous` (admin).
+    Disabled,
+    /// Embedded profile without credentials: open, with a warning.
+    OpenEmbedded,
+}
+
+/// Shortest plain API key accepted (a guessable key is no key).
+pub const MIN_API_KEY_LEN: usize = 16;
+
+/// An API key as held in memory: its name, role and SHA-256 digest only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+impl ApiKey {
+    /// A key from its plain text (hashed at once).
+    pub fn new(name: impl Into<String>, role: Role, plain: &str) -> Self {
+        Self {
+            name: name.into(),
+            role,
+            sha256: sha256(plain.as_bytes()),
+        }
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({} {}, ***)", self.name, self.role.as_str())
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The key JWT signatures are checked with.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwtKey {
+    /// HS256 shared secret.
+    Hs256(Vec<u8>),
+    /// RS256 public key, PKCS#1 `RSAPublicKey` DER.
+    Rs256(Vec<u8>),
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtKey::Hs256(_) => f.write_str("Hs256(***)"),
+            JwtKey::Rs256(der) => write!(f, "Rs256({} bytes)", der.len()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwtSettings {
+    pub key: JwtKey,
+    /// Claim holding the role (a name or an array of names); a dotted path
+    /// walks nested objects (`realm_access.roles`).
+    pub role_claim: String,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl JwtSettings {
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            key: JwtKey::Hs256(secret.to_vec()),
+            role_claim: "role".into(),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub api_keys: Vec<ApiKey>,
+    pub jwt: Option<JwtSettings>,
+    /// `ORDER_AUTH_DISABLED`: run open even with MySQL/Kafka.
+    pub disabled: bool,
+    /// `/metrics` needs a viewer.
+    pub metrics_auth: bool,
+    /// Replay endpoints: tokens per second and bucket size, per principal.
+    pub replay_rate_per_sec: u32,
+    pub replay_burst: u32,
+}
+
+impl AuthSettings {
+    pub fn has_credentials(&self) -> bool {
+        !self.api_keys.is_empty() || self.jwt.is_some()
+    }
+}
+
+fn parse_key_line(name: &str, role: &str, key: &str, source: &str) -> Result<ApiKey, ConfigError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(|c| c.is_control()) {
+        return Err(ConfigError::new(format!(
+            "{source}: an API key needs a name (1 to 100 printable characters)"
+        )));
+    }
+    let role = Role::parse(role).ok_or_else(|| {
+        ConfigError::new(format!(
+            "{source}: key {name:?} has an unknown role {:?}: expected viewer, operator or admin",
+            role.trim()
+        ))
+    })?;
+    let key = key.trim();
+    if let Some(hex) = key.strip_prefix("sha256:") {
+        let bytes = decode_hex(hex).filter(|b| b.len() == 32).ok_or_else(|| {
+            ConfigError::new(format!(
+                "{source}: key {name:?}: sha256: must be followed by 64 hex digits"
+            ))
+        })?;
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(&bytes);
+        return Ok(ApiKey {
+            name: name.to_owned(),
+            role,
+            sha256: sha,
+        });
+    }
+    if key.len() < MIN_API_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(format!(
+            "{source}: key {name:?} must be at least {MIN_API_KEY_LEN} visible ASCII characters"
+        )));
+    }
+    Ok(ApiKey::new(name, role, key))
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn parse_auth(p: &Parser<'_>) -> Result<AuthSettings, ConfigError> {
+    let mut keys = Vec::new();
+    if let Some(raw) = p.get("api_keys") {
+        // name:role:key[,name:role:key…]; the key itself may contain ':'.
+        for entry in raw.value.split(',').filter(|e| !e.trim().is_empty()) {
+            let mut parts = entry.trim().splitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(n), Some(r), Some(k)) => keys.push(parse_key_line(n, r, k, &raw.source)?),
+                _ => {
+                    return Err(ConfigError::new(format!(
+                        "{}: expected name:role:key[,name:role:key…]",
+                        raw.source
+                    )))
+                }
+            }
+        }
+    }
+    if let Some(raw) = p.get("api_keys_file") {
+        let path = raw.value.trim();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("{}: cannot read {path:?}: {e}", raw.source)))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let source = format!("{} ({path}, line {})", raw.source, i + 1);
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [n, r, k] = fields[..] else {
+                return Err(ConfigError::new(format!(
+                    "{source}: expected `name role key` (key plain or sha256:HEX)"
+                )));
+            };
+            keys.push(parse_key_line(n, r, k, &source)?);
+        }
+    }
+    if let Some(raw) = p.get("admin_api_key") {
+        keys.push(parse_key_line("admin", "admin", &raw.value, &raw.source)?);
+    }
+    for (i, a) in keys.iter().enumerate() {
+        if keys[i + 1..].iter().any(|b| b.sha256 == a.sha256) {
+            return Err(ConfigError::new(format!(
+                "API key {:?} is configured twice (the same key under two entries)",
+                a.name
+            )));
+        }
+    }
+
+    let hs = p.get("jwt_hs256_secret");
+    let rs = p.get("jwt_rs256_public_key");
+    let key = match (hs, rs) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "ORDER_JWT_HS256_SECRET and ORDER_JWT_RS256_PUBLIC_KEY: set one, not both",
+            ))
+        }
+        (Some(raw), None) => {
+            if raw.value.len() < 32 {
+                return Err(ConfigError::new(format!(
+                    "{}: an HS256 secret needs at least 32 bytes",
+                    raw.source
+                )));
+            }
+            Some(JwtKey::Hs256(raw.value.as_bytes().to_vec()))
+        }
+        (None, Some(raw)) => Some(JwtKey::Rs256(parse_rsa_public_key(raw)?)),
+        (None, None) => None,
+    };
+    let jwt = match key {
+        None => None,
+        Some(key) => Some(JwtSettings {
+            key,
+            role_claim: p.required("jwt_role_claim")?.value.trim().to_owned(),
+            issuer: p.get("jwt_issuer").map(|r| r.value.trim().to_owned()),
+            audience: p.get("jwt_audience").map(|r| r.value.trim().to_owned()),
+        }),
+    };
+    Ok(AuthSettings {
+        api_keys: keys,
+        jwt,
+        disabled: p.bool("auth_disabled")?.unwrap_or(false),
+        metrics_auth: p.bool("metrics_auth")?.unwrap_or(false),
+        replay_rate_per_sec: p.int("replay_rate_per_sec", 1, 100_000)? as u32,
+        replay_burst: p.int("replay_burst", 1, 100_000)? as u32,
+    })
+}
+
+/// A PEM public key (`PUBLIC KEY` or `RSA PUBLIC KEY`), inline or in the
+/// file the value names, as PKCS#1 `RSAPublicKey` DER.
+fn parse_rsa_public_key(raw: &Raw) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine as _;
+    let value = raw.value.trim();
+    let pem = if value.starts_with("-----BEGIN") {
+        value.to_owned()
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|e| ConfigError::new(format!("{}: cannot read {value:?}: {e}", raw.source)))?
+    };
+    let bad = |why: &str| ConfigError::new(format!("{}: not an RSA public key: {why}", raw.source));
+    let spki = pem.contains("-----BEGIN PUBLIC KEY-----");
+    if !spki && !pem.contains("-----BEGIN RSA PUBLIC KEY-----") {
+        return Err(bad("expected a PEM `PUBLIC KEY` or `RSA PUBLIC KEY` block"));
+    }
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| bad("the PEM body is not base64"))?;
+    if !spki {
+        return Ok(der);
+    }
+    // SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
+    //   subjectPublicKey BIT STRING } — the BIT STRING holds RSAPublicKey.
+    const RSA_OID: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
+    let (tag, outer, _) = der_tlv(&der).ok_or_else(|| bad("malformed DER"))?;
+    let (alg_tag, alg, rest) = der_tlv(outer).ok_or_else(|| bad("malformed DER"))?;
+    if tag != 0x30 || alg_tag != 0x30 || !alg.starts_with(RSA_OID) {
+        return Err(bad("not an RSA key"));
+    }
+    match der_tlv(rest) {
+        Some((0x03, [0, key @ ..], _)) if !key.is_empty() => Ok(key.to_vec()),
+        _ => Err(bad("malformed DER")),
+    }
+}
+
+/// One DER tag-length-value: (tag, value, the rest).
+fn der_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 fn parse_database_url(raw: &Raw) -> Result<DatabaseTarget, ConfigError> {
@@ -524,6 +894,17 @@ impl Parser<'_> {
             Ok(v) if (min..=max).contains(&v) => Ok(v),
             _ => Err(ConfigError::new(format!(
                 "{}: invalid value {:?}: expected an integer from {min} to {max}",
+                raw.source, raw.value
+            ))),
+        }
+    }
+
+    fn float(&self, key: &str, min: f64, max: f64) -> Result<f64, ConfigError> {
+        let raw = self.required(key)?;
+        match raw.value.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && (min..=max).contains(&v) => Ok(v),
+            _ => Err(ConfigError::new(format!(
+                "{}: invalid value {:?}: expected a number from {min} to {max}",
                 raw.source, raw.value
             ))),
         }
@@ -826,6 +1207,34 @@ mod tests {
     }
 
     #[test]
+    fn replay_job_settings_have_defaults_and_ranges() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert_eq!(c.dlq_job_rate, 20.0);
+        assert_eq!(c.dlq_job_max_failure_ratio, 0.5);
+        assert_eq!(c.dlq_job_lease, Duration::from_secs(30));
+        let c = Config::from_env(&env(&[
+            ("ORDER_DLQ_JOB_RATE", "0.5"),
+            ("ORDER_DLQ_JOB_MAX_FAILURE_RATIO", "1"),
+            ("ORDER_DLQ_JOB_LEASE_MS", "2000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.dlq_job_rate, 0.5);
+        assert_eq!(c.dlq_job_max_failure_ratio, 1.0);
+        assert_eq!(c.dlq_job_lease, Duration::from_secs(2));
+        for (k, v) in [
+            ("ORDER_DLQ_JOB_RATE", "0"),
+            ("ORDER_DLQ_JOB_RATE", "NaN"),
+            ("ORDER_DLQ_JOB_RATE", "fast"),
+            ("ORDER_DLQ_JOB_MAX_FAILURE_RATIO", "1.5"),
+            ("ORDER_DLQ_JOB_MAX_FAILURE_RATIO", "-0.1"),
+            ("ORDER_DLQ_JOB_LEASE_MS", "999"),
+        ] {
+            let e = err(&[(k, v)]);
+            assert!(e.starts_with(k), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
     fn publish_attempts_must_be_at_least_one() {
         let e = err(&[("ORDER_PUBLISH_MAX_ATTEMPTS", "0")]);
         assert!(e.starts_with("ORDER_PUBLISH_MAX_ATTEMPTS"), "{e}");
@@ -835,6 +1244,31 @@ mod tests {
     fn a_negative_backoff_is_rejected() {
         let e = err(&[("ORDER_PUBLISH_BACKOFF_MS", "-5")]);
         assert!(e.starts_with("ORDER_PUBLISH_BACKOFF_MS"), "{e}");
+    }
+
+    #[test]
+    fn the_automatic_redrive_is_off_by_default_and_configurable() {
+        let c = Config::from_env(&env(&[])).unwrap();
+        assert!(!c.dlq_auto_redrive);
+        assert_eq!(c.dlq_auto_redrive_rate, 10);
+        assert_eq!(c.dlq_auto_redrive_interval, Duration::from_secs(10));
+        let c = Config::from_env(&env(&[
+            ("ORDER_DLQ_AUTO_REDRIVE", "true"),
+            ("ORDER_DLQ_AUTO_REDRIVE_RATE", "3"),
+            ("ORDER_DLQ_AUTO_REDRIVE_INTERVAL_MS", "500"),
+        ]))
+        .unwrap();
+        assert!(c.dlq_auto_redrive);
+        assert_eq!(c.dlq_auto_redrive_rate, 3);
+        assert_eq!(c.dlq_auto_redrive_interval, Duration::from_millis(500));
+        for (var, bad) in [
+            ("ORDER_DLQ_AUTO_REDRIVE", "sometimes"),
+            ("ORDER_DLQ_AUTO_REDRIVE_RATE", "0"),
+            ("ORDER_DLQ_AUTO_REDRIVE_INTERVAL_MS", "0"),
+        ] {
+            let e = err(&[(var, bad)]);
+            assert!(e.starts_with(var), "{e}");
+        }
     }
 
     #[test]
@@ -898,6 +1332,30 @@ mod tests {
             ("ORDER_BUS_PATH", "x/orders.db"),
         ]);
         assert!(e.contains("same file"), "{e}");
+    }
+
+    #[test]
+    fn mysql_or_kafka_without_credentials_is_refused_unless_auth_is_disabled() {
+        let open = Config::defaults().unwrap();
+        assert_eq!(open.auth_posture(), Ok(AuthPosture::OpenEmbedded));
+        for prod in [
+            ("ORDER_DATABASE_URL", "mysql://root@db/orders"),
+            ("ORDER_KAFKA_BROKERS", "k:9092"),
+        ] {
+            let c = Config::from_env(&env(&[prod])).unwrap();
+            let e = c.auth_posture().unwrap_err().to_string();
+            assert!(e.contains("no credentials configured"), "{e}");
+            let c = Config::from_env(&env(&[prod, ("ORDER_AUTH_DISABLED", "true")])).unwrap();
+            assert_eq!(c.auth_posture(), Ok(AuthPosture::Disabled));
+            let secret = "an-hs256-secret-of-at-least-32-bytes";
+            let c = Config::from_env(&env(&[prod, ("ORDER_JWT_HS256_SECRET", secret)])).unwrap();
+            assert_eq!(c.auth_posture(), Ok(AuthPosture::Enforced));
+            assert!(!format!("{c:?}").contains(secret));
+        }
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.auth.jwt, None);
+        assert_eq!((c.auth.replay_rate_per_sec, c.auth.replay_burst), (10, 20));
+        assert!(!c.auth.metrics_auth && !c.auth.disabled);
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! - [`config`]: layered configuration (built-in `config/default.toml` →
 //!   `ORDER_CONFIG_FILE` → `ORDER_*` variables), validated at start-up.
 //! - [`startup`]: opens the SQLite adapters and the embedded bus, builds the
-//!   `order-core` services, starts the outbox relay, the projector and the
-//!   DLQ recorder, and serves HTTP with graceful shutdown.
+//!   `order-core` services, starts the outbox relay, the projector, the
+//!   DLQ recorder and (opt-in) the automatic DLQ redrive, and serves HTTP
+//!   with graceful shutdown.
 //! - [`http`]: the REST API of DESIGN §5 (orders, DLQ, test endpoints, ops),
 //!   with every error as `application/problem+json`.
 //! - [`telemetry`]: tracing set-up.
-//! - [`cli`]: the command line (`serve`, `migrate`, `rebuild-read-model`).
+//! - [`cli`]: the command line (`serve`, `migrate`, `rebuild-read-model`,
+//!   and `dlq …`, the DLQ operations as a client of a running service).
 
 pub mod cli;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Builds the whole application from a [`Config`]: adapters, services, the
-//! background workers (outbox relay, projector, DLQ recorder) and the HTTP
-//! server, and shuts them down gracefully.
+//! background workers (outbox relay, projector, DLQ recorder, the opt-in
+//! automatic DLQ redrive) and the HTTP server, and shuts them down
+//! gracefully.
 //!
 //! Where an event goes after commit: `GroupCommitter` (one transaction per
 //! batch) → wakes the `OutboxRelay` → publishes through the `SwitchableBus`
@@ -14,12 +15,14 @@ use std::time::Duration;
 
 use order_bus_kafka::{KafkaBus, KafkaConfig};
 use order_core::app::{
-    CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter, Metrics, OrderQueries,
-    OutboxRelay, Projector, ProjectorConfig, PublishGate, RebuildReport, RelayConfig, RetryPolicy,
-    SwitchableBus,
+    Auditor, AutoRedriver, CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter,
+    JobConfig, Metrics, OrderQueries, OutboxRelay, Projector, ProjectorConfig, PublishGate,
+    RebuildReport, RedriveConfig, RelayConfig, ReplayJobs, RetryPolicy, SwitchableBus,
 };
 use order_core::ports::StoreError;
-use order_core::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel};
+use order_core::ports::{
+    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, ReplayJobStore,
+};
 use order_readmodel_mongo::MongoReadModel;
 use order_store_mysql::{MySqlConfig, MySqlStore};
 use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
@@ -27,13 +30,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError, DatabaseTarget, SecretUrl};
+use crate::config::{AuthPosture, Config, ConfigError, DatabaseTarget, SecretUrl};
 
 /// How long an idle relay waits before looking at the outbox again (another
 /// instance's commits do not wake it).
 const RELAY_IDLE_POLL: Duration = Duration::from_millis(500);
 /// Messages the projector applies per read-model transaction.
 const PROJECTOR_BATCH: usize = 1000;
+/// How long the automatic redrive's bus health check may take.
+const REDRIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest pause between looks for replay jobs nobody works on.
+const JOB_POLL: Duration = Duration::from_secs(5);
 /// Longest wait for in-flight requests and workers at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
@@ -64,7 +71,11 @@ pub struct Services {
     pub outbox: Arc<dyn Outbox>,
     pub dlq_store: Arc<dyn DlqStore>,
     pub read_model: Arc<dyn ReadModel>,
-    pub dlq: DlqService,
+    pub dlq: Arc<DlqService>,
+    /// Bulk replay jobs (`POST /api/dlq/replay`, `/api/dlq/jobs`).
+    pub jobs: Arc<ReplayJobs>,
+    /// The audit trail of DLQ, test and admin actions.
+    pub audit: Auditor,
     pub projector: Arc<Projector>,
     pub relay: Arc<OutboxRelay>,
     /// The bus behind the fault switch: everything that publishes events.
@@ -73,6 +84,8 @@ pub struct Services {
     pub raw_bus: Arc<dyn EventBus>,
     pub fault: Arc<FaultSwitch>,
     pub metrics: Arc<Metrics>,
+    /// API keys, JWT verification and the replay rate limiter.
+    pub auth: crate::http::auth::Auth,
 }
 
 /// Shared, cheaply clonable application state.
@@ -141,6 +154,8 @@ pub struct Backends {
     pub event_store: Arc<dyn EventStore>,
     pub outbox: Arc<dyn Outbox>,
     pub dlq_store: Arc<dyn DlqStore>,
+    pub audit_log: Arc<dyn AuditLog>,
+    pub replay_jobs: Arc<dyn ReplayJobStore>,
     pub read_model: Arc<dyn ReadModel>,
     /// Held while the app runs (SQLite profile only); see [`lock_database`].
     pub lock: Option<std::fs::File>,
@@ -173,18 +188,37 @@ async fn open_mysql_store(config: &Config, url: &SecretUrl) -> Result<MySqlStore
     })
 }
 
-/// Event store, outbox and DLQ records: one database, SQLite or MySQL.
-async fn open_write_side(
-    config: &Config,
-) -> Result<(Arc<dyn EventStore>, Arc<dyn Outbox>, Arc<dyn DlqStore>), StartupError> {
+/// The ports one write-side database serves.
+type WriteSide = (
+    Arc<dyn EventStore>,
+    Arc<dyn Outbox>,
+    Arc<dyn DlqStore>,
+    Arc<dyn AuditLog>,
+    Arc<dyn ReplayJobStore>,
+);
+
+/// Event store, outbox, DLQ records and audit log: one database, SQLite or MySQL.
+async fn open_write_side(config: &Config) -> Result<WriteSide, StartupError> {
     Ok(match &config.database {
         DatabaseTarget::Sqlite(path) => {
             let store = Arc::new(open_sqlite_store(path)?);
-            (store.clone(), store.clone(), store)
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store,
+            )
         }
         DatabaseTarget::MySql(url) => {
             let store = Arc::new(open_mysql_store(config, url).await?);
-            (store.clone(), store.clone(), store)
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                store,
+            )
         }
     })
 }
@@ -246,12 +280,14 @@ async fn open_bus(config: &Config) -> Result<Arc<dyn EventBus>, StartupError> {
 /// Opens every adapter the configuration selects (not the bus).
 pub async fn open_backends(config: &Config) -> Result<Backends, StartupError> {
     let lock = lock_database(config)?;
-    let (event_store, outbox, dlq_store) = open_write_side(config).await?;
+    let (event_store, outbox, dlq_store, audit_log, replay_jobs) = open_write_side(config).await?;
     let read_model = open_read_model(config).await?;
     Ok(Backends {
         event_store,
         outbox,
         dlq_store,
+        audit_log,
+        replay_jobs,
         read_model,
         lock,
     })
@@ -291,13 +327,33 @@ pub fn lock_database(config: &Config) -> Result<Option<std::fs::File>, StartupEr
 
 /// Opens the adapters, builds the services and starts the workers.
 pub async fn build(config: Config) -> Result<App, StartupError> {
+    // Before anything is opened: a deployment without credentials stops here.
+    let posture = config.auth_posture()?;
+    match posture {
+        AuthPosture::Enforced => tracing::info!(
+            api_keys = config.auth.api_keys.len(),
+            jwt = config.auth.jwt.is_some(),
+            "authentication on"
+        ),
+        AuthPosture::Disabled => tracing::warn!(
+            "AUTHENTICATION DISABLED (ORDER_AUTH_DISABLED=true): every caller is admin"
+        ),
+        AuthPosture::OpenEmbedded => tracing::warn!(
+            "AUTHENTICATION OFF: no credentials configured, every caller is admin; set \
+             ORDER_API_KEYS, ORDER_ADMIN_API_KEY or ORDER_JWT_* before exposing this service"
+        ),
+    }
+    let auth = crate::http::auth::Auth::new(&config.auth, posture);
     let Backends {
         event_store,
         outbox,
         dlq_store,
+        audit_log,
+        replay_jobs,
         read_model,
         lock,
     } = open_backends(&config).await?;
+    let audit = Auditor::new(audit_log);
     let raw_bus: Arc<dyn EventBus> = open_bus(&config).await?;
 
     let metrics = Arc::new(Metrics::default());
@@ -362,14 +418,15 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         config.topic_events.clone(),
         metrics.clone(),
     ));
-    let dlq = DlqService::new(
+    let dlq = Arc::new(DlqService::new(
         dlq_store.clone(),
         bus.clone(),
         gate,
         policy,
         config.topic_events.clone(),
         metrics.clone(),
-    );
+        audit.clone(),
+    ));
 
     let projector_sub = raw_bus
         .subscribe(&config.projector_group, &config.topic_events)
@@ -381,11 +438,43 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         .map_err(|e| StartupError::Bus(e.to_string()))?;
 
     let (shutdown, rx) = watch::channel(false);
-    let handles = vec![
+    let mut handles = vec![
         tokio::spawn(relay.clone().run(rx.clone())),
         tokio::spawn(projector.clone().run(projector_sub, rx.clone())),
-        tokio::spawn(recorder.run(recorder_sub, rx)),
     ];
+    if config.dlq_auto_redrive {
+        // Safe in every instance: each head's replay claims its record in
+        // the database first (see `order_core::app::redrive`).
+        let redriver = Arc::new(AutoRedriver::new(
+            dlq.clone(),
+            bus.clone(),
+            RedriveConfig {
+                interval: config.dlq_auto_redrive_interval,
+                rate_per_sec: config.dlq_auto_redrive_rate,
+                check_timeout: REDRIVE_CHECK_TIMEOUT,
+            },
+            metrics.clone(),
+        ));
+        tracing::info!(
+            interval_ms = config.dlq_auto_redrive_interval.as_millis() as u64,
+            rate_per_sec = config.dlq_auto_redrive_rate,
+            "automatic DLQ redrive on"
+        );
+        handles.push(tokio::spawn(redriver.run(rx.clone())));
+    }
+    let jobs = Arc::new(ReplayJobs::new(
+        replay_jobs,
+        dlq.clone(),
+        audit.clone(),
+        JobConfig {
+            rate: config.dlq_job_rate,
+            max_failure_ratio: config.dlq_job_max_failure_ratio,
+            lease: config.dlq_job_lease,
+            poll: (config.dlq_job_lease / 2).min(JOB_POLL),
+        },
+    ));
+    handles.push(tokio::spawn(jobs.clone().run(rx.clone())));
+    handles.push(tokio::spawn(recorder.run(recorder_sub, rx)));
 
     let state = AppState(Arc::new(Services {
         config,
@@ -396,12 +485,15 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         dlq_store,
         read_model,
         dlq,
+        jobs,
+        audit,
         projector,
         relay,
         bus,
         raw_bus,
         fault,
         metrics,
+        auth,
     }));
     Ok(App {
         state,

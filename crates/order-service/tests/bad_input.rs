@@ -1557,6 +1557,14 @@ fn catalogue() -> Vec<Case> {
         ("a duplicate member", r#"{"limit":1,"limit":2}"#),
         // additionalProperties: false in the schema.
         ("an unknown member", r#"{"dryRun":true,"everything":true}"#),
+        ("status REPLAYED", r#"{"dryRun":true,"status":"REPLAYED"}"#),
+        ("status a number", r#"{"dryRun":true,"status":5}"#),
+        ("from not a time", r#"{"dryRun":true,"from":"yesterday"}"#),
+        ("to a number", r#"{"dryRun":true,"to":1714557600}"#),
+        (
+            "from after to",
+            r#"{"dryRun":true,"from":"2024-05-02T00:00:00Z","to":"2024-05-01T00:00:00Z"}"#,
+        ),
     ] {
         c.push(
             case(
@@ -1608,6 +1616,10 @@ fn catalogue() -> Vec<Case> {
             "a 100 KB aggregateId matches nothing",
             big_aggregate.as_str(),
         ),
+        (
+            "a time window in the year 1 matches nothing",
+            r#"{"dryRun":true,"status":"FAILED","from":"0001-01-01T00:00:00Z","to":"0001-01-02T00:00:00+01:00"}"#,
+        ),
     ] {
         c.push(
             case(
@@ -1619,6 +1631,172 @@ fn catalogue() -> Vec<Case> {
             .json(body)
             .answer(200)
             .holds("/matched", json!(0)),
+        );
+    }
+    const JOBS: &str = "GET /api/dlq/jobs";
+    for q in ["page=-1", "page=1e9", "size=0", "size=101", "page=%ZZ"] {
+        c.push(
+            case(
+                JOBS,
+                format!("replay jobs: {q}"),
+                "GET",
+                format!("/api/dlq/jobs?{q}"),
+            )
+            .problem(400),
+        );
+    }
+    c.push(case(JOBS, "replay jobs: the first page", "GET", "/api/dlq/jobs").answer(200));
+    for (op, method) in [
+        ("GET /api/dlq/jobs/{jobId}", "GET"),
+        ("DELETE /api/dlq/jobs/{jobId}", "DELETE"),
+    ] {
+        let mut ids = odd_ids();
+        ids.push(("an unknown UUID", "{missing}".to_owned()));
+        ids.push(("an event id, not a job id", "e-1".to_owned()));
+        for (what, id) in ids {
+            let status = match what {
+                "invalid UTF-8 (%FF)" | "an encoded lone surrogate (%ED%A0%80)" => 400,
+                _ => 404,
+            };
+            c.push(
+                case(
+                    op,
+                    format!("replay job ({method}): id {what}"),
+                    method,
+                    format!("/api/dlq/jobs/{id}"),
+                )
+                .problem(status),
+            );
+        }
+    }
+    const SKIP: &str = "POST /api/dlq/skip/{eventId}";
+    let reason = r#"{"reason":"poison"}"#;
+    for (what, id) in odd_ids() {
+        let status = match what {
+            "invalid UTF-8 (%FF)" | "an encoded lone surrogate (%ED%A0%80)" => 400,
+            _ => 404,
+        };
+        c.push(
+            case(
+                SKIP,
+                format!("skip: id {what}"),
+                "POST",
+                format!("/api/dlq/skip/{id}"),
+            )
+            .json(reason)
+            .problem(status),
+        );
+    }
+    c.push(
+        case(
+            SKIP,
+            "skip: an unknown UUID",
+            "POST",
+            "/api/dlq/skip/{missing}",
+        )
+        .json(reason)
+        .problem(404),
+    );
+    let long_reason = format!(r#"{{"reason":"{}"}}"#, "r".repeat(501));
+    for (name, body) in [
+        ("no body", ""),
+        ("malformed JSON", "{"),
+        ("an empty object", "{}"),
+        ("an array", r#"["poison"]"#),
+        ("null", "null"),
+        ("reason null", r#"{"reason":null}"#),
+        ("reason empty", r#"{"reason":""}"#),
+        ("reason blank", r#"{"reason":"  "}"#),
+        ("reason a number", r#"{"reason":5}"#),
+        ("reason 501 characters", long_reason.as_str()),
+        ("a lone surrogate", r#"{"reason":"\ud800"}"#),
+        ("an unknown member", r#"{"reason":"x","force":true}"#),
+    ] {
+        c.push(
+            case(
+                SKIP,
+                format!("skip: {name}"),
+                "POST",
+                "/api/dlq/skip/{missing}",
+            )
+            .json(body)
+            .problem(400),
+        );
+    }
+    c.push(
+        case(
+            SKIP,
+            "skip: a text/plain body",
+            "POST",
+            "/api/dlq/skip/{missing}",
+        )
+        .header("content-type", "text/plain")
+        .body(reason)
+        .problem(415),
+    );
+    c.push(
+        case(
+            SKIP,
+            "skip: a 1.5 MB body",
+            "POST",
+            "/api/dlq/skip/{missing}",
+        )
+        .json(&over)
+        .problem(413),
+    );
+    const AUDIT: &str = "GET /api/dlq/audit";
+    for q in [
+        "action=BOGUS",
+        "action=%00",
+        "from=yesterday",
+        "from=2024-05-01",
+        "to=2024-13-01T00:00:00Z",
+        "from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z",
+        "page=-1",
+        "page=x",
+        "size=0",
+        "size=101",
+        "from=%ZZ",
+    ] {
+        c.push(
+            case(
+                AUDIT,
+                format!("audit: {q}"),
+                "GET",
+                format!("/api/dlq/audit?{q}"),
+            )
+            .problem(400),
+        );
+    }
+    c.push(
+        case(
+            AUDIT,
+            "audit: a 256-character principal",
+            "GET",
+            format!("/api/dlq/audit?principal={}", "p".repeat(256)),
+        )
+        .problem(400),
+    );
+    for (name, q) in [
+        (
+            "SQL metacharacters match nothing",
+            "principal=%27%20OR%201%3D1%20--",
+        ),
+        ("an unknown target matches nothing", "target=never-acted-on"),
+        (
+            "an unknown parameter is ignored",
+            "bogus=1&principal=nobody",
+        ),
+    ] {
+        c.push(
+            case(
+                AUDIT,
+                format!("audit: {name}"),
+                "GET",
+                format!("/api/dlq/audit?{q}"),
+            )
+            .answer(200)
+            .holds("/totalElements", json!(0)),
         );
     }
     c.push(
@@ -1753,6 +1931,16 @@ fn catalogue() -> Vec<Case> {
         (
             "/api/dlq/status/{status}",
             ("/api/dlq/status/PENDING", vec!["GET"]),
+        ),
+        (
+            "/api/dlq/skip/{eventId}",
+            ("/api/dlq/skip/e-1", vec!["POST"]),
+        ),
+        ("/api/dlq/audit", ("/api/dlq/audit", vec!["GET"])),
+        ("/api/dlq/jobs", ("/api/dlq/jobs", vec!["GET"])),
+        (
+            "/api/dlq/jobs/{jobId}",
+            ("/api/dlq/jobs/{missing}", vec!["GET", "DELETE"]),
         ),
         (
             "/api/test/publish-event",

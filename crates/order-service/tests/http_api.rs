@@ -870,6 +870,44 @@ async fn a_record_held_behind_its_head_cannot_be_replayed_before_it() {
     .await;
 }
 
+impl TestApp {
+    /// Starts a bulk replay job with `body`: 202 with the job and its
+    /// Location; then polls the job until it ends and returns it.
+    async fn start_replay_job(&self, body: Value) -> Value {
+        let r = self
+            .call(Method::POST, "/api/dlq/replay", Some(body), &[])
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json());
+        let job = r.json();
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(
+            r.header("location").map(str::to_owned),
+            Some(format!("/api/dlq/jobs/{id}"))
+        );
+        assert_eq!(job["status"], "RUNNING", "{job}");
+        job
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        let r = self.get(&format!("/api/dlq/jobs/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        r.json()
+    }
+
+    async fn until_job_ends(&self, id: &str) -> Value {
+        self.eventually("the replay job to end", || async {
+            let job = self.job(id).await;
+            (job["status"] != "RUNNING").then_some(job)
+        })
+        .await
+    }
+
+    async fn replay_job(&self, body: Value) -> Value {
+        let job = self.start_replay_job(body).await;
+        self.until_job_ends(job["id"].as_str().unwrap()).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_behind() {
     let t = test_app().await;
@@ -895,9 +933,29 @@ async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_beh
         json!({"limit": "x"}),
         json!({"bogus": 1}),
         json!([]),
+        json!({"status": "REPLAYED"}),
+        json!({"from": "yesterday"}),
+        json!({"from": "2024-05-02T00:00:00Z", "to": "2024-05-01T00:00:00Z"}),
     ] {
         bulk(Some(body)).await.problem(StatusCode::BAD_REQUEST);
     }
+    let dry_filtered = bulk(Some(json!({
+        "dryRun": true,
+        "status": "FAILED",
+        "from": "2000-01-01T00:00:00Z"
+    })))
+    .await
+    .json();
+    assert_eq!(dry_filtered["matched"], 0, "no FAILED head: {dry_filtered}");
+    let dry_window = bulk(Some(json!({
+        "dryRun": true,
+        "status": "pending",
+        "from": "2000-01-01T00:00:00Z",
+        "to": "2999-01-01T00:00:00+02:00"
+    })))
+    .await
+    .json();
+    assert_eq!(dry_window["matched"], 3, "{dry_window}");
     let text = Request::builder()
         .method(Method::POST)
         .uri("/api/dlq/replay")
@@ -922,30 +980,39 @@ async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_beh
         "a dry run changes nothing"
     );
 
-    let one = bulk(Some(json!({"aggregateId": ids[1]}))).await.json();
+    let one = t.replay_job(json!({"aggregateId": ids[1]})).await;
     assert_eq!(
         (
+            one["status"].clone(),
             one["matched"].clone(),
+            one["processed"].clone(),
             one["replayed"].clone(),
             one["published"].clone()
         ),
-        (json!(1), json!(1), json!(2)),
+        (json!("COMPLETED"), json!(1), json!(1), json!(1), json!(2)),
         "{one}"
     );
 
-    let rest = bulk(None).await;
-    assert_eq!(rest.status, StatusCode::OK);
-    let rest = rest.json();
+    let rest = t.replay_job(json!({})).await;
     assert_eq!(
         (
+            rest["status"].clone(),
             rest["matched"].clone(),
             rest["replayed"].clone(),
             rest["published"].clone(),
             rest["failed"].clone()
         ),
-        (json!(2), json!(2), json!(4), json!(0)),
+        (json!("COMPLETED"), json!(2), json!(2), json!(4), json!(0)),
         "{rest}"
     );
+    assert_eq!(rest["message"], "no matching unresolved record left");
+    assert!(
+        rest["finishedAt"].is_string() && rest["runner"].is_null(),
+        "{rest}"
+    );
+    let jobs = t.get("/api/dlq/jobs").await.json();
+    assert_eq!(jobs["totalElements"], 2);
+    assert_eq!(jobs["content"][0]["id"], rest["id"], "newest first");
     let stats = t.get("/api/dlq/stats").await.json();
     assert_eq!(
         (
@@ -961,6 +1028,118 @@ async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_beh
         })
         .await;
     }
+}
+
+impl TestApp {
+    /// Parks one OrderCreated per customer (each its own sequence head)
+    /// with the bus down, then brings the bus back unless `keep_down`.
+    async fn park_heads(&self, n: usize, keep_down: bool) {
+        self.call(Method::POST, "/api/test/bus/down", None, &[])
+            .await;
+        for i in 0..n {
+            self.create(&format!("job-{i}")).await;
+        }
+        self.eventually("the events parked", || async {
+            (self.get("/api/dlq/stats").await.json()["pendingCount"] == n).then_some(())
+        })
+        .await;
+        if !keep_down {
+            self.call(Method::POST, "/api/test/bus/up", None, &[]).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_replay_job_replays_nothing_more() {
+    let t = test_app_with(|c| c.dlq_job_rate = 2.0).await;
+    t.park_heads(6, false).await;
+    let job = t.start_replay_job(json!({})).await;
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert_eq!(job["matched"], 6);
+    // Progress shows while it runs.
+    t.eventually("the job to make progress", || async {
+        let j = t.job(&id).await;
+        (j["status"] == "RUNNING" && j["processed"].as_u64().unwrap() >= 1).then_some(())
+    })
+    .await;
+    let cancel = t
+        .call(Method::DELETE, &format!("/api/dlq/jobs/{id}"), None, &[])
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.json());
+    let cancelled = cancel.json();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(cancelled["message"], "cancelled by anonymous");
+    // A head being replayed when the cancel came finishes; then nothing.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let replayed = t.get("/api/dlq/stats").await.json()["replayedCount"].clone();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(
+        stats["replayedCount"], replayed,
+        "no replay after the cancel"
+    );
+    assert!(stats["pendingCount"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(t.job(&id).await["status"], "CANCELLED");
+
+    t.call(Method::DELETE, &format!("/api/dlq/jobs/{id}"), None, &[])
+        .await
+        .problem(StatusCode::CONFLICT);
+    let unknown = "0190f1e2-0000-7000-8000-000000000000";
+    t.call(
+        Method::DELETE,
+        &format!("/api/dlq/jobs/{unknown}"),
+        None,
+        &[],
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
+    t.get(&format!("/api/dlq/jobs/{unknown}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.get("/api/dlq/jobs/not-a-job")
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let actions: Vec<Value> = t
+        .audit("")
+        .await
+        .iter()
+        .filter(|e| e["target"] == id.as_str())
+        .map(|e| json!([e["action"], e["result"]]))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            json!(["DLQ_REPLAY_JOB_CANCEL", "409"]),
+            json!(["DLQ_REPLAY_JOB_CANCEL", "CANCELLED"]),
+            json!(["DLQ_REPLAY_JOB_CREATE", "RUNNING: 6 matched"]),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_job_stops_by_itself_when_too_many_replays_fail() {
+    let t = test_app().await;
+    t.park_heads(7, true).await;
+    let job = t.replay_job(json!({})).await;
+    assert_eq!(
+        (
+            job["status"].clone(),
+            job["processed"].clone(),
+            job["failed"].clone(),
+            job["replayed"].clone()
+        ),
+        (json!("STOPPED"), json!(5), json!(5), json!(0)),
+        "{job}"
+    );
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap()
+            .contains("5 of 5 replays failed"),
+        "{job}"
+    );
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(stats["replayedCount"], 0, "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1188,7 +1367,12 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/dlq/replay/{eventId}", "post"),
         ("/api/dlq/replay", "post"),
         ("/api/dlq/reset/{eventId}", "put"),
+        ("/api/dlq/skip/{eventId}", "post"),
         ("/api/dlq/status/{status}", "get"),
+        ("/api/dlq/audit", "get"),
+        ("/api/dlq/jobs", "get"),
+        ("/api/dlq/jobs/{jobId}", "get"),
+        ("/api/dlq/jobs/{jobId}", "delete"),
         ("/api/test/publish-event", "post"),
         ("/api/test/kafka-status", "get"),
         ("/api/test/bus/down", "post"),
@@ -1255,4 +1439,464 @@ async fn spawn_app_serves_on_an_ephemeral_port_and_stops_gracefully() {
     tokio::time::timeout(Duration::from_secs(10), running.shutdown())
         .await
         .unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// DLQ: skip
+// ---------------------------------------------------------------------------
+
+impl TestApp {
+    async fn post(&self, uri: &str, body: Option<Value>) -> Reply {
+        self.call(Method::POST, uri, body, &[]).await
+    }
+
+    /// Parks the events of one order (create, confirm, ...) with the bus
+    /// down and returns the parked records in version order.
+    async fn parked_sequence(&self, customer: &str, steps: &[&str]) -> Vec<Value> {
+        self.post("/api/test/bus/down", None).await;
+        let id = self.create(customer).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for step in steps {
+            self.put(&format!("/api/orders/{id}/{step}")).await;
+        }
+        let n = 1 + steps.len();
+        let page = self
+            .eventually("the order's events to be parked", || async {
+                let v = self.get("/api/dlq/pending?size=100").await.json();
+                let mine: Vec<Value> = v["content"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| r["aggregateId"] == id.as_str())
+                    .cloned()
+                    .collect();
+                (mine.len() == n).then_some(mine)
+            })
+            .await;
+        let mut records = page;
+        records.sort_by_key(|r| r["version"].as_u64());
+        records
+    }
+}
+
+fn event_id_of(record: &Value) -> String {
+    record["eventId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_a_sequence_head_makes_the_next_held_event_the_head() {
+    let t = test_app().await;
+    let seq = t
+        .parked_sequence("skip-head", &["confirm?paymentId=p", "prepare"])
+        .await;
+    let (head, second, third) = (
+        event_id_of(&seq[0]),
+        event_id_of(&seq[1]),
+        event_id_of(&seq[2]),
+    );
+    assert_eq!(seq[1]["blockedBy"], head.as_str());
+
+    // A reason is required: 1 to 500 characters, in a JSON object.
+    let uri = format!("/api/dlq/skip/{head}");
+    t.post(&uri, None).await.problem(StatusCode::BAD_REQUEST);
+    for body in [
+        json!({}),
+        json!({"reason": ""}),
+        json!({"reason": "   "}),
+        json!({"reason": 5}),
+        json!({"reason": "x".repeat(501)}),
+        json!({"reason": "ok", "bogus": 1}),
+        json!(["reason"]),
+    ] {
+        t.post(&uri, Some(body))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(t.get("/api/dlq/stats").await.json()["skippedCount"], 0);
+    t.post("/api/dlq/skip/no-such-event", Some(json!({"reason": "x"})))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    let r = t
+        .post(
+            &uri,
+            Some(json!({"reason": "poison: customer asked to drop it"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let out = r.json();
+    assert_eq!(out["status"], "SKIPPED");
+    assert_eq!(out["eventId"], head.as_str());
+    assert_eq!(out["newHead"], second.as_str());
+    let rec = t.get(&format!("/api/dlq/event/{head}")).await.json();
+    assert_eq!(rec["status"], "SKIPPED");
+    assert_eq!(rec["replayResult"], "poison: customer asked to drop it");
+    assert_eq!(rec["replayAttempts"], 0);
+    let new_head = t.get(&format!("/api/dlq/event/{second}")).await.json();
+    assert_eq!(new_head["blockedBy"], Value::Null);
+    assert_eq!(
+        t.get(&format!("/api/dlq/event/{third}")).await.json()["blockedBy"],
+        second.as_str()
+    );
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(
+        (
+            stats["skippedCount"].clone(),
+            stats["pendingCount"].clone(),
+            stats["blockedCount"].clone()
+        ),
+        (json!(1), json!(2), json!(1))
+    );
+    let skipped = t.get("/api/dlq/status/SKIPPED").await.json();
+    assert_eq!(skipped["content"][0]["eventId"], head.as_str());
+
+    // Skipped once: a second skip is refused.
+    t.post(&uri, Some(json!({"reason": "again"})))
+        .await
+        .problem(StatusCode::CONFLICT);
+
+    // The sequence continues from the new head.
+    t.post("/api/test/bus/up", None).await;
+    let r = t.post(&format!("/api/dlq/replay/{second}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["status"], "REPLAYED");
+    assert_eq!(r.json()["published"], 2);
+    let stats = t.get("/api/dlq/stats").await.json();
+    assert_eq!(
+        (
+            stats["pendingCount"].clone(),
+            stats["replayedCount"].clone()
+        ),
+        (json!(0), json!(2))
+    );
+    // A replayed record cannot be skipped; a skipped one is not replayed.
+    t.post(
+        &format!("/api/dlq/skip/{second}"),
+        Some(json!({"reason": "late"})),
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
+    let r = t.post(&uri.replace("skip", "replay"), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "SKIPPED");
+    assert_eq!(r.json()["published"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_a_held_event_removes_it_from_its_sequence() {
+    let t = test_app().await;
+    let seq = t
+        .parked_sequence("skip-held", &["confirm?paymentId=p", "prepare"])
+        .await;
+    let (head, second, third) = (
+        event_id_of(&seq[0]),
+        event_id_of(&seq[1]),
+        event_id_of(&seq[2]),
+    );
+    let r = t
+        .post(
+            &format!("/api/dlq/skip/{third}"),
+            Some(json!({"reason": "not needed"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["newHead"], Value::Null);
+    assert_eq!(
+        t.get(&format!("/api/dlq/event/{second}")).await.json()["blockedBy"],
+        head.as_str(),
+        "the rest still wait behind the head"
+    );
+    t.post("/api/test/bus/up", None).await;
+    let r = t.post(&format!("/api/dlq/replay/{head}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    assert_eq!(r.json()["published"], 2, "the head and the one still held");
+    assert_eq!(
+        t.get(&format!("/api/dlq/event/{third}")).await.json()["status"],
+        "SKIPPED"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// DLQ: audit log
+// ---------------------------------------------------------------------------
+
+impl TestApp {
+    /// Every audit entry (newest first) matching `query`.
+    async fn audit(&self, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/api/dlq/audit?size=100&{query}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+        r.json()["content"].as_array().unwrap().clone()
+    }
+}
+
+fn summary(entries: &[Value]) -> Vec<(String, String, Option<String>)> {
+    entries
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["result"].as_str().unwrap().to_owned(),
+                e["target"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dlq_test_and_admin_action_is_audited_refusals_included() {
+    let t = test_app().await;
+    assert!(t.audit("").await.is_empty());
+
+    t.post("/api/test/bus/down", None).await;
+    let parked = t.post("/api/test/publish-event", None).await.json();
+    let ev = parked["eventId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        t.post(&format!("/api/dlq/replay/{ev}"), None).await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    t.put(&format!("/api/dlq/reset/{ev}")).await;
+    t.put(&format!("/api/dlq/reset/{ev}"))
+        .await
+        .problem(StatusCode::CONFLICT);
+    t.post("/api/dlq/replay/unknown-event", None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let long = "x".repeat(300);
+    t.post(&format!("/api/dlq/replay/{long}"), None)
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    t.post("/api/test/bus/up", None).await;
+    t.post("/api/dlq/replay", Some(json!({"dryRun": true, "limit": 5})))
+        .await;
+    let bulk = t.replay_job(json!({})).await;
+    assert_eq!(bulk["replayed"], 1, "{bulk}");
+    let job_id = bulk["id"].as_str().unwrap().to_owned();
+    t.post(
+        &format!("/api/dlq/skip/{ev}"),
+        Some(json!({"reason": "late"})),
+    )
+    .await
+    .problem(StatusCode::CONFLICT);
+    t.post("/api/dlq/skip/unknown-event", Some(json!({"reason": "r"})))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let second = t.post("/api/test/publish-event", None).await.json();
+    let ev2 = second["eventId"].as_str().unwrap().to_owned();
+    t.post("/api/admin/read-model/rebuild", None).await;
+
+    let entries = t.audit("").await;
+    let s = |a: &str, r: &str, target: Option<&str>| {
+        (a.to_owned(), r.to_owned(), target.map(str::to_owned))
+    };
+    let long_target: String = long.chars().take(200).collect();
+    assert_eq!(
+        summary(&entries),
+        [
+            s("TEST_BUS_DOWN", "OK", None),
+            s("TEST_PUBLISH_EVENT", "PARKED", Some(&ev)),
+            s("DLQ_REPLAY", "FAILED", Some(&ev)),
+            s("DLQ_RESET", "PENDING", Some(&ev)),
+            s("DLQ_RESET", "409", Some(&ev)),
+            s("DLQ_REPLAY", "404", Some("unknown-event")),
+            s("DLQ_REPLAY", "404", Some(&long_target)),
+            s("TEST_BUS_UP", "OK", None),
+            s("DLQ_BULK_REPLAY", "DRY_RUN: 1 matched", None),
+            s("DLQ_REPLAY_JOB_CREATE", "RUNNING: 1 matched", Some(&job_id)),
+            s("DLQ_REPLAY", "REPLAYED", Some(&ev)),
+            s("DLQ_SKIP", "409", Some(&ev)),
+            s("DLQ_SKIP", "404", Some("unknown-event")),
+            s("TEST_PUBLISH_EVENT", "PUBLISHED", Some(&ev2)),
+            s(
+                "READ_MODEL_REBUILD",
+                entries[0]["result"].as_str().unwrap(),
+                None
+            ),
+        ]
+    );
+    assert!(entries[0]["result"].as_str().unwrap().starts_with("OK: "));
+    for e in &entries {
+        assert_eq!(e["principal"], "anonymous", "{e}");
+        assert_eq!(e["role"], "admin", "{e}");
+        assert!(e["id"].as_i64().unwrap() > 0);
+        assert!(
+            e["at"].as_str().is_some() && e["parameters"].is_object(),
+            "{e}"
+        );
+    }
+    let dry = entries
+        .iter()
+        .find(|e| e["result"].as_str().unwrap().starts_with("DRY_RUN"))
+        .unwrap();
+    assert_eq!(dry["parameters"]["dryRun"], true);
+    assert_eq!(dry["parameters"]["limit"], 5);
+    let bulk_one = entries
+        .iter()
+        .find(|e| e["action"] == "DLQ_REPLAY" && e["result"] == "REPLAYED")
+        .unwrap();
+    assert_eq!(bulk_one["parameters"]["bulk"], true);
+    assert_eq!(bulk_one["parameters"]["jobId"], job_id.as_str());
+    let skip = entries.iter().find(|e| e["action"] == "DLQ_SKIP").unwrap();
+    assert_eq!(
+        skip["parameters"]["reason"],
+        "unknown-event".replace("unknown-event", "r")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_filters_by_principal_action_target_and_time_and_pages() {
+    let t = test_app().await;
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    t.post("/api/test/bus/down", None).await;
+    let ev = t.post("/api/test/publish-event", None).await.json()["eventId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.put(&format!("/api/dlq/reset/{ev}")).await; // 409: PENDING
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let middle = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    t.post("/api/test/bus/up", None).await;
+    t.post("/api/test/bus/down", None).await;
+    t.post("/api/test/bus/up", None).await;
+    let after = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    let ts = |t: chrono::DateTime<chrono::Utc>| {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .replace('+', "%2B")
+    };
+
+    assert_eq!(t.audit("").await.len(), 6);
+    assert_eq!(t.audit("principal=anonymous").await.len(), 6);
+    assert!(t.audit("principal=someone-else").await.is_empty());
+    let downs = t.audit("action=TEST_BUS_DOWN").await;
+    assert_eq!(downs.len(), 2);
+    assert!(downs.iter().all(|e| e["action"] == "TEST_BUS_DOWN"));
+    assert_eq!(
+        t.audit("action=test_bus_up").await.len(),
+        2,
+        "case-insensitive"
+    );
+    let on_ev = t.audit(&format!("target={ev}")).await;
+    assert_eq!(
+        summary(&on_ev),
+        [
+            (
+                "TEST_PUBLISH_EVENT".to_owned(),
+                "PARKED".to_owned(),
+                Some(ev.clone())
+            ),
+            ("DLQ_RESET".to_owned(), "409".to_owned(), Some(ev.clone())),
+        ]
+    );
+    assert_eq!(
+        t.audit(&format!("action=DLQ_RESET&target={ev}"))
+            .await
+            .len(),
+        1
+    );
+    // Time range: from inclusive, to exclusive.
+    assert_eq!(t.audit(&format!("from={}", ts(before))).await.len(), 6);
+    assert_eq!(t.audit(&format!("to={}", ts(middle))).await.len(), 3);
+    assert_eq!(t.audit(&format!("from={}", ts(middle))).await.len(), 3);
+    assert_eq!(
+        t.audit(&format!(
+            "from={}&to={}&action=TEST_BUS_UP",
+            ts(middle),
+            ts(after)
+        ))
+        .await
+        .len(),
+        2
+    );
+    assert!(t.audit(&format!("from={}", ts(after))).await.is_empty());
+    assert_eq!(
+        t.audit("from=2000-01-01T00:00:00%2B02:00").await.len(),
+        6,
+        "offsets are accepted"
+    );
+
+    // Paging: newest first, the Page shape of every list.
+    let all = t.audit("").await;
+    let p0 = t.get("/api/dlq/audit?page=0&size=4").await.json();
+    assert_eq!(
+        (
+            p0["page"].clone(),
+            p0["size"].clone(),
+            p0["totalElements"].clone(),
+            p0["totalPages"].clone()
+        ),
+        (json!(0), json!(4), json!(6), json!(2))
+    );
+    let p1 = t.get("/api/dlq/audit?page=1&size=4").await.json();
+    let paged: Vec<Value> = p0["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(p1["content"].as_array().unwrap())
+        .cloned()
+        .collect();
+    assert_eq!(paged, all);
+    assert_eq!(all[0]["action"], "TEST_BUS_UP");
+    assert!(all
+        .windows(2)
+        .all(|w| w[0]["at"].as_str() >= w[1]["at"].as_str()
+            && w[0]["id"].as_i64() > w[1]["id"].as_i64()));
+    let filtered = t
+        .get("/api/dlq/audit?action=TEST_BUS_DOWN&size=1")
+        .await
+        .json();
+    assert_eq!(
+        (
+            filtered["totalElements"].clone(),
+            filtered["totalPages"].clone()
+        ),
+        (json!(2), json!(2))
+    );
+
+    // Bad parameters: 400 problems.
+    for q in [
+        "action=BOGUS",
+        "from=yesterday",
+        "to=2024-13-01T00:00:00Z",
+        "from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z",
+        "page=-1",
+        "size=0",
+        "size=101",
+        &format!("principal={}", "p".repeat(256)),
+    ] {
+        t.get(&format!("/api/dlq/audit?{q}"))
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoint_changes_or_deletes_audit_entries() {
+    let t = test_app().await;
+    t.post("/api/test/bus/down", None).await;
+    t.post("/api/test/bus/up", None).await;
+    let before = t.audit("").await;
+    assert_eq!(before.len(), 2);
+    let id = before[0]["id"].as_i64().unwrap();
+    for method in [Method::DELETE, Method::PUT, Method::POST, Method::PATCH] {
+        let r = t
+            .call(method.clone(), "/api/dlq/audit", Some(json!({})), &[])
+            .await;
+        r.problem(StatusCode::METHOD_NOT_ALLOWED);
+        for uri in [format!("/api/dlq/audit/{id}"), "/api/audit".to_owned()] {
+            let r = t.call(method.clone(), &uri, Some(json!({})), &[]).await;
+            assert!(
+                r.status == StatusCode::NOT_FOUND || r.status == StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {uri}: {}",
+                r.status
+            );
+        }
+    }
+    // Reading and acting again only appends.
+    t.post("/api/test/bus/down", None).await;
+    let after = t.audit("").await;
+    assert_eq!(after.len(), 3);
+    assert_eq!(&after[1..], &before[..], "earlier entries unchanged");
 }

@@ -29,6 +29,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "replay_claim",
         sql: include_str!("../migrations/0002_replay_claim.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit",
+        sql: include_str!("../migrations/0003_audit.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "replay_jobs",
+        sql: include_str!("../migrations/0004_replay_jobs.sql"),
+    },
 ];
 
 /// Database used when the URL names none (the original service's).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use order_core::ports::{
-    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest,
+    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, Skipped,
     StoreError, Transitioned,
 };
 use sqlx::mysql::{MySqlConnection, MySqlRow};
@@ -561,4 +561,103 @@ impl DlqStore for MySqlStore {
         })
         .await
     }
+
+    #[tracing::instrument(level = "debug", skip(self, reason, at))]
+    async fn skip(
+        &self,
+        event_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Skipped, StoreError> {
+        let at = naive(&at);
+        let select = format!("SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?");
+        self.timed("skip a DLQ record", async {
+            // (outcome before any change, record after, new head)
+            let (kind, row, new_head) = retry_tx!(self, |tx| {
+                let locked = sqlx::query(
+                    "SELECT status, CAST(replay_claimed_by IS NOT NULL \
+                     AND replay_claimed_until >= ? AS SIGNED) \
+                     FROM dlq_replay_records WHERE event_id = ? FOR UPDATE",
+                )
+                .bind(at)
+                .bind(event_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let kind = match &locked {
+                    None => SkipKind::NotFound,
+                    Some(r) => {
+                        let status: String = r.try_get(0)?;
+                        let claimed: Option<i64> = r.try_get(1)?;
+                        if status != DlqStatus::Pending.as_str()
+                            && status != DlqStatus::Failed.as_str()
+                        {
+                            SkipKind::WrongStatus
+                        } else if claimed.unwrap_or(0) != 0 {
+                            SkipKind::Claimed
+                        } else {
+                            SkipKind::Done
+                        }
+                    }
+                };
+                let mut new_head: Option<String> = None;
+                if kind == SkipKind::Done {
+                    sqlx::query(
+                        "UPDATE dlq_replay_records SET status = 'SKIPPED', replay_result = ?, \
+                         replay_attempt_time = ? WHERE event_id = ?",
+                    )
+                    .bind(reason)
+                    .bind(at)
+                    .bind(event_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    new_head = sqlx::query_scalar(
+                        "SELECT event_id FROM dlq_replay_records WHERE blocked_by = ? \
+                         AND status IN ('PENDING', 'FAILED') ORDER BY version, id LIMIT 1 \
+                         FOR UPDATE",
+                    )
+                    .bind(event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(head) = &new_head {
+                        sqlx::query(
+                            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?",
+                        )
+                        .bind(head)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE dlq_replay_records SET blocked_by = ? \
+                             WHERE blocked_by = ? AND event_id <> ?",
+                        )
+                        .bind(head)
+                        .bind(event_id)
+                        .bind(head)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                let row = sqlx::query(AssertSqlSafe(select.clone()))
+                    .bind(event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                (kind, row, new_head)
+            })?;
+            let rec = row.as_ref().map(decode).transpose()?;
+            Ok(match (kind, rec) {
+                (SkipKind::NotFound, _) | (_, None) => Skipped::NotFound,
+                (SkipKind::WrongStatus, Some(r)) => Skipped::WrongStatus(r),
+                (SkipKind::Claimed, Some(r)) => Skipped::Claimed(r),
+                (SkipKind::Done, Some(record)) => Skipped::Done { record, new_head },
+            })
+        })
+        .await
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SkipKind {
+    NotFound,
+    WrongStatus,
+    Claimed,
+    Done,
 }

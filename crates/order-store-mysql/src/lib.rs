@@ -3,7 +3,9 @@
 //! The production write side on MySQL 8 / MariaDB 10.11:
 //! [`MySqlStore`] implements [`EventStore`](order_core::ports::EventStore),
 //! [`Outbox`](order_core::ports::Outbox) and
-//! [`DlqStore`](order_core::ports::DlqStore) on ONE database, so a command
+//! [`DlqStore`](order_core::ports::DlqStore) and
+//! [`AuditLog`](order_core::ports::AuditLog) and
+//! [`ReplayJobStore`](order_core::ports::ReplayJobStore) on ONE database, so a command
 //! commits its events, current state and outbox rows in one transaction,
 //! and the relay parks an event and deletes its outbox row in one.
 //!
@@ -20,8 +22,10 @@
 //!   trouble, timeouts and lost lock races `StoreError::Unavailable`,
 //!   unreadable rows `StoreError::Corrupt`.
 
+mod audit;
 mod db;
 mod dlq;
+mod jobs;
 mod lease;
 mod store;
 

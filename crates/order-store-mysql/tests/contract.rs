@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::TestDb;
-use order_core::ports::DlqStore;
+use order_core::ports::{AuditLog, DlqStore, ReplayJobStore};
 use order_core::testkit::StoreHandles;
 
 async fn store() -> (StoreHandles, TestDb) {
@@ -27,9 +27,23 @@ async fn dlq() -> (Arc<dyn DlqStore>, TestDb) {
     (Arc::new(store), db)
 }
 
+async fn audit() -> (Arc<dyn AuditLog>, TestDb) {
+    let db = TestDb::new();
+    let store = db.store().await;
+    (Arc::new(store), db)
+}
+
+async fn jobs() -> (Arc<dyn ReplayJobStore>, TestDb) {
+    let db = TestDb::new();
+    let store = db.store().await;
+    (Arc::new(store), db)
+}
+
 order_core::event_store_contract!(store);
 order_core::outbox_contract!(store);
 order_core::dlq_store_contract!(dlq);
+order_core::audit_log_contract!(audit);
+order_core::replay_job_store_contract!(jobs);
 
 /// The event store and outbox suites again with positions read back from
 /// the table, the path taken on servers that may hand one multi-row INSERT

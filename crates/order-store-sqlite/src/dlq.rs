@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::{
-    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest,
+    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, Skipped,
     StoreError, Transitioned,
 };
 use rusqlite::{params, Connection, Row, TransactionBehavior};
@@ -440,6 +440,70 @@ impl DlqStore for SqliteStore {
                         (Some(r), 0) => Transitioned::WrongStatus(r),
                         (Some(r), _) => Transitioned::Done(r),
                     })
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, reason, at))]
+    async fn skip(
+        &self,
+        event_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Skipped, StoreError> {
+        let event_id = event_id.to_owned();
+        let reason = reason.to_owned();
+        let at = ts(&at);
+        self.db
+            .write_async(move |conn| {
+                write_tx(conn, |tx| {
+                    let Some(rec) = get_record(tx, &event_id)? else {
+                        return Ok(Skipped::NotFound);
+                    };
+                    if !rec.status.is_unresolved() {
+                        return Ok(Skipped::WrongStatus(rec));
+                    }
+                    let claimed = count(
+                        tx,
+                        "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 \
+                         AND replay_claimed_by IS NOT NULL AND replay_claimed_until >= ?2",
+                        params![event_id, at],
+                    )?;
+                    if claimed > 0 {
+                        return Ok(Skipped::Claimed(rec));
+                    }
+                    tx.prepare_cached(
+                        "UPDATE dlq_replay_records SET status = 'SKIPPED', replay_result = ?2, \
+                         replay_attempt_time = ?3 WHERE event_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![event_id, reason, at]))
+                    .map_err(db_err)?;
+                    let new_head: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT event_id FROM dlq_replay_records WHERE blocked_by = ?1 \
+                             AND status IN ('PENDING', 'FAILED') ORDER BY version, id LIMIT 1",
+                        )
+                        .and_then(|mut s| {
+                            s.query_map([&event_id], |r| r.get(0))?.next().transpose()
+                        })
+                        .map_err(db_err)?;
+                    if let Some(head) = &new_head {
+                        tx.prepare_cached(
+                            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?1",
+                        )
+                        .and_then(|mut s| s.execute([head]))
+                        .map_err(db_err)?;
+                        tx.prepare_cached(
+                            "UPDATE dlq_replay_records SET blocked_by = ?1 \
+                             WHERE blocked_by = ?2 AND event_id <> ?1",
+                        )
+                        .and_then(|mut s| s.execute(params![head, event_id]))
+                        .map_err(db_err)?;
+                    }
+                    let record = get_record(tx, &event_id)?
+                        .ok_or_else(|| corrupt(format!("DLQ record {event_id} vanished")))?;
+                    Ok(Skipped::Done { record, new_head })
                 })
             })
             .await

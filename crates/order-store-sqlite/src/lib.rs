@@ -4,7 +4,9 @@
 //!
 //! - [`SqliteStore`]: [`EventStore`](order_core::ports::EventStore) +
 //!   [`Outbox`](order_core::ports::Outbox) +
-//!   [`DlqStore`](order_core::ports::DlqStore) on ONE database, so a command
+//!   [`DlqStore`](order_core::ports::DlqStore) +
+//!   [`AuditLog`](order_core::ports::AuditLog) +
+//!   [`ReplayJobStore`](order_core::ports::ReplayJobStore) on ONE database, so a command
 //!   commits its events, current state and outbox rows in one transaction,
 //!   and the relay parks an event and deletes its outbox row in one.
 //! - [`SqliteReadModel`]: [`ReadModel`](order_core::ports::ReadModel) on its
@@ -19,9 +21,11 @@
 //! unreadable rows `StoreError::Corrupt`, and constraint violations of a
 //! commit `CommitError::VersionConflict` / `IdempotencyKeyTaken`.
 
+mod audit;
 mod bus;
 mod db;
 mod dlq;
+mod jobs;
 mod read_model;
 mod store;
 

@@ -34,6 +34,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "replay_claim",
         sql: include_str!("../migrations/store/0002_replay_claim.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit",
+        sql: include_str!("../migrations/store/0003_audit.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "replay_jobs",
+        sql: include_str!("../migrations/store/0004_replay_jobs.sql"),
+    },
 ];
 
 /// Event store, current state, outbox and DLQ records in one SQLite file

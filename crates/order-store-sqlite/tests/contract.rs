@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use order_core::ports::{DlqStore, EventBus, ReadModel};
+use order_core::ports::{AuditLog, DlqStore, EventBus, ReadModel, ReplayJobStore};
 use order_core::testkit::StoreHandles;
 use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
 use tempfile::TempDir;
@@ -29,6 +29,18 @@ async fn dlq() -> (Arc<dyn DlqStore>, TempDir) {
     (Arc::new(store), dir)
 }
 
+async fn audit() -> (Arc<dyn AuditLog>, TempDir) {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("orders.db")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+async fn jobs() -> (Arc<dyn ReplayJobStore>, TempDir) {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("orders.db")).expect("open store");
+    (Arc::new(store), dir)
+}
+
 async fn read_model() -> (Arc<dyn ReadModel>, TempDir) {
     let dir = temp_dir();
     let rm = SqliteReadModel::open(dir.path().join("read-model.db")).expect("open read model");
@@ -44,5 +56,7 @@ async fn bus() -> (Arc<dyn EventBus>, TempDir) {
 order_core::event_store_contract!(store);
 order_core::outbox_contract!(store);
 order_core::dlq_store_contract!(dlq);
+order_core::audit_log_contract!(audit);
+order_core::replay_job_store_contract!(jobs);
 order_core::read_model_contract!(read_model);
 order_core::event_bus_contract!(bus);

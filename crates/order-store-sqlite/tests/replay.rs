@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use order_core::app::{AppError, DlqService, Metrics, PublishGate, RetryPolicy};
+use order_core::app::{
+    AppError, Auditor, DlqService, Metrics, Principal, PublishGate, RetryPolicy,
+};
 use order_core::domain::now;
 use order_core::ports::{DlqStatus, DlqStore, EventBus};
 use order_core::testkit::fixtures::{at, dlq_record};
@@ -34,6 +36,7 @@ fn service(w: &World) -> DlqService {
         RetryPolicy::default(),
         "order-events".into(),
         Arc::new(Metrics::default()),
+        Auditor::new(w.store.clone()),
     )
 }
 
@@ -62,7 +65,7 @@ async fn a_record_claimed_by_another_instance_is_not_published_twice() {
         .expect("claim"));
 
     let err = service(&w)
-        .replay(&rec.event_id)
+        .replay(&Principal::system(), &rec.event_id)
         .await
         .expect_err("claimed elsewhere");
     assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
@@ -72,7 +75,10 @@ async fn a_record_claimed_by_another_instance_is_not_published_twice() {
         .release_replay(&rec.event_id, "other-instance")
         .await
         .expect("release");
-    let done = service(&w).replay(&rec.event_id).await.expect("replay");
+    let done = service(&w)
+        .replay(&Principal::system(), &rec.event_id)
+        .await
+        .expect("replay");
     assert_eq!(done.status, DlqStatus::Replayed);
     assert_eq!(published(&w.bus).await, 1);
 }
@@ -87,7 +93,10 @@ async fn replaying_a_head_publishes_its_whole_sequence_in_order() {
         .insert(&[head.clone(), second.clone(), third.clone()])
         .await
         .expect("insert");
-    let done = service(&w).replay(&head.event_id).await.expect("replay");
+    let done = service(&w)
+        .replay(&Principal::system(), &head.event_id)
+        .await
+        .expect("replay");
     assert_eq!((done.status, done.published), (DlqStatus::Replayed, 3));
     for r in [&head, &second, &third] {
         let stored = w
@@ -149,7 +158,10 @@ async fn a_parked_event_an_unanswered_attempt_delivered_is_not_replayed_twice() 
     let late = w.bus.publish(&[landed(&head.event_id)]).await;
     assert!(late.iter().all(Result::is_ok));
 
-    let done = service(&w).replay(&head.event_id).await.expect("replay");
+    let done = service(&w)
+        .replay(&Principal::system(), &head.event_id)
+        .await
+        .expect("replay");
     assert_eq!(done.status, DlqStatus::Replayed);
     assert_eq!(done.published, 1, "only the held event was sent: {done:?}");
     assert!(
@@ -171,7 +183,10 @@ async fn a_consumer_side_record_is_redelivered_although_it_is_on_the_topic() {
     let original = w.bus.publish(&[landed(&rec.event_id)]).await;
     assert!(original.iter().all(Result::is_ok));
 
-    let done = service(&w).replay(&rec.event_id).await.expect("replay");
+    let done = service(&w)
+        .replay(&Principal::system(), &rec.event_id)
+        .await
+        .expect("replay");
     assert_eq!((done.status, done.published), (DlqStatus::Replayed, 1));
     assert_eq!(copies(&w.bus).await, [rec.event_id.clone(), rec.event_id]);
 }
@@ -255,4 +270,124 @@ async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_is_audited_under_the_principal_that_asked() {
+    use order_core::app::{BulkReplayRequest, Role};
+    use order_core::ports::{AuditAction, AuditFilter, AuditLog, PageRequest};
+
+    let w = world();
+    let head = dlq_record("agg-1", 1, None, at(0));
+    let held = dlq_record("agg-1", 2, Some(&head.event_id), at(1));
+    w.store
+        .insert(&[head.clone(), held.clone()])
+        .await
+        .expect("insert");
+    let svc = service(&w);
+    let alice = Principal::new("alice-key", Role::Operator);
+    let bob = Principal::new("bob-token", Role::Admin);
+
+    let skipped = svc
+        .skip(&alice, &head.event_id, " poison ")
+        .await
+        .expect("skip");
+    assert_eq!(skipped.new_head.as_deref(), Some(held.event_id.as_str()));
+    assert_eq!(skipped.reason, "poison", "trimmed");
+    let err = svc
+        .skip(&alice, &head.event_id, "again")
+        .await
+        .expect_err("already skipped");
+    assert!(matches!(err, AppError::Conflict(_)), "{err:?}");
+    let err = svc
+        .skip(&bob, &held.event_id, "  ")
+        .await
+        .expect_err("blank");
+    assert!(matches!(err, AppError::BadRequest(_)), "{err:?}");
+    svc.replay_bulk(
+        &bob,
+        &BulkReplayRequest {
+            limit: 10,
+            dry_run: true,
+            ..BulkReplayRequest::default()
+        },
+    )
+    .await
+    .expect("dry run");
+    let err = svc.reset(&bob, "unknown").await.expect_err("unknown");
+    assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
+
+    let page = AuditLog::list(
+        w.store.as_ref(),
+        &AuditFilter::default(),
+        PageRequest { page: 0, size: 10 },
+    )
+    .await
+    .expect("audit");
+    let got: Vec<(&str, &str, AuditAction, Option<&str>, &str)> = page
+        .content
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e.principal.as_str(),
+                e.role.as_str(),
+                e.action,
+                e.target.as_deref(),
+                e.result.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "alice-key",
+                "operator",
+                AuditAction::DlqSkip,
+                Some(head.event_id.as_str()),
+                "SKIPPED"
+            ),
+            (
+                "alice-key",
+                "operator",
+                AuditAction::DlqSkip,
+                Some(head.event_id.as_str()),
+                "409"
+            ),
+            (
+                "bob-token",
+                "admin",
+                AuditAction::DlqSkip,
+                Some(held.event_id.as_str()),
+                "400"
+            ),
+            (
+                "bob-token",
+                "admin",
+                AuditAction::DlqBulkReplay,
+                None,
+                "DRY_RUN: 1 matched"
+            ),
+            (
+                "bob-token",
+                "admin",
+                AuditAction::DlqReset,
+                Some("unknown"),
+                "404"
+            ),
+        ]
+    );
+    assert_eq!(page.content[4].parameters["reason"], " poison ");
+    let only_alice = AuditLog::list(
+        w.store.as_ref(),
+        &AuditFilter {
+            principal: Some("alice-key".into()),
+            ..AuditFilter::default()
+        },
+        PageRequest { page: 0, size: 10 },
+    )
+    .await
+    .expect("audit");
+    assert_eq!(only_alice.total_elements, 2);
 }

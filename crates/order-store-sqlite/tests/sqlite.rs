@@ -59,7 +59,7 @@ async fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("schema_migrations");
-    assert_eq!(applied, 2, "both migrations recorded once");
+    assert_eq!(applied, 4, "every migration recorded once");
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal mode");
@@ -188,4 +188,34 @@ async fn the_read_model_lives_in_its_own_file() {
     let rm = SqliteReadModel::open(dir.path().join("rm/read.db")).expect("open");
     assert_eq!(rm.count().await.expect("count"), 0);
     assert!(dir.path().join("rm/read.db").exists());
+}
+
+#[tokio::test]
+async fn the_audit_log_refuses_updates_and_deletes() {
+    use order_core::ports::{AuditAction, AuditFilter, AuditLog, NewAuditEntry, PageRequest};
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let entry = store
+        .append(&NewAuditEntry {
+            principal: "ops".into(),
+            role: "admin".into(),
+            action: AuditAction::DlqSkip,
+            target: Some("evt-1".into()),
+            parameters: serde_json::json!({ "reason": "r" }),
+            result: "SKIPPED".into(),
+            at: at(0),
+        })
+        .await
+        .expect("append");
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    let update = raw.execute("UPDATE audit_log SET result = 'REPLAYED'", []);
+    assert!(update.is_err(), "an update is refused");
+    let delete = raw.execute("DELETE FROM audit_log", []);
+    assert!(delete.is_err(), "a delete is refused");
+    let page = store
+        .list(&AuditFilter::default(), PageRequest { page: 0, size: 10 })
+        .await
+        .expect("list");
+    assert_eq!(page.content, [entry]);
 }

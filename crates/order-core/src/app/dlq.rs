@@ -1,24 +1,27 @@
 //! The operator's side of the DLQ: inspect, replay (a sequence head publishes
-//! everything held behind it, in order), reset, and the synthetic test
-//! publish that shows the flow without a real outage.
+//! everything held behind it, in order), reset, skip, and the synthetic test
+//! publish that shows the flow without a real outage. Every action is
+//! audited under the principal that asked (see [`super::audit`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::audit::Auditor;
 use super::error::AppError;
 use super::metrics::Metrics;
+use super::principal::Principal;
 use super::publisher::{
     message_for, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
 };
 use super::relay::{parked_record, PublishGate};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
-    BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus, Page, PageRequest,
-    Transitioned,
+    AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus, Page,
+    PageRequest, Skipped, Transitioned,
 };
 
 /// Aggregate type of the synthetic events of `POST /api/test/publish-event`;
@@ -48,15 +51,46 @@ pub struct TestPublishOutcome {
     pub order_id: String,
 }
 
-/// What `POST /api/dlq/replay` replays.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Answer of a skip.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkipOutcome {
+    pub event_id: String,
+    /// Always SKIPPED.
+    pub status: DlqStatus,
+    pub reason: String,
+    /// The held event that now heads the order's sequence (replay it to
+    /// continue), when the skipped record headed one.
+    pub new_head: Option<String>,
+    pub message: String,
+}
+
+/// Longest skip reason, in characters.
+pub const SKIP_REASON_MAX: usize = 500;
+
+/// What `POST /api/dlq/replay` replays (also a job's filter, stored as
+/// JSON with these field names).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BulkReplayRequest {
     /// Most sequence heads to replay (1..=[`BULK_REPLAY_MAX`]).
     pub limit: usize,
     /// Count and list what would be replayed; publish nothing.
+    #[serde(default)]
     pub dry_run: bool,
+    #[serde(default)]
     pub aggregate_id: Option<String>,
+    #[serde(default)]
     pub event_type: Option<String>,
+    /// PENDING or FAILED heads only; both when absent.
+    #[serde(default)]
+    pub status: Option<DlqStatus>,
+    /// Heads that failed at or after this instant.
+    #[serde(default)]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Heads that failed strictly before this instant.
+    #[serde(default)]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Largest `limit` of a bulk replay.
@@ -95,6 +129,7 @@ pub struct DlqService {
     policy: RetryPolicy,
     topic: String,
     metrics: Arc<Metrics>,
+    audit: Auditor,
 }
 
 impl DlqService {
@@ -105,6 +140,7 @@ impl DlqService {
         policy: RetryPolicy,
         topic: String,
         metrics: Arc<Metrics>,
+        audit: Auditor,
     ) -> Self {
         Self {
             instance: Uuid::now_v7().to_string(),
@@ -114,6 +150,7 @@ impl DlqService {
             policy,
             topic,
             metrics,
+            audit,
         }
     }
 
@@ -139,8 +176,48 @@ impl DlqService {
     /// Replays one record. A REPLAYED or SKIPPED record publishes nothing
     /// and answers SKIPPED. A record held behind an unresolved head is
     /// refused (409): replaying the head publishes it, in order.
-    pub async fn replay(&self, event_id: &str) -> Result<ReplayOutcome, AppError> {
-        self.replay_checked(event_id, None).await
+    pub async fn replay(&self, who: &Principal, event_id: &str) -> Result<ReplayOutcome, AppError> {
+        let outcome = self.replay_checked(event_id, None).await;
+        self.audit_replay(who, event_id, json!({}), &outcome).await;
+        outcome
+    }
+
+    /// [`replay`](Self::replay) audited with `parameters` (the automatic
+    /// redrive marks its replays `{"auto": true}`).
+    pub async fn replay_audited(
+        &self,
+        who: &Principal,
+        event_id: &str,
+        parameters: serde_json::Value,
+    ) -> Result<ReplayOutcome, AppError> {
+        let outcome = self.replay_checked(event_id, None).await;
+        self.audit_replay(who, event_id, parameters, &outcome).await;
+        outcome
+    }
+
+    /// Every unresolved sequence head (see [`replay_bulk`](Self::replay_bulk)),
+    /// oldest failure first, at most `limit`.
+    pub async fn sequence_heads(&self, limit: usize) -> Result<Vec<DlqRecord>, AppError> {
+        self.heads(&BulkReplayRequest::default(), limit).await
+    }
+
+    async fn audit_replay(
+        &self,
+        who: &Principal,
+        event_id: &str,
+        parameters: serde_json::Value,
+        outcome: &Result<ReplayOutcome, AppError>,
+    ) {
+        self.audit
+            .record_outcome(
+                who,
+                AuditAction::DlqReplay,
+                Some(event_id),
+                parameters,
+                outcome,
+                |o| o.status.as_str().to_owned(),
+            )
+            .await;
     }
 
     /// [`replay`](Self::replay); `prechecked`: the ids a
@@ -319,8 +396,42 @@ impl DlqService {
     /// unresolved one) that match, oldest failure first, one after another;
     /// each publishes the events held behind it, so per-order order holds.
     /// A head whose replay fails stays FAILED and the next one is tried.
+    /// Audited as one DLQ_BULK_REPLAY entry, plus one DLQ_REPLAY entry
+    /// (`parameters.bulk = true`) per head it replayed.
+    /// `POST /api/dlq/replay` uses it for dry runs only; a real bulk replay
+    /// runs as a durable, throttled job (see [`super::jobs`]).
     pub async fn replay_bulk(
         &self,
+        who: &Principal,
+        req: &BulkReplayRequest,
+    ) -> Result<BulkReplayOutcome, AppError> {
+        let outcome = self.run_bulk_replay(who, req).await;
+        let parameters = serde_json::to_value(req).unwrap_or_else(|_| json!({}));
+        self.audit
+            .record_outcome(
+                who,
+                AuditAction::DlqBulkReplay,
+                None,
+                parameters,
+                &outcome,
+                |o| {
+                    if o.dry_run {
+                        format!("DRY_RUN: {} matched", o.matched)
+                    } else {
+                        format!(
+                            "OK: {} matched, {} replayed, {} failed, {} skipped, {} refused",
+                            o.matched, o.replayed, o.failed, o.skipped, o.refused
+                        )
+                    }
+                },
+            )
+            .await;
+        outcome
+    }
+
+    async fn run_bulk_replay(
+        &self,
+        who: &Principal,
         req: &BulkReplayRequest,
     ) -> Result<BulkReplayOutcome, AppError> {
         let limit = req.limit.clamp(1, BULK_REPLAY_MAX);
@@ -350,10 +461,12 @@ impl DlqService {
             }
         };
         for head in heads {
-            match self
+            let one = self
                 .replay_checked(&head.event_id, prechecked.as_ref())
-                .await
-            {
+                .await;
+            self.audit_replay(who, &head.event_id, json!({ "bulk": true }), &one)
+                .await;
+            match one {
                 Ok(r) => {
                     match r.status {
                         DlqStatus::Replayed => out.replayed += 1,
@@ -386,6 +499,36 @@ impl DlqService {
         Ok(out)
     }
 
+    /// Replays one sequence head for the bulk replay job `job_id`, audited
+    /// under `who` with the job id in the parameters. A head found resolved
+    /// answers SKIPPED; one no longer a head or claimed elsewhere is 409.
+    pub async fn replay_for_job(
+        &self,
+        who: &Principal,
+        job_id: &str,
+        event_id: &str,
+    ) -> Result<ReplayOutcome, AppError> {
+        let outcome = self.replay_checked(event_id, None).await;
+        self.audit_replay(
+            who,
+            event_id,
+            json!({ "bulk": true, "jobId": job_id }),
+            &outcome,
+        )
+        .await;
+        outcome
+    }
+
+    /// Unresolved sequence heads that match `req`, oldest failure first, at
+    /// most `limit` (a job's next heads and its matched count).
+    pub async fn matching_heads(
+        &self,
+        req: &BulkReplayRequest,
+        limit: usize,
+    ) -> Result<Vec<DlqRecord>, AppError> {
+        self.heads(req, limit).await
+    }
+
     /// Unresolved records that head their sequence and match `req`, oldest
     /// failure first, at most `limit`.
     async fn heads(
@@ -394,6 +537,8 @@ impl DlqService {
         limit: usize,
     ) -> Result<Vec<DlqRecord>, AppError> {
         let mut unresolved: Vec<DlqRecord> = Vec::new();
+        // Both statuses even with a status filter: a head is found by looking
+        // at every unresolved record of its order.
         for status in [DlqStatus::Pending, DlqStatus::Failed] {
             let mut page = 0;
             loop {
@@ -420,6 +565,9 @@ impl DlqService {
                     .is_none_or(|a| &r.aggregate_id == a)
             })
             .filter(|r| req.event_type.as_ref().is_none_or(|t| &r.event_type == t))
+            .filter(|r| req.status.is_none_or(|s| r.status == s))
+            .filter(|r| req.from.is_none_or(|t| r.failure_time >= t))
+            .filter(|r| req.to.is_none_or(|t| r.failure_time < t))
             .collect();
         heads.sort_by_key(|r| (r.failure_time, r.id));
         heads.truncate(limit);
@@ -427,7 +575,22 @@ impl DlqService {
     }
 
     /// FAILED → PENDING. Any other status is refused with 409.
-    pub async fn reset(&self, event_id: &str) -> Result<DlqRecord, AppError> {
+    pub async fn reset(&self, who: &Principal, event_id: &str) -> Result<DlqRecord, AppError> {
+        let outcome = self.reset_unaudited(event_id).await;
+        self.audit
+            .record_outcome(
+                who,
+                AuditAction::DlqReset,
+                Some(event_id),
+                json!({}),
+                &outcome,
+                |r| r.status.as_str().to_owned(),
+            )
+            .await;
+        outcome
+    }
+
+    async fn reset_unaudited(&self, event_id: &str) -> Result<DlqRecord, AppError> {
         match self
             .dlq
             .transition(
@@ -448,9 +611,92 @@ impl DlqService {
         }
     }
 
+    /// Gives up on an unresolved (PENDING or FAILED) record: it becomes
+    /// SKIPPED with `reason` as its replay result and is never published.
+    /// When events of the order are held behind it, the one with the lowest
+    /// version becomes the new head (replaying it continues the sequence);
+    /// a held record skipped directly just leaves the sequence. 404 for an
+    /// unknown record, 409 for a resolved one or one being replayed.
+    pub async fn skip(
+        &self,
+        who: &Principal,
+        event_id: &str,
+        reason: &str,
+    ) -> Result<SkipOutcome, AppError> {
+        let outcome = self.skip_unaudited(event_id, reason).await;
+        self.audit
+            .record_outcome(
+                who,
+                AuditAction::DlqSkip,
+                Some(event_id),
+                json!({ "reason": reason }),
+                &outcome,
+                |o| o.status.as_str().to_owned(),
+            )
+            .await;
+        outcome
+    }
+
+    async fn skip_unaudited(&self, event_id: &str, reason: &str) -> Result<SkipOutcome, AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > SKIP_REASON_MAX {
+            return Err(AppError::BadRequest(format!(
+                "reason must be 1 to {SKIP_REASON_MAX} characters"
+            )));
+        }
+        // A replay on this instance holds the gate while it publishes.
+        let _gate = self.gate.lock().await;
+        match self.dlq.skip(event_id, reason, now()).await? {
+            Skipped::Done { record, new_head } => {
+                let message = match &new_head {
+                    Some(h) => format!(
+                        "event skipped; event {h} now heads the order's sequence: replay it to \
+                         publish the events held behind it"
+                    ),
+                    None => "event skipped; it will not be published".to_owned(),
+                };
+                tracing::info!(event_id, new_head = ?new_head, "DLQ record skipped");
+                Ok(SkipOutcome {
+                    event_id: record.event_id,
+                    status: record.status,
+                    reason: reason.to_owned(),
+                    new_head,
+                    message,
+                })
+            }
+            Skipped::WrongStatus(r) => Err(AppError::Conflict(format!(
+                "only PENDING or FAILED records can be skipped; event {event_id} is {}",
+                r.status.as_str()
+            ))),
+            Skipped::Claimed(_) => Err(AppError::Conflict(format!(
+                "event {event_id} is being replayed; retry shortly"
+            ))),
+            Skipped::NotFound => Err(not_found(event_id)),
+        }
+    }
+
     /// Publishes a synthetic OrderCreated through the retry policy; on
     /// exhaustion it is parked like any relay failure.
-    pub async fn publish_test_event(&self) -> Result<TestPublishOutcome, AppError> {
+    pub async fn publish_test_event(
+        &self,
+        who: &Principal,
+    ) -> Result<TestPublishOutcome, AppError> {
+        let outcome = self.publish_test_event_unaudited().await;
+        let target = outcome.as_ref().ok().map(|o| o.event_id.clone());
+        self.audit
+            .record_outcome(
+                who,
+                AuditAction::TestPublishEvent,
+                target.as_deref(),
+                json!({}),
+                &outcome,
+                |o| if o.success { "PUBLISHED" } else { "PARKED" }.to_owned(),
+            )
+            .await;
+        outcome
+    }
+
+    async fn publish_test_event_unaudited(&self) -> Result<TestPublishOutcome, AppError> {
         let at = now();
         let order_id = format!("test-order-{}", at.timestamp_millis());
         let env = EventEnvelope {

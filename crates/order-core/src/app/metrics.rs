@@ -80,6 +80,8 @@ pub struct Metrics {
     pub events_parked: AtomicU64,
     pub replays: AtomicU64,
     pub replay_failures: AtomicU64,
+    /// Sequence heads the automatic redrive replayed.
+    pub dlq_auto_redriven: AtomicU64,
     pub events_projected: AtomicU64,
     pub projection_duplicates: AtomicU64,
     pub projection_failures: AtomicU64,
@@ -200,6 +202,12 @@ impl Metrics {
             "orders_dlq_replay_failures_total",
             "DLQ replays that failed.",
             &self.replay_failures,
+        );
+        counter(
+            &mut o,
+            "orders_dlq_auto_redriven_total",
+            "DLQ sequence heads the automatic redrive replayed.",
+            &self.dlq_auto_redriven,
         );
         counter(
             &mut o,

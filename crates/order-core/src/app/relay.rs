@@ -14,7 +14,8 @@ use super::metrics::Metrics;
 use super::publisher::{message_for, publish_with_retry, republish, RetryPolicy};
 use crate::domain::now;
 use crate::ports::{
-    DlqSource, DlqStore, EventBus, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent, StoreError,
+    DlqSource, DlqStore, EventBus, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent, PublishError,
+    StoreError,
 };
 
 /// Serialises everything that publishes an order's events (the relay and
@@ -179,11 +180,7 @@ impl OutboxRelay {
                                 "publish retries exhausted; event parked in the DLQ"
                             );
                             new_heads.insert(agg, m.envelope.event_id.to_string());
-                            parked.push(self.park(
-                                m,
-                                format!("publish failed after retries: {e}"),
-                                None,
-                            ));
+                            parked.push(self.park(m, publish_failed_reason(&e), None));
                         }
                     }
                 }
@@ -204,6 +201,13 @@ impl OutboxRelay {
             record: parked_record(&m.envelope, &self.cfg.topic, reason, blocked_by),
         }
     }
+}
+
+/// Failure reason of a sequence head the relay parks. It quotes the error
+/// as displayed (`retryable: …` / `permanent: …`): the automatic redrive
+/// reads the class back from it (see [`super::redrive::classify`]).
+pub fn publish_failed_reason(e: &PublishError) -> String {
+    format!("publish failed after retries: {e}")
 }
 
 /// The DLQ record for an event that could not be published.

@@ -19,6 +19,8 @@
 //! order_core::event_store_contract!(store);
 //! order_core::outbox_contract!(store);
 //! order_core::dlq_store_contract!(dlq);
+//! order_core::audit_log_contract!(audit);
+//! order_core::replay_job_store_contract!(jobs);
 //! order_core::read_model_contract!(read_model);
 //! order_core::event_bus_contract!(bus);
 //! ```
@@ -35,8 +37,9 @@
 
 use std::sync::Arc;
 
-use crate::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel};
+use crate::ports::{AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, ReplayJobStore};
 
+pub mod audit;
 pub mod dlq_store;
 pub mod event_bus;
 pub mod event_store;
@@ -44,6 +47,7 @@ pub mod fixtures;
 pub mod legacy;
 pub mod outbox;
 pub mod read_model;
+pub mod replay_jobs;
 
 /// The write side of one database: event store, outbox and DLQ records must
 /// share it, because a commit writes outbox rows and `settle` writes DLQ
@@ -69,6 +73,18 @@ impl Fixture<StoreHandles> for StoreHandles {
 
 impl Fixture<Arc<dyn DlqStore>> for Arc<dyn DlqStore> {
     fn handles(&self) -> Arc<dyn DlqStore> {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn AuditLog>> for Arc<dyn AuditLog> {
+    fn handles(&self) -> Arc<dyn AuditLog> {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn ReplayJobStore>> for Arc<dyn ReplayJobStore> {
+    fn handles(&self) -> Arc<dyn ReplayJobStore> {
         self.clone()
     }
 }
@@ -190,6 +206,49 @@ macro_rules! dlq_store_contract {
                 transition_is_conditional,
                 a_new_consumer_failure_reopens_a_replayed_record,
                 a_replay_claim_is_exclusive_until_released_or_expired,
+                skip_is_conditional_and_keeps_attempts,
+                skipping_a_head_makes_the_next_held_record_the_head,
+                skipping_a_held_record_leaves_the_sequence,
+                a_claimed_record_is_not_skipped,
+            ]
+        );
+    };
+}
+
+/// Runs the [`audit`] suite. The factory returns `Arc<dyn AuditLog>` (or
+/// `(Arc<dyn AuditLog>, guard)`) of a fresh, empty store.
+#[macro_export]
+macro_rules! audit_log_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            audit,
+            $factory,
+            [
+                empty_log_lists_nothing,
+                append_round_trips_every_field,
+                list_is_newest_first_with_paging,
+                list_filters_by_principal_action_and_target,
+                list_filters_by_time_range,
+            ]
+        );
+    };
+}
+
+/// Runs the [`replay_jobs`] suite. The factory returns
+/// `Arc<dyn ReplayJobStore>` (or `(Arc<dyn ReplayJobStore>, guard)`) of a
+/// fresh, empty store.
+#[macro_export]
+macro_rules! replay_job_store_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            replay_jobs,
+            $factory,
+            [
+                create_then_get_round_trips,
+                list_is_newest_first_with_paging,
+                a_lease_is_exclusive_until_it_lapses,
+                progress_and_finish_need_the_lease,
+                cancel_wins_over_the_runner,
             ]
         );
     };

@@ -1,15 +1,19 @@
-//! `/api/dlq`: the original service's six endpoints and field names.
+//! `/api/dlq`: the original service's six endpoints and field names, plus bulk
+//! replay (a dry run, or a job: `/api/dlq/jobs`) and skip (the audit log is served by `audit.rs`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
-use order_core::app::{BulkReplayRequest, BULK_REPLAY_MAX};
-use order_core::ports::DlqStatus;
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use order_core::app::{BulkReplayRequest, Principal, Role, BULK_REPLAY_MAX, SKIP_REASON_MAX};
+use order_core::ports::{AuditAction, DlqStatus};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::error::ApiError;
-use super::extract::{OptionalJsonBody, Params, PathParam};
+use super::extract::{principal as principal_of, OptionalJsonBody, Params, PathParam};
 use crate::startup::AppState;
 
 /// Event ids are at most this long; longer ones cannot exist.
@@ -29,21 +33,59 @@ pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> 
     Ok(Json(state.dlq.stats().await?).into_response())
 }
 
-pub async fn pending(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    Ok(Json(state.dlq.list(Some(DlqStatus::Pending), page).await?).into_response())
+/// DLQ records as JSON for `principal`: below operator without
+/// `originalEvent` (the event payload, customer data included). Without a
+/// principal (cannot happen behind `auth::authorize`) the payload is hidden.
+fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) -> Response {
+    let sees_payload = principal.is_some_and(|Extension(p)| p.has(Role::Operator));
+    let mut value = match serde_json::to_value(body) {
+        Ok(v) => v,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    if !sees_payload {
+        let strip = |v: &mut serde_json::Value| {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("originalEvent");
+            }
+        };
+        // A page of records, or one record.
+        match value.get_mut("content").and_then(|c| c.as_array_mut()) {
+            Some(records) => records.iter_mut().for_each(strip),
+            None => strip(&mut value),
+        }
+    }
+    Json(value).into_response()
 }
 
-pub async fn event(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
+pub async fn pending(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    let records = state.dlq.list(Some(DlqStatus::Pending), page).await?;
+    Ok(records_for(principal, records))
+}
+
+pub async fn event(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    id: PathParam,
+) -> Result<Response, ApiError> {
     let id = event_id(id)?;
-    Ok(Json(state.dlq.get(&id).await?).into_response())
+    Ok(records_for(principal, state.dlq.get(&id).await?))
 }
 
 /// 200 with the outcome (REPLAYED or SKIPPED); 502 with the same body shape
 /// when the bus refused the message (FAILED).
-pub async fn replay(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
-    let id = event_id(id)?;
-    let outcome = state.dlq.replay(&id).await?;
+pub async fn replay(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+    id: PathParam,
+) -> Result<Response, ApiError> {
+    let who = principal_of(who);
+    let id = audited_event_id(&state, &who, AuditAction::DlqReplay, id).await?;
+    let outcome = state.dlq.replay(&who, &id).await?;
     let status = if outcome.success {
         StatusCode::OK
     } else {
@@ -60,14 +102,78 @@ struct BulkReplayBody {
     dry_run: Option<bool>,
     aggregate_id: Option<String>,
     event_type: Option<String>,
+    /// PENDING or FAILED; both when absent.
+    status: Option<String>,
+    /// Failure time at or after (RFC 3339).
+    from: Option<String>,
+    /// Failure time strictly before (RFC 3339).
+    to: Option<String>,
 }
 
 const BULK_REPLAY_DEFAULT: usize = 100;
 
-/// Replays the matching sequence heads, oldest failure first (see
-/// `DlqService::replay_bulk`). 200 with a summary, also when some failed.
+fn instant(name: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|t| {
+        DateTime::parse_from_rfc3339(t.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "invalid bulk replay request: {name} must be an RFC 3339 instant \
+                     (e.g. 2024-05-01T10:00:00Z), not {t:?}: {e}"
+                ))
+            })
+    })
+    .transpose()
+}
+
+fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
+    let limit = match body.limit {
+        None => BULK_REPLAY_DEFAULT,
+        Some(n) if (1..=BULK_REPLAY_MAX as u64).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "limit must be between 1 and {BULK_REPLAY_MAX}, not {n}"
+            )))
+        }
+    };
+    let status = match body.status.as_deref() {
+        None => None,
+        Some(s) => match DlqStatus::parse(s).filter(|s| s.is_unresolved()) {
+            Some(s) => Some(s),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid bulk replay request: status must be PENDING or FAILED, not {s:?}"
+                )))
+            }
+        },
+    };
+    let from = instant("from", body.from)?;
+    let to = instant("to", body.to)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(ApiError::bad_request(
+                "invalid bulk replay request: from must be before to",
+            ));
+        }
+    }
+    Ok(BulkReplayRequest {
+        limit,
+        dry_run: body.dry_run.unwrap_or(false),
+        aggregate_id: body.aggregate_id,
+        event_type: body.event_type,
+        status,
+        from,
+        to,
+    })
+}
+
+/// `dryRun`: 200 with the matched count and a sample of event ids, nothing
+/// published (see `DlqService::replay_bulk`). Otherwise a replay job: 202
+/// with the job and `Location: /api/dlq/jobs/{id}` (see
+/// `order_core::app::jobs`).
 pub async fn replay_bulk(
     State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
     let body: BulkReplayBody = match body {
@@ -81,31 +187,123 @@ pub async fn replay_bulk(
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("invalid bulk replay request: {e}")))?,
     };
-    let limit = match body.limit {
-        None => BULK_REPLAY_DEFAULT,
-        Some(n) if (1..=BULK_REPLAY_MAX as u64).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(ApiError::bad_request(format!(
-                "limit must be between 1 and {BULK_REPLAY_MAX}, not {n}"
-            )))
-        }
-    };
-    let req = BulkReplayRequest {
-        limit,
-        dry_run: body.dry_run.unwrap_or(false),
-        aggregate_id: body.aggregate_id,
-        event_type: body.event_type,
-    };
-    Ok(Json(state.dlq.replay_bulk(&req).await?).into_response())
+    let req = bulk_request(body)?;
+    let who = principal_of(who);
+    if req.dry_run {
+        return Ok(Json(state.dlq.replay_bulk(&who, &req).await?).into_response());
+    }
+    let job = state.jobs.create(&who, &req).await?;
+    let location = format!("/api/dlq/jobs/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job),
+    )
+        .into_response())
 }
 
-pub async fn reset(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
-    let id = event_id(id)?;
-    Ok(Json(state.dlq.reset(&id).await?).into_response())
+fn job_id(PathParam(id): PathParam) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id.trim()).map_err(|_| {
+        ApiError::not_found(format!(
+            "no replay job {}",
+            id.chars().take(40).collect::<String>()
+        ))
+    })
+}
+
+/// Replay jobs, newest first.
+pub async fn jobs(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
+    let page = params.page()?;
+    Ok(Json(state.jobs.list(page).await?).into_response())
+}
+
+/// One replay job: its status and counters (poll this for progress).
+pub async fn job(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
+    let id = job_id(id)?;
+    Ok(Json(state.jobs.get(id).await?).into_response())
+}
+
+/// Cancels a RUNNING job: 200 with the job, now CANCELLED; the runner stops
+/// before its next head. 404 unknown; 409 already ended.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+    id: PathParam,
+) -> Result<Response, ApiError> {
+    let who = principal_of(who);
+    let id = job_id(id)?;
+    Ok(Json(state.jobs.cancel(&who, id).await?).into_response())
+}
+
+pub async fn reset(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+    id: PathParam,
+) -> Result<Response, ApiError> {
+    let who = principal_of(who);
+    let id = audited_event_id(&state, &who, AuditAction::DlqReset, id).await?;
+    Ok(Json(state.dlq.reset(&who, &id).await?).into_response())
+}
+
+/// [`event_id`]; an id that cannot exist is audited as a refused (404) `action`.
+async fn audited_event_id(
+    state: &AppState,
+    who: &Principal,
+    action: AuditAction,
+    id: PathParam,
+) -> Result<String, ApiError> {
+    let raw = id.0.clone();
+    match event_id(id) {
+        Ok(id) => Ok(id),
+        Err(e) => {
+            let target: String = raw.chars().take(MAX_EVENT_ID_LEN).collect();
+            state
+                .audit
+                .record(who, action, Some(&target), serde_json::json!({}), "404")
+                .await;
+            Err(e)
+        }
+    }
+}
+
+/// Body of `POST /api/dlq/skip/{eventId}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipBody {
+    reason: Option<String>,
+}
+
+/// Marks an unresolved record SKIPPED (never published); when it heads an
+/// order's sequence the next held event becomes the head. 200 with the
+/// outcome; 404 unknown; 409 already resolved or being replayed.
+pub async fn skip(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+    id: PathParam,
+    OptionalJsonBody(body): OptionalJsonBody,
+) -> Result<Response, ApiError> {
+    let bad = |m: String| ApiError::bad_request(format!("invalid skip request: {m}"));
+    let body: SkipBody = match body {
+        None => return Err(bad("a JSON body with a reason is required".into())),
+        Some(bytes) if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+            return Err(bad("the body must be a JSON object".into()))
+        }
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?,
+    };
+    let reason = body.reason.as_deref().map(str::trim).unwrap_or("");
+    if reason.is_empty() || reason.chars().count() > SKIP_REASON_MAX {
+        return Err(bad(format!(
+            "reason is required: 1 to {SKIP_REASON_MAX} characters"
+        )));
+    }
+    let who = principal_of(who);
+    let id = audited_event_id(&state, &who, AuditAction::DlqSkip, id).await?;
+    Ok(Json(state.dlq.skip(&who, &id, reason).await?).into_response())
 }
 
 pub async fn by_status(
     State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
     PathParam(status): PathParam,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -117,5 +315,6 @@ pub async fn by_status(
         )));
     };
     let page = params.page()?;
-    Ok(Json(state.dlq.list(Some(status), page).await?).into_response())
+    let records = state.dlq.list(Some(status), page).await?;
+    Ok(records_for(principal, records))
 }

@@ -216,3 +216,14 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     }
     Ok(Some(text.to_owned()))
 }
+
+/// The principal a request is done for, as the authentication middleware
+/// put it into the request; anonymous when it did not (authentication off).
+pub fn principal(
+    ext: Option<axum::Extension<order_core::app::Principal>>,
+) -> order_core::app::Principal {
+    ext.map_or_else(
+        order_core::app::Principal::anonymous,
+        |axum::Extension(p)| p,
+    )
+}

@@ -3,6 +3,9 @@
 //! (unknown route, wrong method, body too large…) into problem+json, and
 //! answer a 500 problem if a handler ever panics.
 
+pub mod audit;
+pub mod auth;
+pub mod dashboard;
 pub mod dlq;
 pub mod error;
 pub mod extract;
@@ -59,8 +62,12 @@ pub fn router(state: AppState) -> Router {
         .route("/pending", get(dlq::pending))
         .route("/event/{eventId}", get(dlq::event))
         .route("/replay", post(dlq::replay_bulk))
+        .route("/jobs", get(dlq::jobs))
+        .route("/jobs/{jobId}", get(dlq::job).delete(dlq::cancel_job))
         .route("/replay/{eventId}", post(dlq::replay))
         .route("/reset/{eventId}", put(dlq::reset))
+        .route("/skip/{eventId}", post(dlq::skip))
+        .route("/audit", get(audit::list))
         .route("/status/{status}", get(dlq::by_status));
 
     let mut app = Router::new()
@@ -79,7 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/swagger-ui", get(ops::swagger_ui))
         .route("/swagger-ui/", get(ops::swagger_ui))
         .route("/swagger-ui.html", get(ops::swagger_redirect))
-        .route("/swagger-ui/assets/{file}", get(ops::swagger_asset));
+        .route("/swagger-ui/assets/{file}", get(ops::swagger_asset))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/", get(dashboard::page))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/app.css", get(dashboard::stylesheet));
 
     if state.config.test_endpoints {
         app = app
@@ -88,6 +99,14 @@ pub fn router(state: AppState) -> Router {
             .route("/api/test/bus/down", post(testing::bus_down))
             .route("/api/test/bus/up", post(testing::bus_up));
     }
+
+    // Authentication and roles (auth::ROUTES) for every route above: it runs
+    // after routing, so unknown paths stay 404 (wrong methods: see
+    // auth::access_for). Add routes above this line, never below.
+    app = app.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::authorize,
+    ));
 
     let limit = state.config.max_body_bytes;
     app.fallback(not_found)

@@ -168,8 +168,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 pub async fn rebuild_read_model(
     State(state): State<AppState>,
+    who: Option<axum::Extension<order_core::app::Principal>>,
 ) -> Result<Json<order_core::app::RebuildReport>, ApiError> {
-    let report = state.projector.rebuild().await?;
+    let outcome = state.projector.rebuild().await;
+    state
+        .audit
+        .record_outcome(
+            &super::extract::principal(who),
+            order_core::ports::AuditAction::ReadModelRebuild,
+            None,
+            json!({}),
+            &outcome,
+            |r| format!("OK: {} events, {} orders", r.events, r.orders),
+        )
+        .await;
+    let report = outcome?;
     tracing::info!(
         events = report.events,
         orders = report.orders,

@@ -1,22 +1,26 @@
 //! `/api/test`: demo and test helpers, mounted only when
-//! `ORDER_TEST_ENDPOINTS` is on.
+//! `ORDER_TEST_ENDPOINTS` is on. The publish and the bus switch are audited.
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
+use order_core::app::Principal;
+use order_core::ports::AuditAction;
 use serde::Serialize;
 use serde_json::json;
 
 use super::error::ApiError;
+use super::extract::principal;
 use crate::startup::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn publish_event(
     State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
 ) -> Result<Json<order_core::app::TestPublishOutcome>, ApiError> {
-    Ok(Json(state.dlq.publish_test_event().await?))
+    Ok(Json(state.dlq.publish_test_event(&principal(who)).await?))
 }
 
 #[derive(Serialize)]
@@ -45,14 +49,30 @@ pub async fn kafka_status(State(state): State<AppState>) -> Json<BusStatus> {
     })
 }
 
-pub async fn bus_down(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub async fn bus_down(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+) -> Json<serde_json::Value> {
     state.fault.set_down(true);
-    tracing::warn!("bus switched OFF by operator: every publish attempt now fails");
+    let who = principal(who);
+    tracing::warn!(principal = %who.name, "bus switched OFF by operator: every publish attempt now fails");
+    state
+        .audit
+        .record(&who, AuditAction::TestBusDown, None, json!({}), "OK")
+        .await;
     Json(json!({ "busDown": true }))
 }
 
-pub async fn bus_up(State(state): State<AppState>) -> Json<serde_json::Value> {
+pub async fn bus_up(
+    State(state): State<AppState>,
+    who: Option<Extension<Principal>>,
+) -> Json<serde_json::Value> {
     state.fault.set_down(false);
-    tracing::info!("bus switched back ON by operator");
+    let who = principal(who);
+    tracing::info!(principal = %who.name, "bus switched back ON by operator");
+    state
+        .audit
+        .record(&who, AuditAction::TestBusUp, None, json!({}), "OK")
+        .await;
     Json(json!({ "busDown": false }))
 }

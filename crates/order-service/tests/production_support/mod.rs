@@ -326,6 +326,7 @@ impl ProdService {
                 MAX_POLL_INTERVAL_MS.to_string(),
             )
             .env("ORDER_TEST_ENDPOINTS", "true")
+            .env("ORDER_AUTH_DISABLED", "true")
             .env(
                 "ORDER_LOG",
                 std::env::var("E2E_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
