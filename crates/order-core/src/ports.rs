@@ -662,6 +662,23 @@ pub struct ReplayJob {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
+/// A job's id, filter and status as the stores keep them (text), read back.
+/// Shared by the adapters so both report a damaged row the same way.
+pub fn decode_job_text(
+    id: &str,
+    filter: &str,
+    status: &str,
+) -> Result<(Uuid, serde_json::Value, JobStatus), StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(what);
+    Ok((
+        Uuid::parse_str(id).map_err(|e| corrupt(format!("job id {id:?}: {e}")))?,
+        serde_json::from_str(filter)
+            .map_err(|e| corrupt(format!("job {id}: unreadable filter: {e}")))?,
+        JobStatus::parse(status)
+            .ok_or_else(|| corrupt(format!("job {id}: unknown status {status:?}")))?,
+    ))
+}
+
 /// Result of [`ReplayJobStore::cancel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobCancelled {

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use order_core::ports::{
-    JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
-    ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
+    decode_job_text, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,
+    ReplayJob, ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
 };
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -36,14 +36,13 @@ fn decode(row: &MySqlRow) -> Result<ReplayJob, StoreError> {
             .map_err(db_err)?
             .map(utc))
     };
+    let (id, filter, status) = decode_job_text(&id, &filter, &status)?;
     Ok(ReplayJob {
-        id: Uuid::parse_str(&id).map_err(|e| corrupt(format!("job id {id:?}: {e}")))?,
+        id,
         principal: row.try_get(1).map_err(db_err)?,
         role: row.try_get(2).map_err(db_err)?,
-        filter: serde_json::from_str(&filter)
-            .map_err(|e| corrupt(format!("job {id}: unreadable filter: {e}")))?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("job {id}: unknown status {status:?}")))?,
+        filter,
+        status,
         counters: JobCounters {
             matched: count(5)?,
             processed: count(6)?,

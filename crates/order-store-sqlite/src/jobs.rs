@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::{
-    JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
-    ReplayJobStore, StoreError,
+    decode_job_text, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,
+    ReplayJob, ReplayJobStore, StoreError,
 };
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
@@ -23,14 +23,13 @@ fn decode(row: &Row<'_>) -> Result<ReplayJob, StoreError> {
     let filter: String = row.get(3).map_err(db_err)?;
     let status: String = row.get(4).map_err(db_err)?;
     let count = |i: usize| -> Result<u64, StoreError> { to_u64(row.get(i).map_err(db_err)?) };
+    let (id, filter, status) = decode_job_text(&id, &filter, &status)?;
     Ok(ReplayJob {
-        id: Uuid::parse_str(&id).map_err(|e| corrupt(format!("job id {id:?}: {e}")))?,
+        id,
         principal: row.get(1).map_err(db_err)?,
         role: row.get(2).map_err(db_err)?,
-        filter: serde_json::from_str(&filter)
-            .map_err(|e| corrupt(format!("job {id}: unreadable filter: {e}")))?,
-        status: JobStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("job {id}: unknown status {status:?}")))?,
+        filter,
+        status,
         counters: JobCounters {
             matched: count(5)?,
             processed: count(6)?,
