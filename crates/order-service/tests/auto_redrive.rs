@@ -16,7 +16,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use order_core::app::relay::publish_failed_reason;
 use order_core::domain::{now, EventEnvelope};
-use order_core::ports::{DlqSource, NewDlqRecord, PublishError};
+use order_core::ports::{DlqSource, FailureClass, NewDlqRecord, PublishError};
 use order_service::config::Config;
 use order_service::startup::{self, App};
 use serde_json::{json, Value};
@@ -142,9 +142,14 @@ impl TestApp {
     }
 }
 
-/// A parked record inserted directly, as the relay or the DLQ recorder
-/// would; its envelope is a synthetic `TestOrder` the projector ignores.
-fn record(source: DlqSource, reason: &str) -> NewDlqRecord {
+/// A parked record inserted directly, as the relay (`Ok`: its publish
+/// error) or the DLQ recorder (`Err`: a consumer's reason) would store it;
+/// its envelope is a synthetic `TestOrder` the projector ignores.
+fn record(source: DlqSource, error: Result<PublishError, &str>) -> NewDlqRecord {
+    let (reason, failure_class) = match &error {
+        Ok(e) => (publish_failed_reason(e), Some(FailureClass::of(e))),
+        Err(text) => ((*text).to_owned(), None),
+    };
     let env = EventEnvelope {
         event_id: Uuid::now_v7(),
         event_type: "OrderCreated".to_owned(),
@@ -163,7 +168,8 @@ fn record(source: DlqSource, reason: &str) -> NewDlqRecord {
         event_type: env.event_type.clone(),
         version: Some(1),
         original_event: env.to_json(),
-        failure_reason: reason.to_owned(),
+        failure_reason: reason,
+        failure_class,
         failure_time: now(),
         source,
         blocked_by: None,
@@ -278,24 +284,27 @@ async fn with_auto_redrive_off_parked_events_stay_pending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_side_and_permanent_failures_are_never_redriven() {
     let t = test_app(true).await;
-    let consumer = record(DlqSource::Consumer, "projection failed: unreadable payload");
+    let consumer = record(
+        DlqSource::Consumer,
+        Err("projection failed: unreadable payload"),
+    );
     // Parked with the relay's own wording.
     let permanent = record(
         DlqSource::Publish,
-        &publish_failed_reason(&PublishError::Permanent("message too large".into())),
+        Ok(PublishError::Permanent("message too large".into())),
     );
     let retryable = record(
         DlqSource::Publish,
-        &publish_failed_reason(&PublishError::Retryable("broker unreachable".into())),
+        Ok(PublishError::Retryable("broker unreachable".into())),
     );
-    let inserted = t
+    let known = t
         .app
         .state
         .dlq_store
-        .insert(&[consumer.clone(), permanent.clone(), retryable.clone()])
+        .insert_new(&[consumer.clone(), permanent.clone(), retryable.clone()])
         .await
         .unwrap();
-    assert_eq!(inserted, 3);
+    assert!(known.is_empty(), "{known:?}");
 
     // The retryable one is redriven; the scan that did it saw the others.
     support::eventually(10, "the retryable record REPLAYED", || async {

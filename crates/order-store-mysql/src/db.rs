@@ -39,6 +39,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "replay_jobs",
         sql: include_str!("../migrations/0004_replay_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "failure_class",
+        sql: include_str!("../migrations/0005_failure_class.sql"),
+    },
 ];
 
 /// Database used when the URL names none (the original service's).

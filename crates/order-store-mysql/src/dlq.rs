@@ -1,27 +1,25 @@
 //! DLQ records (`dlq_replay_records`) in the write-side database, so the
-//! relay parks an event and deletes its outbox row in one transaction.
-//! Semantics follow the SQLite adapter statement for statement.
+//! relay parks an event and deletes its outbox row in one transaction. SQL
+//! and row mapping only: the sequencing rules are decided in the core
+//! (`order_core::app::dlq::sequencing`) and arrive here as guarded steps,
+//! written under row locks so instances sharing the database serialise.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use order_core::ports::{
-    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, Skipped,
-    StoreError, Transitioned,
+    DlqRecord, DlqRow, DlqStats, DlqStatus, DlqStore, Guard, NewDlqRecord, Page, PageRequest,
+    SequenceChange, SequenceMember, Step, StoreError, DLQ_COLUMNS,
 };
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::db::{
-    chunks, corrupt, db_err, fit, in_list, is_duplicate, is_retryable, naive, placeholders,
-    retry_pause, to_u64, utc, TX_RETRIES,
+    chunks, db_err, fit, in_list, is_duplicate, is_retryable, naive, placeholders, retry_pause,
+    to_u64, utc, TX_RETRIES,
 };
 use crate::store::MySqlStore;
-
-const COLUMNS: &str = "id, event_id, aggregate_id, event_type, version, original_event, \
-     failure_reason, failure_time, status, replay_attempt_time, replay_result, replay_attempts, \
-     source, blocked_by, topic, origin";
 
 /// Widths of the VARCHAR columns; longer values (only a malformed message
 /// from the DLQ topic can carry them) are cut to fit rather than stall the
@@ -38,6 +36,7 @@ fn fitted(r: &NewDlqRecord) -> NewDlqRecord {
         version: r.version,
         original_event: r.original_event.clone(),
         failure_reason: r.failure_reason.clone(),
+        failure_class: r.failure_class,
         failure_time: r.failure_time,
         source: r.source,
         blocked_by: r.blocked_by.as_deref().map(cut),
@@ -46,16 +45,9 @@ fn fitted(r: &NewDlqRecord) -> NewDlqRecord {
     }
 }
 
-/// What is known about a record while a batch is inserted.
-struct Existing {
-    status: String,
-    origin: Option<String>,
-}
-
-/// Inserts records (inside the caller's transaction) unless their event id
-/// is already there; a consumer-side failure of a REPLAYED record read
-/// from another origin reopens it as PENDING with the new reason, time and
-/// origin. Returns how many were new or reopened.
+/// Inserts the records (inside the caller's transaction) whose event id is
+/// not stored yet. Returns one event id per record that was not inserted
+/// (already stored, or a duplicate inside `records`).
 ///
 /// Existing rows are locked (`FOR UPDATE`) before deciding. A concurrent
 /// insert of the same new event id surfaces as a duplicate-key error; the
@@ -63,21 +55,20 @@ struct Existing {
 pub(crate) async fn insert_dlq_records(
     conn: &mut MySqlConnection,
     records: &[NewDlqRecord],
-) -> Result<usize, sqlx::Error> {
+) -> Result<Vec<String>, sqlx::Error> {
     if records.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let records: Vec<NewDlqRecord> = records.iter().map(fitted).collect();
     let mut ids: Vec<&str> = records.iter().map(|r| r.event_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
 
-    let mut known: HashMap<String, Existing> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
     for range in chunks(ids.len()) {
         let part = &ids[range];
         let sql = format!(
-            "SELECT event_id, status, origin FROM dlq_replay_records \
-             WHERE event_id IN ({}) FOR UPDATE",
+            "SELECT event_id FROM dlq_replay_records WHERE event_id IN ({}) FOR UPDATE",
             in_list(part.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -85,52 +76,17 @@ pub(crate) async fn insert_dlq_records(
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            known.insert(
-                row.try_get(0)?,
-                Existing {
-                    status: row.try_get(1)?,
-                    origin: row.try_get(2)?,
-                },
-            );
+            seen.insert(row.try_get(0)?);
         }
     }
 
     let mut new: Vec<&NewDlqRecord> = Vec::new();
-    let mut changed = 0;
+    let mut known = Vec::new();
     for r in &records {
-        match known.get_mut(&r.event_id) {
-            Some(existing) => {
-                let reopen = existing.status == DlqStatus::Replayed.as_str()
-                    && r.source == DlqSource::Consumer
-                    && r.origin.is_some()
-                    && existing.origin != r.origin;
-                if reopen {
-                    sqlx::query(
-                        "UPDATE dlq_replay_records SET status = 'PENDING', failure_reason = ?, \
-                         failure_time = ?, origin = ? WHERE event_id = ?",
-                    )
-                    .bind(&r.failure_reason)
-                    .bind(naive(&r.failure_time))
-                    .bind(&r.origin)
-                    .bind(&r.event_id)
-                    .execute(&mut *conn)
-                    .await?;
-                    existing.status = DlqStatus::Pending.as_str().to_owned();
-                    existing.origin.clone_from(&r.origin);
-                    changed += 1;
-                }
-            }
-            None => {
-                known.insert(
-                    r.event_id.clone(),
-                    Existing {
-                        status: DlqStatus::Pending.as_str().to_owned(),
-                        origin: r.origin.clone(),
-                    },
-                );
-                new.push(r);
-                changed += 1;
-            }
+        if seen.insert(r.event_id.clone()) {
+            new.push(r);
+        } else {
+            known.push(r.event_id.clone());
         }
     }
 
@@ -138,9 +94,9 @@ pub(crate) async fn insert_dlq_records(
         let part = &new[range];
         let sql = format!(
             "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, version, \
-             original_event, failure_reason, failure_time, status, replay_attempts, source, \
-             blocked_by, topic, origin) VALUES {}",
-            placeholders(part.len(), 13)
+             original_event, failure_reason, failure_class, failure_time, status, \
+             replay_attempts, source, blocked_by, topic, origin) VALUES {}",
+            placeholders(part.len(), 14)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in part {
@@ -151,6 +107,7 @@ pub(crate) async fn insert_dlq_records(
                 .bind(r.version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)))
                 .bind(&r.original_event)
                 .bind(&r.failure_reason)
+                .bind(r.failure_class.map(|c| c.as_str()))
                 .bind(naive(&r.failure_time))
                 .bind(DlqStatus::Pending.as_str())
                 .bind(0i64)
@@ -161,39 +118,30 @@ pub(crate) async fn insert_dlq_records(
         }
         q.execute(&mut *conn).await?;
     }
-    Ok(changed)
+    Ok(known)
 }
 
 fn decode(row: &MySqlRow) -> Result<DlqRecord, StoreError> {
-    let id: i64 = row.try_get(0).map_err(db_err)?;
-    let status: String = row.try_get(8).map_err(db_err)?;
-    let source: String = row.try_get(12).map_err(db_err)?;
-    let attempts: i64 = row.try_get(11).map_err(db_err)?;
-    let attempt_time: Option<NaiveDateTime> = row.try_get(9).map_err(db_err)?;
-    Ok(DlqRecord {
-        id,
+    let attempt_time: Option<NaiveDateTime> = row.try_get(10).map_err(db_err)?;
+    DlqRecord::try_from(DlqRow {
+        id: row.try_get(0).map_err(db_err)?,
         event_id: row.try_get(1).map_err(db_err)?,
         aggregate_id: row.try_get(2).map_err(db_err)?,
         event_type: row.try_get(3).map_err(db_err)?,
-        version: row
-            .try_get::<Option<i64>, _>(4)
-            .map_err(db_err)?
-            .map(to_u64)
-            .transpose()?,
+        version: row.try_get(4).map_err(db_err)?,
         original_event: row.try_get(5).map_err(db_err)?,
         failure_reason: row.try_get(6).map_err(db_err)?,
-        failure_time: utc(row.try_get(7).map_err(db_err)?),
-        status: DlqStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("DLQ record {id}: unknown status {status:?}")))?,
+        failure_class: row.try_get(7).map_err(db_err)?,
+        failure_time: utc(row.try_get(8).map_err(db_err)?),
+        status: row.try_get(9).map_err(db_err)?,
         replay_attempt_time: attempt_time.map(utc),
-        replay_result: row.try_get(10).map_err(db_err)?,
-        replay_attempts: u32::try_from(attempts)
-            .map_err(|_| corrupt(format!("DLQ record {id}: bad replay_attempts {attempts}")))?,
-        source: DlqSource::parse(&source)
-            .ok_or_else(|| corrupt(format!("DLQ record {id}: unknown source {source:?}")))?,
-        blocked_by: row.try_get(13).map_err(db_err)?,
-        topic: row.try_get(14).map_err(db_err)?,
-        origin: row.try_get(15).map_err(db_err)?,
+        replay_result: row.try_get(11).map_err(db_err)?,
+        replay_failure_class: row.try_get(12).map_err(db_err)?,
+        replay_attempts: row.try_get(13).map_err(db_err)?,
+        source: row.try_get(14).map_err(db_err)?,
+        blocked_by: row.try_get(15).map_err(db_err)?,
+        topic: row.try_get(16).map_err(db_err)?,
+        origin: row.try_get(17).map_err(db_err)?,
     })
 }
 
@@ -206,7 +154,7 @@ async fn get_record(
     event_id: &str,
 ) -> Result<Option<DlqRecord>, StoreError> {
     let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?"
+        "SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE event_id = ?"
     )))
     .bind(event_id)
     .fetch_optional(&mut *conn)
@@ -254,9 +202,9 @@ macro_rules! retry_tx {
 #[async_trait]
 impl DlqStore for MySqlStore {
     #[tracing::instrument(level = "debug", skip_all, fields(records = records.len()))]
-    async fn insert(&self, records: &[NewDlqRecord]) -> Result<usize, StoreError> {
+    async fn insert_new(&self, records: &[NewDlqRecord]) -> Result<Vec<String>, StoreError> {
         if records.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         self.timed("insert DLQ records", async {
             retry_tx!(self, |tx| { insert_dlq_records(&mut tx, records).await? })
@@ -284,7 +232,7 @@ impl DlqStore for MySqlStore {
             let (rows, total) = match status {
                 Some(s) => (
                     sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {COLUMNS} FROM dlq_replay_records WHERE status = ? \
+                        "SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE status = ? \
                          ORDER BY failure_time DESC, id DESC LIMIT ? OFFSET ?"
                     )))
                     .bind(s.as_str())
@@ -302,7 +250,7 @@ impl DlqStore for MySqlStore {
                 ),
                 None => (
                     sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {COLUMNS} FROM dlq_replay_records \
+                        "SELECT {DLQ_COLUMNS} FROM dlq_replay_records \
                          ORDER BY failure_time DESC, id DESC LIMIT ? OFFSET ?"
                     )))
                     .bind(size)
@@ -353,27 +301,24 @@ impl DlqStore for MySqlStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(aggregates = aggregate_ids.len()))]
-    async fn unresolved_heads(
+    async fn unresolved_publish_records(
         &self,
         aggregate_ids: &[String],
-    ) -> Result<HashMap<String, String>, StoreError> {
+    ) -> Result<Vec<SequenceMember>, StoreError> {
         if aggregate_ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         let mut ids: Vec<&str> = aggregate_ids.iter().map(String::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
-        self.timed("unresolved DLQ heads", async {
-            let mut heads = HashMap::new();
+        self.timed("unresolved DLQ records", async {
+            let mut out = Vec::new();
             for range in chunks(ids.len()) {
                 let part = &ids[range];
-                // Highest version first: with several heads, the lowest
-                // version is inserted last and wins.
                 let sql = format!(
-                    "SELECT aggregate_id, event_id FROM dlq_replay_records \
+                    "SELECT aggregate_id, event_id, version, id FROM dlq_replay_records \
                      WHERE aggregate_id IN ({}) AND source = 'PUBLISH' \
-                     AND status IN ('PENDING', 'FAILED') \
-                     ORDER BY version DESC, id DESC",
+                     AND status IN ('PENDING', 'FAILED')",
                     in_list(part.len())
                 );
                 let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -381,13 +326,19 @@ impl DlqStore for MySqlStore {
                     q = q.bind(*id);
                 }
                 for row in q.fetch_all(self.pool()).await.map_err(db_err)? {
-                    heads.insert(
-                        row.try_get(0).map_err(db_err)?,
-                        row.try_get(1).map_err(db_err)?,
-                    );
+                    out.push(SequenceMember {
+                        aggregate_id: row.try_get(0).map_err(db_err)?,
+                        event_id: row.try_get(1).map_err(db_err)?,
+                        version: row
+                            .try_get::<Option<i64>, _>(2)
+                            .map_err(db_err)?
+                            .map(to_u64)
+                            .transpose()?,
+                        id: row.try_get(3).map_err(db_err)?,
+                    });
                 }
             }
-            Ok(heads)
+            Ok(out)
         })
         .await
     }
@@ -396,7 +347,7 @@ impl DlqStore for MySqlStore {
     async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError> {
         self.timed("blocked DLQ records", async {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by = ? \
+                "SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE blocked_by = ? \
                  AND status IN ('PENDING', 'FAILED') ORDER BY version, id"
             )))
             .bind(head_event_id)
@@ -404,74 +355,6 @@ impl DlqStore for MySqlStore {
             .await
             .map_err(db_err)?;
             decode_all(&rows)
-        })
-        .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(records = event_ids.len()))]
-    async fn mark_replayed(
-        &self,
-        event_ids: &[String],
-        at: DateTime<Utc>,
-        result: &str,
-    ) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
-            return Ok(());
-        }
-        let at = naive(&at);
-        self.timed("mark DLQ records replayed", async {
-            retry_tx!(self, |tx| {
-                for range in chunks(event_ids.len()) {
-                    let part = &event_ids[range];
-                    let sql = format!(
-                        "UPDATE dlq_replay_records SET status = 'REPLAYED', \
-                         replay_attempts = replay_attempts + 1, replay_attempt_time = ?, \
-                         replay_result = ? \
-                         WHERE event_id IN ({}) AND status IN ('PENDING', 'FAILED')",
-                        in_list(part.len())
-                    );
-                    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(at).bind(result);
-                    for id in part {
-                        q = q.bind(id);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self, at, result))]
-    async fn mark_failed(
-        &self,
-        event_id: &str,
-        previous_head: &str,
-        at: DateTime<Utc>,
-        result: &str,
-    ) -> Result<(), StoreError> {
-        let at = naive(&at);
-        self.timed("mark DLQ record failed", async {
-            retry_tx!(self, |tx| {
-                sqlx::query(
-                    "UPDATE dlq_replay_records SET status = 'FAILED', \
-                     replay_attempts = replay_attempts + 1, replay_attempt_time = ?, \
-                     replay_result = ?, blocked_by = NULL WHERE event_id = ?",
-                )
-                .bind(at)
-                .bind(result)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE dlq_replay_records SET blocked_by = ? \
-                     WHERE blocked_by = ? AND event_id <> ?",
-                )
-                .bind(event_id)
-                .bind(previous_head)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
-            })
         })
         .await
     }
@@ -520,144 +403,166 @@ impl DlqStore for MySqlStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, result, at))]
-    async fn transition(
-        &self,
-        event_id: &str,
-        from: DlqStatus,
-        to: DlqStatus,
-        result: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Transitioned, StoreError> {
-        let at = naive(&at);
-        self.timed("DLQ status change", async {
-            let (changed, rec) = retry_tx!(self, |tx| {
-                // Matched rows (CLIENT_FOUND_ROWS), as SQLite counts them.
-                let changed = sqlx::query(
-                    "UPDATE dlq_replay_records SET status = ?, replay_result = ?, \
-                     replay_attempt_time = ? WHERE event_id = ? AND status = ?",
-                )
-                .bind(to.as_str())
-                .bind(result)
-                .bind(at)
-                .bind(event_id)
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                let row = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?"
-                )))
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                (changed, row)
-            })?;
-            Ok(match (rec.as_ref().map(decode).transpose()?, changed) {
-                (None, _) => Transitioned::NotFound,
-                (Some(r), 0) => Transitioned::WrongStatus(r),
-                (Some(r), _) => Transitioned::Done(r),
-            })
-        })
-        .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self, reason, at))]
-    async fn skip(
-        &self,
-        event_id: &str,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Skipped, StoreError> {
-        let at = naive(&at);
-        let select = format!("SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?");
-        self.timed("skip a DLQ record", async {
-            // (outcome before any change, record after, new head)
-            let (kind, row, new_head) = retry_tx!(self, |tx| {
-                let locked = sqlx::query(
-                    "SELECT status, CAST(replay_claimed_by IS NOT NULL \
-                     AND replay_claimed_until >= ? AS SIGNED) \
-                     FROM dlq_replay_records WHERE event_id = ? FOR UPDATE",
-                )
-                .bind(at)
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let kind = match &locked {
-                    None => SkipKind::NotFound,
-                    Some(r) => {
-                        let status: String = r.try_get(0)?;
-                        let claimed: Option<i64> = r.try_get(1)?;
-                        if status != DlqStatus::Pending.as_str()
-                            && status != DlqStatus::Failed.as_str()
-                        {
-                            SkipKind::WrongStatus
-                        } else if claimed.unwrap_or(0) != 0 {
-                            SkipKind::Claimed
-                        } else {
-                            SkipKind::Done
-                        }
-                    }
-                };
-                let mut new_head: Option<String> = None;
-                if kind == SkipKind::Done {
-                    sqlx::query(
-                        "UPDATE dlq_replay_records SET status = 'SKIPPED', replay_result = ?, \
-                         replay_attempt_time = ? WHERE event_id = ?",
-                    )
-                    .bind(reason)
-                    .bind(at)
-                    .bind(event_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    new_head = sqlx::query_scalar(
-                        "SELECT event_id FROM dlq_replay_records WHERE blocked_by = ? \
-                         AND status IN ('PENDING', 'FAILED') ORDER BY version, id LIMIT 1 \
-                         FOR UPDATE",
-                    )
-                    .bind(event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(head) = &new_head {
-                        sqlx::query(
-                            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?",
-                        )
-                        .bind(head)
-                        .execute(&mut *tx)
-                        .await?;
-                        sqlx::query(
-                            "UPDATE dlq_replay_records SET blocked_by = ? \
-                             WHERE blocked_by = ? AND event_id <> ?",
-                        )
-                        .bind(head)
-                        .bind(event_id)
-                        .bind(head)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                }
-                let row = sqlx::query(AssertSqlSafe(select.clone()))
-                    .bind(event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                (kind, row, new_head)
-            })?;
-            let rec = row.as_ref().map(decode).transpose()?;
-            Ok(match (kind, rec) {
-                (SkipKind::NotFound, _) | (_, None) => Skipped::NotFound,
-                (SkipKind::WrongStatus, Some(r)) => Skipped::WrongStatus(r),
-                (SkipKind::Claimed, Some(r)) => Skipped::Claimed(r),
-                (SkipKind::Done, Some(record)) => Skipped::Done { record, new_head },
-            })
+    #[tracing::instrument(level = "debug", skip_all, fields(steps = change.steps.len()))]
+    async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError> {
+        self.timed("DLQ sequence change", async {
+            retry_tx!(self, |tx| { apply_change(&mut tx, change).await? })
         })
         .await
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SkipKind {
-    NotFound,
-    WrongStatus,
-    Claimed,
-    Done,
+fn status_list(statuses: &[DlqStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every record a change names, locked in event-id order (so two changes
+/// never lock the same rows in opposite orders), then its guards checked
+/// and its steps written.
+async fn apply_change(
+    conn: &mut MySqlConnection,
+    change: &SequenceChange,
+) -> Result<bool, sqlx::Error> {
+    let mut named: Vec<&str> = Vec::new();
+    for g in &change.guards {
+        named.push(match g {
+            Guard::Status { event_id, .. }
+            | Guard::Unclaimed { event_id }
+            | Guard::HeldBehind { event_id, .. }
+            | Guard::Origin { event_id, .. } => event_id,
+        });
+    }
+    for s in &change.steps {
+        match s {
+            Step::SetStatus { event_ids, .. } => named.extend(event_ids.iter().map(String::as_str)),
+            Step::MakeHead { event_id } | Step::Reopen { event_id, .. } => named.push(event_id),
+            Step::MoveHeld { from, to } => named.extend([from.as_str(), to.as_str()]),
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    let at = naive(&change.at);
+    let mut rows = std::collections::HashMap::new();
+    for range in chunks(named.len()) {
+        let part = &named[range];
+        let sql = format!(
+            "SELECT event_id, status, blocked_by, origin, replay_claimed_by, \
+             replay_claimed_until FROM dlq_replay_records WHERE event_id IN ({}) \
+             ORDER BY event_id FOR UPDATE",
+            in_list(part.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in part {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let id: String = row.try_get(0)?;
+            let claimed_by: Option<String> = row.try_get(4)?;
+            let until: Option<NaiveDateTime> = row.try_get(5)?;
+            let claimed = claimed_by.is_some() && until.is_some_and(|u| u >= at);
+            let status: String = row.try_get(1)?;
+            let blocked_by: Option<String> = row.try_get(2)?;
+            let origin: Option<String> = row.try_get(3)?;
+            rows.insert(id, (status, blocked_by, origin, claimed));
+        }
+    }
+    for g in &change.guards {
+        let holds = match g {
+            Guard::Status { event_id, any_of } => rows
+                .get(event_id)
+                .is_some_and(|r| any_of.iter().any(|s| s.as_str() == r.0)),
+            Guard::Unclaimed { event_id } => rows.get(event_id).is_some_and(|r| !r.3),
+            Guard::HeldBehind { event_id, head } => {
+                rows.get(event_id).is_some_and(|r| &r.1 == head)
+            }
+            Guard::Origin { event_id, origin } => {
+                rows.get(event_id).is_some_and(|r| &r.2 == origin)
+            }
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    for step in &change.steps {
+        write_step(conn, step, at).await?;
+    }
+    Ok(true)
+}
+
+async fn write_step(
+    conn: &mut MySqlConnection,
+    step: &Step,
+    at: NaiveDateTime,
+) -> Result<(), sqlx::Error> {
+    match step {
+        Step::SetStatus {
+            event_ids,
+            from,
+            to,
+            result,
+            failure_class,
+            count_attempt,
+        } => {
+            for range in chunks(event_ids.len()) {
+                let part = &event_ids[range];
+                let sql = format!(
+                    "UPDATE dlq_replay_records SET status = ?, replay_result = ?, \
+                     replay_attempt_time = ?, replay_failure_class = ?, \
+                     replay_attempts = replay_attempts + ? \
+                     WHERE event_id IN ({}) AND status IN ({})",
+                    in_list(part.len()),
+                    status_list(from)
+                );
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .bind(to.as_str())
+                    .bind(result)
+                    .bind(at)
+                    .bind(failure_class.map(|c| c.as_str()))
+                    .bind(i64::from(*count_attempt));
+                for id in part {
+                    q = q.bind(id);
+                }
+                q.execute(&mut *conn).await?;
+            }
+        }
+        Step::MakeHead { event_id } => {
+            sqlx::query("UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?")
+                .bind(event_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Step::MoveHeld { from, to } => {
+            sqlx::query(
+                "UPDATE dlq_replay_records SET blocked_by = ? \
+                 WHERE blocked_by = ? AND event_id <> ?",
+            )
+            .bind(to)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Step::Reopen {
+            event_id,
+            reason,
+            failure_time,
+            origin,
+        } => {
+            sqlx::query(
+                "UPDATE dlq_replay_records SET status = 'PENDING', failure_reason = ?, \
+                 failure_time = ?, origin = ?, replay_failure_class = NULL WHERE event_id = ?",
+            )
+            .bind(reason)
+            .bind(naive(failure_time))
+            .bind(origin)
+            .bind(event_id)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
 }

@@ -1,22 +1,18 @@
 //! DLQ records (`dlq_replay_records`) in the write-side database, so the
-//! relay parks an event and deletes its outbox row in one transaction.
-
-use std::collections::HashMap;
+//! relay parks an event and deletes its outbox row in one transaction. SQL
+//! and row mapping only: the sequencing rules are decided in the core
+//! (`order_core::app::dlq::sequencing`) and arrive here as guarded steps.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::{
-    DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, Skipped,
-    StoreError, Transitioned,
+    DlqRecord, DlqRow, DlqStats, DlqStatus, DlqStore, Guard, NewDlqRecord, Page, PageRequest,
+    SequenceChange, SequenceMember, Step, StoreError, DLQ_COLUMNS,
 };
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::{params, params_from_iter, Connection, Row, TransactionBehavior};
 
 use crate::db::{corrupt, db_err, parse_opt_ts, parse_ts, to_i64, to_u64, ts};
 use crate::store::SqliteStore;
-
-const COLUMNS: &str = "id, event_id, aggregate_id, event_type, version, original_event, \
-     failure_reason, failure_time, status, replay_attempt_time, replay_result, replay_attempts, \
-     source, blocked_by, topic, origin";
 
 /// Largest number of bound parameters used in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
@@ -28,15 +24,10 @@ pub(crate) fn insert_dlq_record(conn: &Connection, r: &NewDlqRecord) -> Result<b
     let n = conn
         .prepare_cached(
             "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, version, \
-             original_event, failure_reason, failure_time, status, replay_attempts, source, \
-             blocked_by, topic, origin) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', 0, ?8, ?9, ?10, ?11) \
-             ON CONFLICT (event_id) DO UPDATE SET status = 'PENDING', \
-               failure_reason = excluded.failure_reason, failure_time = excluded.failure_time, \
-               origin = excluded.origin \
-             WHERE dlq_replay_records.status = 'REPLAYED' AND excluded.source = 'CONSUMER' \
-               AND excluded.origin IS NOT NULL \
-               AND dlq_replay_records.origin IS NOT excluded.origin",
+             original_event, failure_reason, failure_class, failure_time, status, \
+             replay_attempts, source, blocked_by, topic, origin) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'PENDING', 0, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (event_id) DO NOTHING",
         )
         .map_err(db_err)?
         .execute(params![
@@ -46,6 +37,7 @@ pub(crate) fn insert_dlq_record(conn: &Connection, r: &NewDlqRecord) -> Result<b
             version,
             r.original_event,
             r.failure_reason,
+            r.failure_class.map(|c| c.as_str()),
             ts(&r.failure_time),
             r.source.as_str(),
             r.blocked_by,
@@ -57,35 +49,29 @@ pub(crate) fn insert_dlq_record(conn: &Connection, r: &NewDlqRecord) -> Result<b
 }
 
 fn decode(row: &Row<'_>) -> Result<DlqRecord, StoreError> {
-    let id: i64 = row.get(0).map_err(db_err)?;
-    let status: String = row.get(8).map_err(db_err)?;
-    let source: String = row.get(12).map_err(db_err)?;
-    let failure_time: String = row.get(7).map_err(db_err)?;
-    let attempts: i64 = row.get(11).map_err(db_err)?;
-    Ok(DlqRecord {
-        id,
+    let text_ts = |i: usize| -> Result<Option<DateTime<Utc>>, StoreError> {
+        parse_opt_ts(row.get(i).map_err(db_err)?)
+    };
+    let failure_time: String = row.get(8).map_err(db_err)?;
+    DlqRecord::try_from(DlqRow {
+        id: row.get(0).map_err(db_err)?,
         event_id: row.get(1).map_err(db_err)?,
         aggregate_id: row.get(2).map_err(db_err)?,
         event_type: row.get(3).map_err(db_err)?,
-        version: row
-            .get::<_, Option<i64>>(4)
-            .map_err(db_err)?
-            .map(to_u64)
-            .transpose()?,
+        version: row.get(4).map_err(db_err)?,
         original_event: row.get(5).map_err(db_err)?,
         failure_reason: row.get(6).map_err(db_err)?,
+        failure_class: row.get(7).map_err(db_err)?,
         failure_time: parse_ts(&failure_time)?,
-        status: DlqStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("DLQ record {id}: unknown status {status:?}")))?,
-        replay_attempt_time: parse_opt_ts(row.get(9).map_err(db_err)?)?,
-        replay_result: row.get(10).map_err(db_err)?,
-        replay_attempts: u32::try_from(attempts)
-            .map_err(|_| corrupt(format!("DLQ record {id}: bad replay_attempts {attempts}")))?,
-        source: DlqSource::parse(&source)
-            .ok_or_else(|| corrupt(format!("DLQ record {id}: unknown source {source:?}")))?,
-        blocked_by: row.get(13).map_err(db_err)?,
-        topic: row.get(14).map_err(db_err)?,
-        origin: row.get(15).map_err(db_err)?,
+        status: row.get(9).map_err(db_err)?,
+        replay_attempt_time: text_ts(10)?,
+        replay_result: row.get(11).map_err(db_err)?,
+        replay_failure_class: row.get(12).map_err(db_err)?,
+        replay_attempts: row.get(13).map_err(db_err)?,
+        source: row.get(14).map_err(db_err)?,
+        blocked_by: row.get(15).map_err(db_err)?,
+        topic: row.get(16).map_err(db_err)?,
+        origin: row.get(17).map_err(db_err)?,
     })
 }
 
@@ -106,7 +92,7 @@ fn query_records<P: rusqlite::Params>(
 fn get_record(conn: &Connection, event_id: &str) -> Result<Option<DlqRecord>, StoreError> {
     Ok(query_records(
         conn,
-        &format!("SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?1"),
+        &format!("SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE event_id = ?1"),
         [event_id],
     )?
     .pop())
@@ -132,24 +118,117 @@ fn write_tx<R>(
     Ok(r)
 }
 
+fn status_list(statuses: &[DlqStatus]) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `guard` holds on the rows as they are (inside the writer's
+/// IMMEDIATE transaction, so nothing changes them meanwhile).
+fn holds(conn: &Connection, guard: &Guard, at: &str) -> Result<bool, StoreError> {
+    let n = match guard {
+        Guard::Status { event_id, any_of } => count(
+            conn,
+            &format!(
+                "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 AND status IN ({})",
+                status_list(any_of)
+            ),
+            [event_id],
+        )?,
+        Guard::Unclaimed { event_id } => count(
+            conn,
+            "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 \
+             AND (replay_claimed_by IS NULL OR replay_claimed_until < ?2)",
+            params![event_id, at],
+        )?,
+        Guard::HeldBehind { event_id, head } => count(
+            conn,
+            "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 \
+             AND blocked_by IS ?2",
+            params![event_id, head],
+        )?,
+        Guard::Origin { event_id, origin } => count(
+            conn,
+            "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 AND origin IS ?2",
+            params![event_id, origin],
+        )?,
+    };
+    Ok(n > 0)
+}
+
+fn write_step(conn: &Connection, step: &Step, at: &str) -> Result<(), StoreError> {
+    let run = |sql: &str, p: &[&dyn rusqlite::ToSql]| {
+        conn.prepare_cached(sql)
+            .and_then(|mut s| s.execute(p))
+            .map(drop)
+            .map_err(db_err)
+    };
+    match step {
+        Step::SetStatus {
+            event_ids,
+            from,
+            to,
+            result,
+            failure_class,
+            count_attempt,
+        } => {
+            let sql = format!(
+                "UPDATE dlq_replay_records SET status = ?2, replay_result = ?3, \
+                 replay_attempt_time = ?4, replay_failure_class = ?5, \
+                 replay_attempts = replay_attempts + ?6 \
+                 WHERE event_id = ?1 AND status IN ({})",
+                status_list(from)
+            );
+            let class = failure_class.map(|c| c.as_str());
+            let add = i64::from(*count_attempt);
+            for id in event_ids {
+                run(&sql, &[id, &to.as_str(), result, &at, &class, &add])?;
+            }
+            Ok(())
+        }
+        Step::MakeHead { event_id } => run(
+            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?1",
+            &[event_id],
+        ),
+        Step::MoveHeld { from, to } => run(
+            "UPDATE dlq_replay_records SET blocked_by = ?2 \
+             WHERE blocked_by = ?1 AND event_id <> ?2",
+            &[from, to],
+        ),
+        Step::Reopen {
+            event_id,
+            reason,
+            failure_time,
+            origin,
+        } => run(
+            "UPDATE dlq_replay_records SET status = 'PENDING', failure_reason = ?2, \
+             failure_time = ?3, origin = ?4, replay_failure_class = NULL WHERE event_id = ?1",
+            &[event_id, reason, &ts(failure_time), origin],
+        ),
+    }
+}
+
 #[async_trait]
 impl DlqStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(records = records.len()))]
-    async fn insert(&self, records: &[NewDlqRecord]) -> Result<usize, StoreError> {
+    async fn insert_new(&self, records: &[NewDlqRecord]) -> Result<Vec<String>, StoreError> {
         if records.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let records = records.to_vec();
         self.db
             .write_async(move |conn| {
                 write_tx(conn, |tx| {
-                    let mut new = 0;
+                    let mut known = Vec::new();
                     for r in &records {
-                        if insert_dlq_record(tx, r)? {
-                            new += 1;
+                        if !insert_dlq_record(tx, r)? {
+                            known.push(r.event_id.clone());
                         }
                     }
-                    Ok(new)
+                    Ok(known)
                 })
             })
             .await
@@ -179,7 +258,7 @@ impl DlqStore for SqliteStore {
                         query_records(
                             &tx,
                             &format!(
-                                "SELECT {COLUMNS} FROM dlq_replay_records WHERE status = ?1 \
+                                "SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE status = ?1 \
                                  ORDER BY failure_time DESC, id DESC LIMIT ?2 OFFSET ?3"
                             ),
                             params![s.as_str(), size, offset],
@@ -194,7 +273,7 @@ impl DlqStore for SqliteStore {
                         query_records(
                             &tx,
                             &format!(
-                                "SELECT {COLUMNS} FROM dlq_replay_records \
+                                "SELECT {DLQ_COLUMNS} FROM dlq_replay_records \
                                  ORDER BY failure_time DESC, id DESC LIMIT ?1 OFFSET ?2"
                             ),
                             params![size, offset],
@@ -254,36 +333,40 @@ impl DlqStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(aggregates = aggregate_ids.len()))]
-    async fn unresolved_heads(
+    async fn unresolved_publish_records(
         &self,
         aggregate_ids: &[String],
-    ) -> Result<HashMap<String, String>, StoreError> {
+    ) -> Result<Vec<SequenceMember>, StoreError> {
         if aggregate_ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Vec::new());
         }
         let ids = aggregate_ids.to_vec();
         self.db
             .read_async(move |conn| {
-                let mut heads = HashMap::new();
+                let mut out = Vec::new();
                 for chunk in ids.chunks(IN_CHUNK) {
                     let marks = vec!["?"; chunk.len()].join(", ");
-                    // Highest version first: with several heads, the lowest version is
-                    // inserted last and wins.
                     let sql = format!(
-                        "SELECT aggregate_id, event_id FROM dlq_replay_records \
+                        "SELECT aggregate_id, event_id, version, id FROM dlq_replay_records \
                          WHERE aggregate_id IN ({marks}) AND source = 'PUBLISH' \
-                         AND status IN ('PENDING', 'FAILED') \
-                         ORDER BY version DESC, id DESC"
+                         AND status IN ('PENDING', 'FAILED')"
                     );
                     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-                    let mut rows = stmt
-                        .query(rusqlite::params_from_iter(chunk.iter()))
-                        .map_err(db_err)?;
+                    let mut rows = stmt.query(params_from_iter(chunk.iter())).map_err(db_err)?;
                     while let Some(r) = rows.next().map_err(db_err)? {
-                        heads.insert(r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+                        out.push(SequenceMember {
+                            aggregate_id: r.get(0).map_err(db_err)?,
+                            event_id: r.get(1).map_err(db_err)?,
+                            version: r
+                                .get::<_, Option<i64>>(2)
+                                .map_err(db_err)?
+                                .map(to_u64)
+                                .transpose()?,
+                            id: r.get(3).map_err(db_err)?,
+                        });
                     }
                 }
-                Ok(heads)
+                Ok(out)
             })
             .await
     }
@@ -296,77 +379,11 @@ impl DlqStore for SqliteStore {
                 query_records(
                     conn,
                     &format!(
-                        "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by = ?1 \
+                        "SELECT {DLQ_COLUMNS} FROM dlq_replay_records WHERE blocked_by = ?1 \
                          AND status IN ('PENDING', 'FAILED') ORDER BY version, id"
                     ),
                     [&head],
                 )
-            })
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(records = event_ids.len()))]
-    async fn mark_replayed(
-        &self,
-        event_ids: &[String],
-        at: DateTime<Utc>,
-        result: &str,
-    ) -> Result<(), StoreError> {
-        if event_ids.is_empty() {
-            return Ok(());
-        }
-        let ids = event_ids.to_vec();
-        let result = result.to_owned();
-        let at = ts(&at);
-        self.db
-            .write_async(move |conn| {
-                write_tx(conn, |tx| {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "UPDATE dlq_replay_records SET status = 'REPLAYED', \
-                             replay_attempts = replay_attempts + 1, replay_attempt_time = ?2, \
-                             replay_result = ?3 \
-                             WHERE event_id = ?1 AND status IN ('PENDING', 'FAILED')",
-                        )
-                        .map_err(db_err)?;
-                    for id in &ids {
-                        stmt.execute(params![id, at, result]).map_err(db_err)?;
-                    }
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self, at, result))]
-    async fn mark_failed(
-        &self,
-        event_id: &str,
-        previous_head: &str,
-        at: DateTime<Utc>,
-        result: &str,
-    ) -> Result<(), StoreError> {
-        let (event_id, previous_head) = (event_id.to_owned(), previous_head.to_owned());
-        let result = result.to_owned();
-        let at = ts(&at);
-        self.db
-            .write_async(move |conn| {
-                write_tx(conn, |tx| {
-                    tx.prepare_cached(
-                        "UPDATE dlq_replay_records SET status = 'FAILED', \
-                         replay_attempts = replay_attempts + 1, replay_attempt_time = ?2, \
-                         replay_result = ?3, blocked_by = NULL WHERE event_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![event_id, at, result]))
-                    .map_err(db_err)?;
-                    tx.prepare_cached(
-                        "UPDATE dlq_replay_records SET blocked_by = ?1 \
-                         WHERE blocked_by = ?2 AND event_id <> ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![event_id, previous_head]))
-                    .map_err(db_err)?;
-                    Ok(())
-                })
             })
             .await
     }
@@ -410,100 +427,22 @@ impl DlqStore for SqliteStore {
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, result, at))]
-    async fn transition(
-        &self,
-        event_id: &str,
-        from: DlqStatus,
-        to: DlqStatus,
-        result: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Transitioned, StoreError> {
-        let event_id = event_id.to_owned();
-        let result = result.to_owned();
-        let at = ts(&at);
+    #[tracing::instrument(level = "debug", skip_all, fields(steps = change.steps.len()))]
+    async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError> {
+        let change = change.clone();
         self.db
             .write_async(move |conn| {
                 write_tx(conn, |tx| {
-                    let changed = tx
-                        .prepare_cached(
-                            "UPDATE dlq_replay_records SET status = ?3, replay_result = ?4, \
-                             replay_attempt_time = ?5 WHERE event_id = ?1 AND status = ?2",
-                        )
-                        .and_then(|mut s| {
-                            s.execute(params![event_id, from.as_str(), to.as_str(), result, at])
-                        })
-                        .map_err(db_err)?;
-                    let rec = get_record(tx, &event_id)?;
-                    Ok(match (rec, changed) {
-                        (None, _) => Transitioned::NotFound,
-                        (Some(r), 0) => Transitioned::WrongStatus(r),
-                        (Some(r), _) => Transitioned::Done(r),
-                    })
-                })
-            })
-            .await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self, reason, at))]
-    async fn skip(
-        &self,
-        event_id: &str,
-        reason: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Skipped, StoreError> {
-        let event_id = event_id.to_owned();
-        let reason = reason.to_owned();
-        let at = ts(&at);
-        self.db
-            .write_async(move |conn| {
-                write_tx(conn, |tx| {
-                    let Some(rec) = get_record(tx, &event_id)? else {
-                        return Ok(Skipped::NotFound);
-                    };
-                    if !rec.status.is_unresolved() {
-                        return Ok(Skipped::WrongStatus(rec));
+                    let at = ts(&change.at);
+                    for guard in &change.guards {
+                        if !holds(tx, guard, &at)? {
+                            return Ok(false);
+                        }
                     }
-                    let claimed = count(
-                        tx,
-                        "SELECT COUNT(*) FROM dlq_replay_records WHERE event_id = ?1 \
-                         AND replay_claimed_by IS NOT NULL AND replay_claimed_until >= ?2",
-                        params![event_id, at],
-                    )?;
-                    if claimed > 0 {
-                        return Ok(Skipped::Claimed(rec));
+                    for step in &change.steps {
+                        write_step(tx, step, &at)?;
                     }
-                    tx.prepare_cached(
-                        "UPDATE dlq_replay_records SET status = 'SKIPPED', replay_result = ?2, \
-                         replay_attempt_time = ?3 WHERE event_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![event_id, reason, at]))
-                    .map_err(db_err)?;
-                    let new_head: Option<String> = tx
-                        .prepare_cached(
-                            "SELECT event_id FROM dlq_replay_records WHERE blocked_by = ?1 \
-                             AND status IN ('PENDING', 'FAILED') ORDER BY version, id LIMIT 1",
-                        )
-                        .and_then(|mut s| {
-                            s.query_map([&event_id], |r| r.get(0))?.next().transpose()
-                        })
-                        .map_err(db_err)?;
-                    if let Some(head) = &new_head {
-                        tx.prepare_cached(
-                            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?1",
-                        )
-                        .and_then(|mut s| s.execute([head]))
-                        .map_err(db_err)?;
-                        tx.prepare_cached(
-                            "UPDATE dlq_replay_records SET blocked_by = ?1 \
-                             WHERE blocked_by = ?2 AND event_id <> ?1",
-                        )
-                        .and_then(|mut s| s.execute(params![head, event_id]))
-                        .map_err(db_err)?;
-                    }
-                    let record = get_record(tx, &event_id)?
-                        .ok_or_else(|| corrupt(format!("DLQ record {event_id} vanished")))?;
-                    Ok(Skipped::Done { record, new_head })
+                    Ok(true)
                 })
             })
             .await

@@ -44,6 +44,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "replay_jobs",
         sql: include_str!("../migrations/store/0004_replay_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "failure_class",
+        sql: include_str!("../migrations/store/0005_failure_class.sql"),
+    },
 ];
 
 /// Event store, current state, outbox and DLQ records in one SQLite file

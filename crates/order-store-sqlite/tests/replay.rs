@@ -49,7 +49,7 @@ async fn a_record_claimed_by_another_instance_is_not_published_twice() {
     let w = world();
     let rec = dlq_record("agg-1", 1, None, at(0));
     w.store
-        .insert(std::slice::from_ref(&rec))
+        .insert_new(std::slice::from_ref(&rec))
         .await
         .expect("insert");
     let t = now();
@@ -90,7 +90,7 @@ async fn replaying_a_head_publishes_its_whole_sequence_in_order() {
     let second = dlq_record("agg-1", 2, Some(&head.event_id), at(1));
     let third = dlq_record("agg-1", 3, Some(&head.event_id), at(2));
     w.store
-        .insert(&[head.clone(), second.clone(), third.clone()])
+        .insert_new(&[head.clone(), second.clone(), third.clone()])
         .await
         .expect("insert");
     let done = service(&w)
@@ -151,7 +151,7 @@ async fn a_parked_event_an_unanswered_attempt_delivered_is_not_replayed_twice() 
     let head = dlq_record("agg-1", 1, None, at(0));
     let second = dlq_record("agg-1", 2, Some(&head.event_id), at(1));
     w.store
-        .insert(&[head.clone(), second.clone()])
+        .insert_new(&[head.clone(), second.clone()])
         .await
         .expect("insert");
     // The attempt that timed out reached the broker after all.
@@ -177,7 +177,7 @@ async fn a_consumer_side_record_is_redelivered_although_it_is_on_the_topic() {
     let w = world();
     let rec = order_core::testkit::fixtures::consumer_dlq_record("agg-1", at(0));
     w.store
-        .insert(std::slice::from_ref(&rec))
+        .insert_new(std::slice::from_ref(&rec))
         .await
         .expect("insert");
     let original = w.bus.publish(&[landed(&rec.event_id)]).await;
@@ -243,7 +243,7 @@ impl EventBus for LateAnswer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
-    use order_core::app::publisher::{publish_with_retry, Sent};
+    use order_core::app::relay::{publish_with_retry, Sent};
     let w = world();
     let bus = LateAnswer {
         inner: w.bus.clone(),
@@ -281,7 +281,7 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
     let head = dlq_record("agg-1", 1, None, at(0));
     let held = dlq_record("agg-1", 2, Some(&head.event_id), at(1));
     w.store
-        .insert(&[head.clone(), held.clone()])
+        .insert_new(&[head.clone(), held.clone()])
         .await
         .expect("insert");
     let svc = service(&w);

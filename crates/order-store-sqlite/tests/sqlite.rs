@@ -59,7 +59,7 @@ async fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("schema_migrations");
-    assert_eq!(applied, 4, "every migration recorded once");
+    assert_eq!(applied, 5, "every migration recorded once");
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal mode");

@@ -1,15 +1,21 @@
-//! Application services: they drive the domain through the ports.
+//! Application services: they drive the domain through the ports. The
+//! folders follow an event's way:
+//!
+//! [`commands`] (decide, commit events + state + outbox in one transaction)
+//! → [`relay`] (outbox to bus, retry policy, wire format, fault switch)
+//! → the bus → [`projector`] (read model)
+//! → [`dlq`] (what could not be published or processed: sequencing rules,
+//! recorder, operator service, bulk jobs, automatic redrive).
+//!
+//! [`audit`], [`principal`], [`metrics`] and [`error`] serve every stage.
 
 pub mod audit;
 pub mod commands;
 pub mod dlq;
 pub mod error;
-pub mod jobs;
 pub mod metrics;
 pub mod principal;
 pub mod projector;
-pub mod publisher;
-pub mod redrive;
 pub mod relay;
 
 pub use audit::Auditor;
@@ -18,14 +24,14 @@ pub use commands::{
     OrderQueries,
 };
 pub use dlq::{
-    BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
-    TestPublishOutcome, BULK_REPLAY_MAX, SKIP_REASON_MAX,
+    AutoRedriver, BulkReplayOutcome, BulkReplayRequest, DlqRecorder, DlqService, JobConfig,
+    RedriveClass, RedriveConfig, RedriveReport, ReplayJobs, ReplayOutcome, SkipOutcome,
+    TestPublishOutcome, BULK_REPLAY_MAX, MIN_HEADS_FOR_RATIO, SKIP_REASON_MAX,
 };
 pub use error::AppError;
-pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use metrics::{Gauges, Metrics};
 pub use principal::{Principal, Role};
-pub use projector::{DlqRecorder, ProjectionReport, Projector, ProjectorConfig, RebuildReport};
-pub use publisher::{FaultSwitch, RetryPolicy, SwitchableBus};
-pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
-pub use relay::{OutboxRelay, PublishGate, RelayConfig, RelayReport};
+pub use projector::{ProjectionReport, Projector, ProjectorConfig, RebuildReport};
+pub use relay::{
+    FaultSwitch, OutboxRelay, PublishGate, RelayConfig, RelayReport, RetryPolicy, SwitchableBus,
+};

@@ -4,9 +4,13 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use super::fixtures::{at, consumer_dlq_record, dlq_record};
+use crate::app::dlq::sequencing::{self, Changed, SkipDone};
 use crate::ports::{
-    DlqRecord, DlqSource, DlqStatus, DlqStore, NewDlqRecord, PageRequest, Skipped, Transitioned,
+    DlqRecord, DlqSource, DlqStatus, DlqStore, FailureClass, Guard, NewDlqRecord, PageRequest,
+    SequenceChange, Step, StoreError,
 };
 
 async fn get(dlq: &Arc<dyn DlqStore>, event_id: &str) -> DlqRecord {
@@ -17,7 +21,30 @@ async fn get(dlq: &Arc<dyn DlqStore>, event_id: &str) -> DlqRecord {
 }
 
 async fn insert(dlq: &Arc<dyn DlqStore>, records: &[NewDlqRecord]) -> usize {
-    dlq.insert(records).await.expect("insert")
+    sequencing::record(dlq.as_ref(), records)
+        .await
+        .expect("insert")
+}
+
+async fn mark_failed(
+    dlq: &Arc<dyn DlqStore>,
+    event_id: &str,
+    previous_head: &str,
+    t: DateTime<Utc>,
+    result: &str,
+) -> Result<bool, StoreError> {
+    let change =
+        sequencing::failed_change(event_id, previous_head, t, result, FailureClass::Retryable);
+    dlq.apply(&change).await
+}
+
+async fn reset(
+    dlq: &Arc<dyn DlqStore>,
+    event_id: &str,
+    result: &str,
+    t: DateTime<Utc>,
+) -> Result<Changed<DlqRecord>, StoreError> {
+    sequencing::reset(dlq.as_ref(), event_id, result, t).await
 }
 
 fn page(page: u32, size: u32) -> PageRequest {
@@ -135,16 +162,23 @@ pub async fn list_filters_by_status(dlq: Arc<dyn DlqStore>) {
         .map(|t| dlq_record(&format!("agg-{t}"), 1, None, at(t)))
         .collect();
     insert(&dlq, &recs).await;
-    dlq.mark_replayed(
+    sequencing::mark_replayed(
+        dlq.as_ref(),
         &[recs[1].event_id.clone(), recs[3].event_id.clone()],
         at(100),
         "ok",
     )
     .await
     .expect("mark_replayed");
-    dlq.mark_failed(&recs[4].event_id, &recs[4].event_id, at(100), "still down")
-        .await
-        .expect("mark_failed");
+    mark_failed(
+        &dlq,
+        &recs[4].event_id,
+        &recs[4].event_id,
+        at(100),
+        "still down",
+    )
+    .await
+    .expect("mark_failed");
 
     let replayed = dlq
         .list(Some(DlqStatus::Replayed), page(0, 10))
@@ -201,23 +235,26 @@ pub async fn stats_count_per_status(dlq: Arc<dyn DlqStore>) {
         ],
     )
     .await;
-    dlq.mark_replayed(std::slice::from_ref(&replayed.event_id), at(10), "ok")
-        .await
-        .expect("mark_replayed");
-    dlq.mark_failed(&failed.event_id, &failed.event_id, at(10), "down")
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&replayed.event_id),
+        at(10),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    mark_failed(&dlq, &failed.event_id, &failed.event_id, at(10), "down")
         .await
         .expect("mark_failed");
-    let t = dlq
-        .transition(
-            &skipped.event_id,
-            DlqStatus::Pending,
-            DlqStatus::Skipped,
-            "skipped by operator",
-            at(10),
-        )
-        .await
-        .expect("transition");
-    assert!(matches!(t, Transitioned::Done(_)), "{t:?}");
+    let t = sequencing::skip(
+        dlq.as_ref(),
+        &skipped.event_id,
+        "skipped by operator",
+        at(10),
+    )
+    .await
+    .expect("skip");
+    assert!(matches!(t, Changed::Done(_)), "{t:?}");
 
     let stats = dlq.stats().await.expect("stats");
     assert_eq!(stats.pending_count, 4);
@@ -244,10 +281,15 @@ pub async fn unresolved_heads_are_the_earliest_unresolved_publish_records(dlq: A
         &[consumer, replayed.clone(), failed.clone(), not_asked],
     )
     .await;
-    dlq.mark_replayed(std::slice::from_ref(&replayed.event_id), at(1), "ok")
-        .await
-        .expect("mark_replayed");
-    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&replayed.event_id),
+        at(1),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    mark_failed(&dlq, &failed.event_id, &failed.event_id, at(1), "down")
         .await
         .expect("mark_failed");
 
@@ -255,7 +297,9 @@ pub async fn unresolved_heads_are_the_earliest_unresolved_publish_records(dlq: A
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let heads = dlq.unresolved_heads(&asked).await.expect("heads");
+    let heads = sequencing::unresolved_heads(dlq.as_ref(), &asked)
+        .await
+        .expect("heads");
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert_eq!(heads.get("agg-a"), Some(&a[0].event_id));
     assert_eq!(
@@ -263,15 +307,22 @@ pub async fn unresolved_heads_are_the_earliest_unresolved_publish_records(dlq: A
         Some(&failed.event_id),
         "FAILED heads still hold"
     );
-    assert!(dlq.unresolved_heads(&[]).await.expect("heads").is_empty());
+    assert!(sequencing::unresolved_heads(dlq.as_ref(), &[])
+        .await
+        .expect("heads")
+        .is_empty());
 
     // The head was replayed but a record behind it is still unresolved (a
     // replay elsewhere missed it): that record now holds the order back.
-    dlq.mark_replayed(std::slice::from_ref(&a[0].event_id), at(2), "ok")
-        .await
-        .expect("mark_replayed");
-    let heads = dlq
-        .unresolved_heads(&["agg-a".to_owned()])
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&a[0].event_id),
+        at(2),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    let heads = sequencing::unresolved_heads(dlq.as_ref(), &["agg-a".to_owned()])
         .await
         .expect("heads");
     assert_eq!(
@@ -303,9 +354,14 @@ pub async fn blocked_behind_in_version_order(dlq: Arc<dyn DlqStore>) {
         ],
     )
     .await;
-    dlq.mark_replayed(std::slice::from_ref(&v5_done.event_id), at(9), "ok")
-        .await
-        .expect("mark_replayed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&v5_done.event_id),
+        at(9),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
     let behind = dlq
         .blocked_behind(&head.event_id)
         .await
@@ -329,18 +385,12 @@ pub async fn mark_replayed_changes_only_unresolved(dlq: Arc<dyn DlqStore>) {
     let failed = dlq_record("agg-2", 1, None, at(0));
     let skipped = dlq_record("agg-3", 1, None, at(0));
     insert(&dlq, &[pending.clone(), failed.clone(), skipped.clone()]).await;
-    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+    mark_failed(&dlq, &failed.event_id, &failed.event_id, at(1), "down")
         .await
         .expect("mark_failed");
-    dlq.transition(
-        &skipped.event_id,
-        DlqStatus::Pending,
-        DlqStatus::Skipped,
-        "skip",
-        at(1),
-    )
-    .await
-    .expect("transition");
+    sequencing::skip(dlq.as_ref(), &skipped.event_id, "skip", at(1))
+        .await
+        .expect("skip");
 
     let all = vec![
         pending.event_id.clone(),
@@ -348,7 +398,7 @@ pub async fn mark_replayed_changes_only_unresolved(dlq: Arc<dyn DlqStore>) {
         skipped.event_id.clone(),
         "unknown-event".to_owned(),
     ];
-    dlq.mark_replayed(&all, at(2), "replayed by operator")
+    sequencing::mark_replayed(dlq.as_ref(), &all, at(2), "replayed by operator")
         .await
         .expect("mark_replayed");
     let p = get(&dlq, &pending.event_id).await;
@@ -368,12 +418,12 @@ pub async fn mark_replayed_changes_only_unresolved(dlq: Arc<dyn DlqStore>) {
     assert_eq!(s.replay_attempts, 0);
 
     // Replaying again changes nothing.
-    dlq.mark_replayed(&all, at(3), "again")
+    sequencing::mark_replayed(dlq.as_ref(), &all, at(3), "again")
         .await
         .expect("mark_replayed");
     let p2 = get(&dlq, &pending.event_id).await;
     assert_eq!(p2, p);
-    dlq.mark_replayed(&[], at(3), "nothing")
+    sequencing::mark_replayed(dlq.as_ref(), &[], at(3), "nothing")
         .await
         .expect("empty");
 }
@@ -382,16 +432,23 @@ pub async fn mark_failed_makes_a_new_head(dlq: Arc<dyn DlqStore>) {
     let seq = sequence(&dlq, "agg-1").await;
     let (head, b2, b3, b4) = (&seq[0], &seq[1], &seq[2], &seq[3]);
     // The replay flow: head and v2 go out, v3 fails.
-    dlq.mark_replayed(
+    sequencing::mark_replayed(
+        dlq.as_ref(),
         &[head.event_id.clone(), b2.event_id.clone()],
         at(10),
         "replayed",
     )
     .await
     .expect("mark_replayed");
-    dlq.mark_failed(&b3.event_id, &head.event_id, at(11), "replay failed: down")
-        .await
-        .expect("mark_failed");
+    mark_failed(
+        &dlq,
+        &b3.event_id,
+        &head.event_id,
+        at(11),
+        "replay failed: down",
+    )
+    .await
+    .expect("mark_failed");
 
     let f = get(&dlq, &b3.event_id).await;
     assert_eq!(f.status, DlqStatus::Failed);
@@ -407,8 +464,7 @@ pub async fn mark_failed_makes_a_new_head(dlq: Arc<dyn DlqStore>) {
     );
     assert_eq!(w.status, DlqStatus::Pending);
 
-    let heads = dlq
-        .unresolved_heads(&["agg-1".to_owned()])
+    let heads = sequencing::unresolved_heads(dlq.as_ref(), &["agg-1".to_owned()])
         .await
         .expect("heads");
     assert_eq!(heads.get("agg-1"), Some(&b3.event_id));
@@ -423,7 +479,7 @@ pub async fn mark_failed_makes_a_new_head(dlq: Arc<dyn DlqStore>) {
         .is_empty());
 
     // A head that fails its own replay stays the head (previous_head == itself).
-    dlq.mark_failed(&b3.event_id, &b3.event_id, at(12), "again")
+    mark_failed(&dlq, &b3.event_id, &b3.event_id, at(12), "again")
         .await
         .expect("mark_failed");
     let f = get(&dlq, &b3.event_id).await;
@@ -439,21 +495,19 @@ pub async fn transition_is_conditional(dlq: Arc<dyn DlqStore>) {
     let failed = dlq_record("agg-1", 1, None, at(0));
     let pending = dlq_record("agg-2", 1, None, at(0));
     insert(&dlq, &[failed.clone(), pending.clone()]).await;
-    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+    mark_failed(&dlq, &failed.event_id, &failed.event_id, at(1), "down")
         .await
         .expect("mark_failed");
 
-    let done = dlq
-        .transition(
-            &failed.event_id,
-            DlqStatus::Failed,
-            DlqStatus::Pending,
-            "reset to PENDING by operator",
-            at(2),
-        )
-        .await
-        .expect("transition");
-    let Transitioned::Done(rec) = done else {
+    let done = reset(
+        &dlq,
+        &failed.event_id,
+        "reset to PENDING by operator",
+        at(2),
+    )
+    .await
+    .expect("transition");
+    let Changed::Done(rec) = done else {
         panic!("expected Done, got {done:?}");
     };
     assert_eq!(rec.status, DlqStatus::Pending);
@@ -469,39 +523,30 @@ pub async fn transition_is_conditional(dlq: Arc<dyn DlqStore>) {
     );
 
     let before = get(&dlq, &pending.event_id).await;
-    let wrong = dlq
-        .transition(
-            &pending.event_id,
-            DlqStatus::Failed,
-            DlqStatus::Pending,
-            "reset",
-            at(3),
-        )
+    let wrong = reset(&dlq, &pending.event_id, "reset", at(3))
         .await
         .expect("transition");
-    assert_eq!(wrong, Transitioned::WrongStatus(before.clone()));
+    assert_eq!(wrong, Changed::WrongStatus(before.clone()));
     assert_eq!(get(&dlq, &pending.event_id).await, before, "unchanged");
 
-    let missing = dlq
-        .transition(
-            "no-such-event",
-            DlqStatus::Failed,
-            DlqStatus::Pending,
-            "r",
-            at(3),
-        )
+    let missing = reset(&dlq, "no-such-event", "r", at(3))
         .await
         .expect("transition");
-    assert_eq!(missing, Transitioned::NotFound);
+    assert_eq!(missing, Changed::NotFound);
     assert_eq!(before.source, DlqSource::Publish);
 }
 
 pub async fn a_new_consumer_failure_reopens_a_replayed_record(dlq: Arc<dyn DlqStore>) {
     let first = consumer_dlq_record("agg-1", at(0));
     assert_eq!(insert(&dlq, std::slice::from_ref(&first)).await, 1);
-    dlq.mark_replayed(std::slice::from_ref(&first.event_id), at(1), "replayed")
-        .await
-        .expect("mark_replayed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&first.event_id),
+        at(1),
+        "replayed",
+    )
+    .await
+    .expect("mark_replayed");
 
     // The same DLQ-topic message delivered again: nothing changes.
     assert_eq!(insert(&dlq, std::slice::from_ref(&first)).await, 0);
@@ -537,9 +582,14 @@ pub async fn a_new_consumer_failure_reopens_a_replayed_record(dlq: Arc<dyn DlqSt
     // Publish-side records are never reopened by an insert.
     let parked = dlq_record("agg-2", 1, None, at(0));
     insert(&dlq, std::slice::from_ref(&parked)).await;
-    dlq.mark_replayed(std::slice::from_ref(&parked.event_id), at(1), "replayed")
-        .await
-        .expect("mark_replayed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&parked.event_id),
+        at(1),
+        "replayed",
+    )
+    .await
+    .expect("mark_replayed");
     let reparked = NewDlqRecord {
         failure_reason: "parked again".to_owned(),
         ..parked.clone()
@@ -587,9 +637,14 @@ pub async fn a_replay_claim_is_exclusive_until_released_or_expired(dlq: Arc<dyn 
     );
 
     // Only unresolved records can be claimed.
-    dlq.mark_replayed(std::slice::from_ref(&rec.event_id), at(50), "ok")
-        .await
-        .expect("mark_replayed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&rec.event_id),
+        at(50),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
     dlq.release_replay(id, "instance-c").await.expect("release");
     assert!(
         !claim("instance-d", 80, 90).await,
@@ -603,8 +658,10 @@ pub async fn a_replay_claim_is_exclusive_until_released_or_expired(dlq: Arc<dyn 
     );
 }
 
-async fn skip(dlq: &Arc<dyn DlqStore>, event_id: &str, reason: &str, t: i64) -> Skipped {
-    dlq.skip(event_id, reason, at(t)).await.expect("skip")
+async fn skip(dlq: &Arc<dyn DlqStore>, event_id: &str, reason: &str, t: i64) -> Changed<SkipDone> {
+    sequencing::skip(dlq.as_ref(), event_id, reason, at(t))
+        .await
+        .expect("skip")
 }
 
 pub async fn skip_is_conditional_and_keeps_attempts(dlq: Arc<dyn DlqStore>) {
@@ -612,14 +669,20 @@ pub async fn skip_is_conditional_and_keeps_attempts(dlq: Arc<dyn DlqStore>) {
     let failed = dlq_record("agg-2", 1, None, at(0));
     let replayed = dlq_record("agg-3", 1, None, at(0));
     insert(&dlq, &[pending.clone(), failed.clone(), replayed.clone()]).await;
-    dlq.mark_failed(&failed.event_id, &failed.event_id, at(1), "down")
+    mark_failed(&dlq, &failed.event_id, &failed.event_id, at(1), "down")
         .await
         .expect("mark_failed");
-    dlq.mark_replayed(std::slice::from_ref(&replayed.event_id), at(1), "ok")
-        .await
-        .expect("mark_replayed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&replayed.event_id),
+        at(1),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
 
-    let Skipped::Done { record, new_head } = skip(&dlq, &pending.event_id, "poison", 5).await
+    let Changed::Done(SkipDone { record, new_head }) =
+        skip(&dlq, &pending.event_id, "poison", 5).await
     else {
         panic!("a PENDING record can be skipped");
     };
@@ -630,7 +693,8 @@ pub async fn skip_is_conditional_and_keeps_attempts(dlq: Arc<dyn DlqStore>) {
     assert_eq!(new_head, None, "nothing waited behind it");
     assert_eq!(record, get(&dlq, &pending.event_id).await);
 
-    let Skipped::Done { record, .. } = skip(&dlq, &failed.event_id, "gave up", 6).await else {
+    let Changed::Done(SkipDone { record, .. }) = skip(&dlq, &failed.event_id, "gave up", 6).await
+    else {
         panic!("a FAILED record can be skipped");
     };
     assert_eq!(record.status, DlqStatus::Skipped);
@@ -639,20 +703,20 @@ pub async fn skip_is_conditional_and_keeps_attempts(dlq: Arc<dyn DlqStore>) {
     let before = get(&dlq, &replayed.event_id).await;
     assert_eq!(
         skip(&dlq, &replayed.event_id, "x", 7).await,
-        Skipped::WrongStatus(before.clone())
+        Changed::WrongStatus(before.clone())
     );
     assert_eq!(get(&dlq, &replayed.event_id).await, before, "unchanged");
     let skipped = get(&dlq, &pending.event_id).await;
     assert_eq!(
         skip(&dlq, &pending.event_id, "again", 8).await,
-        Skipped::WrongStatus(skipped.clone()),
+        Changed::WrongStatus(skipped.clone()),
         "a SKIPPED record is not skipped twice"
     );
     assert_eq!(
         get(&dlq, &pending.event_id).await.replay_result.as_deref(),
         Some("poison")
     );
-    assert_eq!(skip(&dlq, "no-such-event", "x", 9).await, Skipped::NotFound);
+    assert_eq!(skip(&dlq, "no-such-event", "x", 9).await, Changed::NotFound);
 
     let stats = dlq.stats().await.expect("stats");
     assert_eq!(stats.skipped_count, 2);
@@ -665,7 +729,7 @@ pub async fn skipping_a_head_makes_the_next_held_record_the_head(dlq: Arc<dyn Dl
     let other = sequence(&dlq, "agg-2").await;
 
     let done = skip(&dlq, &head.event_id, "bad event", 10).await;
-    let Skipped::Done { new_head, .. } = done else {
+    let Changed::Done(SkipDone { new_head, .. }) = done else {
         panic!("expected Done, got {done:?}");
     };
     assert_eq!(
@@ -692,10 +756,10 @@ pub async fn skipping_a_head_makes_the_next_held_record_the_head(dlq: Arc<dyn Dl
         .await
         .expect("behind")
         .is_empty());
-    let heads = dlq
-        .unresolved_heads(&["agg-1".to_owned(), "agg-2".to_owned()])
-        .await
-        .expect("heads");
+    let heads =
+        sequencing::unresolved_heads(dlq.as_ref(), &["agg-1".to_owned(), "agg-2".to_owned()])
+            .await
+            .expect("heads");
     assert_eq!(heads.get("agg-1"), Some(&b2.event_id));
     assert_eq!(
         heads.get("agg-2"),
@@ -711,7 +775,8 @@ pub async fn skipping_a_head_makes_the_next_held_record_the_head(dlq: Arc<dyn Dl
     assert_eq!(stats.blocked_count, 2 + 3);
 
     // Skipping the new head in turn hands over to the next one.
-    let Skipped::Done { new_head, .. } = skip(&dlq, &b2.event_id, "also bad", 11).await else {
+    let Changed::Done(SkipDone { new_head, .. }) = skip(&dlq, &b2.event_id, "also bad", 11).await
+    else {
         panic!("expected Done");
     };
     assert_eq!(new_head.as_deref(), Some(b3.event_id.as_str()));
@@ -721,21 +786,23 @@ pub async fn skipping_a_head_makes_the_next_held_record_the_head(dlq: Arc<dyn Dl
     );
     // The last one: nothing left behind it.
     skip(&dlq, &b3.event_id, "bad", 12).await;
-    let Skipped::Done { new_head, .. } = skip(&dlq, &b4.event_id, "bad", 13).await else {
+    let Changed::Done(SkipDone { new_head, .. }) = skip(&dlq, &b4.event_id, "bad", 13).await else {
         panic!("expected Done");
     };
     assert_eq!(new_head, None);
-    assert!(dlq
-        .unresolved_heads(&["agg-1".to_owned()])
-        .await
-        .expect("heads")
-        .is_empty());
+    assert!(
+        sequencing::unresolved_heads(dlq.as_ref(), &["agg-1".to_owned()])
+            .await
+            .expect("heads")
+            .is_empty()
+    );
 }
 
 pub async fn skipping_a_held_record_leaves_the_sequence(dlq: Arc<dyn DlqStore>) {
     let seq = sequence(&dlq, "agg-1").await;
     let (head, b2, b3, b4) = (&seq[0], &seq[1], &seq[2], &seq[3]);
-    let Skipped::Done { record, new_head } = skip(&dlq, &b3.event_id, "not wanted", 10).await
+    let Changed::Done(SkipDone { record, new_head }) =
+        skip(&dlq, &b3.event_id, "not wanted", 10).await
     else {
         panic!("a held record can be skipped");
     };
@@ -747,7 +814,7 @@ pub async fn skipping_a_held_record_leaves_the_sequence(dlq: Arc<dyn DlqStore>) 
         "the rest still wait behind the head"
     );
     assert_eq!(
-        dlq.unresolved_heads(&["agg-1".to_owned()])
+        sequencing::unresolved_heads(dlq.as_ref(), &["agg-1".to_owned()])
             .await
             .expect("heads")
             .get("agg-1"),
@@ -766,11 +833,235 @@ pub async fn a_claimed_record_is_not_skipped(dlq: Arc<dyn DlqStore>) {
     let before = get(&dlq, &rec.event_id).await;
     assert_eq!(
         skip(&dlq, &rec.event_id, "x", 50).await,
-        Skipped::Claimed(before.clone()),
+        Changed::Claimed(before.clone()),
         "a replay in progress keeps it"
     );
     assert_eq!(get(&dlq, &rec.event_id).await, before);
     // Once the claim has lapsed the record can be skipped.
     let done = skip(&dlq, &rec.event_id, "x", 101).await;
-    assert!(matches!(done, Skipped::Done { .. }), "{done:?}");
+    assert!(matches!(done, Changed::Done(_)), "{done:?}");
+}
+
+/// Every unresolved record marked as held points at an unresolved head.
+async fn assert_no_orphaned_holds(dlq: &Arc<dyn DlqStore>, when: &str) {
+    let all = dlq.list(None, page(0, 1000)).await.expect("list").content;
+    for r in all.iter().filter(|r| r.status.is_unresolved()) {
+        if let Some(head) = &r.blocked_by {
+            let h = all
+                .iter()
+                .find(|h| &h.event_id == head)
+                .unwrap_or_else(|| panic!("{when}: {} held behind unknown {head}", r.event_id));
+            assert!(
+                h.status.is_unresolved(),
+                "{when}: {} is held behind {head}, which is {}",
+                r.event_id,
+                h.status.as_str()
+            );
+        }
+    }
+}
+
+pub async fn a_held_record_never_points_at_a_resolved_head(dlq: Arc<dyn DlqStore>) {
+    let seq = sequence(&dlq, "agg-1").await;
+    assert_no_orphaned_holds(&dlq, "after parking").await;
+    skip(&dlq, &seq[0].event_id, "bad", 10).await;
+    assert_no_orphaned_holds(&dlq, "after skipping the head").await;
+    // The replay of the new head failed at the third record: it heads the rest.
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&seq[2].event_id),
+        at(11),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    mark_failed(&dlq, &seq[3].event_id, &seq[1].event_id, at(11), "down")
+        .await
+        .expect("mark_failed");
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&seq[1].event_id),
+        at(11),
+        "ok",
+    )
+    .await
+    .expect("mark_replayed");
+    assert_no_orphaned_holds(&dlq, "after a partly failed replay").await;
+    let last = get(&dlq, &seq[3].event_id).await;
+    assert_eq!(last.status, DlqStatus::Failed);
+    assert_eq!(
+        last.blocked_by, None,
+        "the failed record heads what is left"
+    );
+}
+
+pub async fn a_change_whose_guard_fails_writes_nothing(dlq: Arc<dyn DlqStore>) {
+    let seq = sequence(&dlq, "agg-1").await;
+    let (head, b2) = (&seq[0], &seq[1]);
+    let before = dlq.list(None, page(0, 100)).await.expect("list").content;
+    let steps = vec![
+        Step::SetStatus {
+            event_ids: vec![head.event_id.clone()],
+            from: sequencing::UNRESOLVED.to_vec(),
+            to: DlqStatus::Skipped,
+            result: "x".into(),
+            failure_class: None,
+            count_attempt: false,
+        },
+        Step::MakeHead {
+            event_id: b2.event_id.clone(),
+        },
+        Step::MoveHeld {
+            from: head.event_id.clone(),
+            to: b2.event_id.clone(),
+        },
+    ];
+    let failing = [
+        Guard::Status {
+            event_id: head.event_id.clone(),
+            any_of: vec![DlqStatus::Failed],
+        },
+        Guard::Status {
+            event_id: "no-such-event".into(),
+            any_of: sequencing::UNRESOLVED.to_vec(),
+        },
+        Guard::HeldBehind {
+            event_id: b2.event_id.clone(),
+            head: None,
+        },
+        Guard::HeldBehind {
+            event_id: head.event_id.clone(),
+            head: Some(b2.event_id.clone()),
+        },
+        Guard::Origin {
+            event_id: head.event_id.clone(),
+            origin: Some("order-events/0/1".into()),
+        },
+    ];
+    for guard in failing {
+        let change = SequenceChange {
+            at: at(5),
+            guards: vec![guard.clone()],
+            steps: steps.clone(),
+        };
+        assert!(
+            !dlq.apply(&change).await.expect("apply"),
+            "{guard:?} does not hold"
+        );
+        assert_eq!(
+            dlq.list(None, page(0, 100)).await.expect("list").content,
+            before,
+            "nothing written when {guard:?} fails"
+        );
+    }
+    assert!(dlq
+        .claim_replay(&head.event_id, "instance-a", at(1), at(100))
+        .await
+        .expect("claim"));
+    let claimed = SequenceChange {
+        at: at(50),
+        guards: vec![Guard::Unclaimed {
+            event_id: head.event_id.clone(),
+        }],
+        steps: steps.clone(),
+    };
+    assert!(!dlq.apply(&claimed).await.expect("apply"), "a live claim");
+    let holding = SequenceChange {
+        at: at(5),
+        guards: vec![
+            Guard::Status {
+                event_id: head.event_id.clone(),
+                any_of: sequencing::UNRESOLVED.to_vec(),
+            },
+            Guard::HeldBehind {
+                event_id: b2.event_id.clone(),
+                head: Some(head.event_id.clone()),
+            },
+            Guard::HeldBehind {
+                event_id: head.event_id.clone(),
+                head: None,
+            },
+            Guard::Origin {
+                event_id: head.event_id.clone(),
+                origin: None,
+            },
+        ],
+        steps,
+    };
+    assert!(
+        dlq.apply(&holding).await.expect("apply"),
+        "every guard holds"
+    );
+    assert_eq!(get(&dlq, &head.event_id).await.status, DlqStatus::Skipped);
+    assert_eq!(get(&dlq, &b2.event_id).await.blocked_by, None);
+    assert_eq!(
+        get(&dlq, &seq[3].event_id).await.blocked_by.as_deref(),
+        Some(b2.event_id.as_str())
+    );
+    assert_no_orphaned_holds(&dlq, "after the change").await;
+}
+
+pub async fn failure_classes_are_stored(dlq: Arc<dyn DlqStore>) {
+    let permanent = NewDlqRecord {
+        failure_class: Some(FailureClass::Permanent),
+        ..dlq_record("agg-1", 1, None, at(0))
+    };
+    let held = NewDlqRecord {
+        failure_class: None,
+        ..dlq_record("agg-1", 2, Some(&permanent.event_id), at(0))
+    };
+    insert(&dlq, &[permanent.clone(), held.clone()]).await;
+    assert_eq!(
+        get(&dlq, &permanent.event_id).await.failure_class,
+        Some(FailureClass::Permanent)
+    );
+    assert_eq!(get(&dlq, &held.event_id).await.failure_class, None);
+
+    let change = sequencing::failed_change(
+        &held.event_id,
+        &permanent.event_id,
+        at(3),
+        "replay failed",
+        FailureClass::Permanent,
+    );
+    assert!(dlq.apply(&change).await.expect("apply"));
+    let failed = get(&dlq, &held.event_id).await;
+    assert_eq!(failed.status, DlqStatus::Failed);
+    assert_eq!(failed.replay_failure_class, Some(FailureClass::Permanent));
+    assert_eq!(failed.failure_class, None, "the park's class is kept");
+
+    let Changed::Done(reset) = reset(&dlq, &held.event_id, "reset", at(4))
+        .await
+        .expect("reset")
+    else {
+        panic!("a FAILED record can be reset");
+    };
+    assert_eq!(reset.replay_failure_class, None, "PENDING again");
+}
+
+pub async fn only_a_consumer_side_failure_reopens(dlq: Arc<dyn DlqStore>) {
+    let published = NewDlqRecord {
+        origin: Some("order-events/0/1".to_owned()),
+        ..dlq_record("agg-1", 1, None, at(0))
+    };
+    insert(&dlq, std::slice::from_ref(&published)).await;
+    sequencing::mark_replayed(
+        dlq.as_ref(),
+        std::slice::from_ref(&published.event_id),
+        at(1),
+        "replayed",
+    )
+    .await
+    .expect("mark_replayed");
+    let again = NewDlqRecord {
+        origin: Some("order-events/0/2".to_owned()),
+        failure_time: at(2),
+        ..published.clone()
+    };
+    assert_eq!(insert(&dlq, &[again]).await, 0);
+    assert_eq!(
+        get(&dlq, &published.event_id).await.status,
+        DlqStatus::Replayed,
+        "a publish-side record stays resolved"
+    );
 }

@@ -14,7 +14,8 @@ use crate::domain::{
     CreateOrder, EventEnvelope, Order, OrderEvent, OrderItem, OrderStatus, Transition,
 };
 use crate::ports::{
-    BusMessage, Commit, Delivery, DlqSource, IdempotencyRecord, NewDlqRecord, Subscription,
+    BusMessage, Commit, Delivery, DlqSource, FailureClass, IdempotencyRecord, NewDlqRecord,
+    Subscription,
 };
 
 /// Parses a decimal literal; panics on a typo in a test.
@@ -172,7 +173,8 @@ pub fn dlq_record(
         aggregate_id: aggregate_id.to_owned(),
         event_type: "OrderConfirmed".to_owned(),
         version: Some(version),
-        failure_reason: "publish failed after retries: broker down".to_owned(),
+        failure_reason: "publish failed after retries: retryable: broker down".to_owned(),
+        failure_class: Some(FailureClass::Retryable),
         failure_time,
         source: DlqSource::Publish,
         blocked_by: blocked_by.map(str::to_owned),
@@ -187,6 +189,7 @@ pub fn consumer_dlq_record(aggregate_id: &str, failure_time: DateTime<Utc>) -> N
         source: DlqSource::Consumer,
         origin: Some("order-events/0/42".to_owned()),
         failure_reason: "projection failed".to_owned(),
+        failure_class: None,
         ..dlq_record(aggregate_id, 1, None, failure_time)
     }
 }

@@ -210,6 +210,10 @@ macro_rules! dlq_store_contract {
                 skipping_a_head_makes_the_next_held_record_the_head,
                 skipping_a_held_record_leaves_the_sequence,
                 a_claimed_record_is_not_skipped,
+                a_held_record_never_points_at_a_resolved_head,
+                a_change_whose_guard_fails_writes_nothing,
+                failure_classes_are_stored,
+                only_a_consumer_side_failure_reopens,
             ]
         );
     };

@@ -5,9 +5,12 @@
 use super::event_store::commit_one;
 use super::fixtures::{at, confirm, create, transition};
 use super::StoreHandles;
+use crate::app::dlq::sequencing;
 use crate::app::relay::parked_record;
 use crate::domain::{EventEnvelope, Transition};
-use crate::ports::{Commit, CommitError, DlqSource, DlqStatus, OutboxMessage, ParkedEvent};
+use crate::ports::{
+    Commit, CommitError, DlqSource, DlqStatus, FailureClass, OutboxMessage, ParkedEvent,
+};
 
 async fn fetch_all(h: &StoreHandles) -> Vec<OutboxMessage> {
     h.outbox.fetch_batch(100_000).await.expect("fetch_batch")
@@ -35,6 +38,7 @@ fn parked(position: i64, env: &EventEnvelope, blocked_by: Option<String>) -> Par
             env,
             "order-events",
             "publish failed: broker down".into(),
+            Some(FailureClass::Retryable),
             blocked_by,
         ),
     }
@@ -190,9 +194,7 @@ pub async fn settle_parks_events_in_the_dlq(h: StoreHandles) {
         .expect("get")
         .expect("parked record");
     assert_eq!(rec2.blocked_by.as_deref(), Some(head_id.as_str()));
-    let heads = h
-        .dlq
-        .unresolved_heads(&[v1.state.id.to_string()])
+    let heads = sequencing::unresolved_heads(h.dlq.as_ref(), &[v1.state.id.to_string()])
         .await
         .expect("heads");
     assert_eq!(heads.get(&v1.state.id.to_string()), Some(&head_id));
@@ -205,7 +207,9 @@ pub async fn settle_keeps_an_existing_dlq_record(h: StoreHandles) {
     let mut first = parked(*position, env, None);
     first.record.failure_reason = "first failure".into();
     assert_eq!(
-        h.dlq.insert(&[first.record.clone()]).await.expect("insert"),
+        sequencing::record(h.dlq.as_ref(), &[first.record.clone()])
+            .await
+            .expect("insert"),
         1
     );
     let second = parked(*position, env, None);

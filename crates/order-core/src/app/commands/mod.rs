@@ -10,8 +10,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::error::AppError;
-use super::metrics::Metrics;
+use crate::app::error::AppError;
+use crate::app::metrics::Metrics;
 use crate::domain::{fold, now, CreateOrder, EventEnvelope, Order, OrderStatus, Transition};
 use crate::ports::{Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound};
 

@@ -28,10 +28,10 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use super::audit::Auditor;
-use super::dlq::{BulkReplayRequest, DlqService, BULK_REPLAY_MAX};
-use super::error::AppError;
-use super::principal::{Principal, Role};
+use super::service::{BulkReplayRequest, DlqService, BULK_REPLAY_MAX};
+use crate::app::audit::Auditor;
+use crate::app::error::AppError;
+use crate::app::principal::{Principal, Role};
 use crate::domain::now;
 use crate::ports::{
     AuditAction, DlqStatus, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,

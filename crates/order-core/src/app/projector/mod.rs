@@ -2,7 +2,7 @@
 //! (idempotently: an event at or below a document's version changes
 //! nothing), rebuilds the read model from the event store, and sends what it
 //! cannot process to the DLQ topic with failure headers. The DLQ recorder
-//! turns DLQ-topic messages into DLQ records.
+//! ([`super::dlq::DlqRecorder`]) reads that topic with the same consume loop.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
@@ -16,11 +16,10 @@ use uuid::Uuid;
 use super::dlq::TEST_AGGREGATE_TYPE;
 use super::error::AppError;
 use super::metrics::Metrics;
-use super::publisher::POSITION_HEADER;
+use super::relay::POSITION_HEADER;
 use crate::domain::{fold, fold_one, now, EventEnvelope, Order, AGGREGATE_TYPE};
 use crate::ports::{
-    BusMessage, Delivery, DlqSource, DlqStore, EventBus, EventStore, NewDlqRecord, ReadModel,
-    StoreError, StreamBound, Subscription,
+    BusMessage, Delivery, EventBus, EventStore, ReadModel, StoreError, StreamBound, Subscription,
 };
 
 /// Spring Kafka's dead-letter header names, so tools that know that
@@ -342,7 +341,7 @@ fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage 
 /// How often a consumer measures its lag.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
-async fn consume_loop<F, Fut>(
+pub(crate) async fn consume_loop<F, Fut>(
     sub: &mut Box<dyn Subscription>,
     mut shutdown: watch::Receiver<bool>,
     batch: usize,
@@ -410,110 +409,5 @@ async fn consume_loop<F, Fut>(
                 tracing::warn!(consumer = name, error = %e, "offset commit failed; messages may be seen again");
             }
         }
-    }
-}
-
-/// Records DLQ-topic messages as DLQ records (source CONSUMER), deduplicated
-/// by event id; a message that is not an envelope is recorded as malformed.
-pub struct DlqRecorder {
-    dlq: Arc<dyn DlqStore>,
-    events_topic: String,
-    metrics: Arc<Metrics>,
-}
-
-impl DlqRecorder {
-    pub fn new(dlq: Arc<dyn DlqStore>, events_topic: String, metrics: Arc<Metrics>) -> Self {
-        Self {
-            dlq,
-            events_topic,
-            metrics,
-        }
-    }
-
-    pub fn to_record(&self, d: &Delivery) -> NewDlqRecord {
-        use dlt_headers as h;
-        let reason = d
-            .header(h::EXCEPTION_MESSAGE)
-            .unwrap_or("no failure reason given")
-            .to_owned();
-        let failure_time = d
-            .header(h::FAILED_AT)
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or_else(now, |t| t.with_timezone(&chrono::Utc));
-        let topic = d
-            .header(h::ORIGINAL_TOPIC)
-            .unwrap_or(&self.events_topic)
-            .to_owned();
-        let origin = Some(
-            match (
-                d.header(h::ORIGINAL_PARTITION),
-                d.header(h::ORIGINAL_OFFSET),
-            ) {
-                (Some(p), Some(o)) => format!("{topic}/{p}/{o}"),
-                _ => format!("{}/{}/{}", d.topic, d.partition, d.offset),
-            },
-        );
-        let text = String::from_utf8_lossy(&d.payload).into_owned();
-        match serde_json::from_slice::<EventEnvelope>(&d.payload) {
-            Ok(env) => NewDlqRecord {
-                event_id: env.event_id.to_string(),
-                aggregate_id: env.aggregate_id.clone(),
-                event_type: env.event_type.clone(),
-                version: Some(env.version),
-                original_event: text,
-                failure_reason: reason,
-                failure_time,
-                source: DlqSource::Consumer,
-                blocked_by: None,
-                topic,
-                origin,
-            },
-            Err(e) => NewDlqRecord {
-                event_id: d
-                    .header("eventId")
-                    .or_else(|| d.header("ce_id"))
-                    .map_or_else(
-                        || format!("malformed-{}-{}-{}", d.topic, d.partition, d.offset),
-                        str::to_owned,
-                    ),
-                aggregate_id: d.key.clone().unwrap_or_else(|| "unknown".to_owned()),
-                event_type: "MALFORMED".to_owned(),
-                version: None,
-                original_event: text,
-                failure_reason: format!("malformed message ({e}); {reason}"),
-                failure_time,
-                source: DlqSource::Consumer,
-                blocked_by: None,
-                topic,
-                origin,
-            },
-        }
-    }
-
-    pub async fn record(&self, deliveries: &[Delivery]) -> Result<usize, StoreError> {
-        let records: Vec<NewDlqRecord> = deliveries.iter().map(|d| self.to_record(d)).collect();
-        let n = self.dlq.insert(&records).await?;
-        Metrics::add(&self.metrics.dead_letters_recorded, n as u64);
-        Ok(n)
-    }
-
-    pub async fn run(
-        self: Arc<Self>,
-        mut sub: Box<dyn Subscription>,
-        shutdown: watch::Receiver<bool>,
-    ) {
-        consume_loop(
-            &mut sub,
-            shutdown,
-            500,
-            Duration::ZERO,
-            "dlq-recorder",
-            &self.metrics.dlq_recorder_lag,
-            |d| {
-                let this = self.clone();
-                async move { this.record(&d).await.map(|_| ()) }
-            },
-        )
-        .await;
     }
 }

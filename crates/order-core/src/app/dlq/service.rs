@@ -1,7 +1,7 @@
 //! The operator's side of the DLQ: inspect, replay (a sequence head publishes
 //! everything held behind it, in order), reset, skip, and the synthetic test
 //! publish that shows the flow without a real outage. Every action is
-//! audited under the principal that asked (see [`super::audit`]).
+//! audited under the principal that asked (see [`crate::app::audit`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,18 +10,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::audit::Auditor;
-use super::error::AppError;
-use super::metrics::Metrics;
-use super::principal::Principal;
-use super::publisher::{
-    message_for, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
+use super::sequencing::{self, Changed, SkipDone};
+use crate::app::audit::Auditor;
+use crate::app::error::AppError;
+use crate::app::metrics::Metrics;
+use crate::app::principal::Principal;
+use crate::app::relay::{
+    message_for, parked_record, publish_with_retry, republish, send_unless_found, PublishGate,
+    RetryPolicy, SendResult, Sent,
 };
-use super::relay::{parked_record, PublishGate};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
-    AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus, Page,
-    PageRequest, Skipped, Transitioned,
+    AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus,
+    FailureClass, Page, PageRequest,
 };
 
 /// Aggregate type of the synthetic events of `POST /api/test/publish-event`;
@@ -295,9 +296,14 @@ impl DlqService {
         match first.into_iter().next() {
             Some(Err(e)) => {
                 let reason = format!("replay failed: {e}");
-                self.dlq
-                    .mark_failed(&rec.event_id, &rec.event_id, at, &reason)
-                    .await?;
+                let failed = sequencing::failed_change(
+                    &rec.event_id,
+                    &rec.event_id,
+                    at,
+                    &reason,
+                    FailureClass::of(&e),
+                );
+                self.dlq.apply(&failed).await?;
                 Metrics::inc(&self.metrics.replay_failures);
                 tracing::warn!(event_id, error = %e, "DLQ replay failed");
                 return Ok(ReplayOutcome {
@@ -317,7 +323,7 @@ impl DlqService {
         let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
         let results = self.send_parked(&messages, prechecked).await;
         let mut done = Vec::new();
-        let mut failed: Option<(String, String)> = None;
+        let mut failed: Option<(String, crate::ports::PublishError)> = None;
         for (r, res) in behind.iter().zip(results) {
             match res {
                 Ok(sent) if failed.is_none() => {
@@ -327,7 +333,7 @@ impl DlqService {
                 Ok(_) => {}
                 Err(e) => {
                     if failed.is_none() {
-                        failed = Some((r.event_id.clone(), e.to_string()));
+                        failed = Some((r.event_id.clone(), e));
                     }
                 }
             }
@@ -336,7 +342,7 @@ impl DlqService {
         // record behind a resolved head (another instance could replay it).
         if !done.is_empty() {
             let note = format!("replayed after its sequence head {}", rec.event_id);
-            self.dlq.mark_replayed(&done, at, &note).await?;
+            sequencing::mark_replayed(self.dlq.as_ref(), &done, at, &note).await?;
         }
         let mut message = format!(
             "event published; {} event(s) held behind it published in order",
@@ -349,22 +355,26 @@ impl DlqService {
             ));
         }
         if let Some((new_head, err)) = failed {
-            self.dlq
-                .mark_failed(
-                    &new_head,
-                    &rec.event_id,
-                    at,
-                    &format!("replay failed: {err}"),
-                )
-                .await?;
+            let change = sequencing::failed_change(
+                &new_head,
+                &rec.event_id,
+                at,
+                &format!("replay failed: {err}"),
+                FailureClass::of(&err),
+            );
+            self.dlq.apply(&change).await?;
             message.push_str(&format!(
                 "; event {new_head} failed ({err}) and now heads the remaining {} event(s)",
                 behind.len() - done.len()
             ));
         }
-        self.dlq
-            .mark_replayed(std::slice::from_ref(&rec.event_id), at, "replayed")
-            .await?;
+        sequencing::mark_replayed(
+            self.dlq.as_ref(),
+            std::slice::from_ref(&rec.event_id),
+            at,
+            "replayed",
+        )
+        .await?;
         let published = 1 + done.len() - found_earlier;
         tracing::info!(event_id, published, found_earlier, "DLQ record replayed");
         Ok(ReplayOutcome {
@@ -591,23 +601,14 @@ impl DlqService {
     }
 
     async fn reset_unaudited(&self, event_id: &str) -> Result<DlqRecord, AppError> {
-        match self
-            .dlq
-            .transition(
-                event_id,
-                DlqStatus::Failed,
-                DlqStatus::Pending,
-                "reset to PENDING by operator",
-                now(),
-            )
-            .await?
-        {
-            Transitioned::Done(r) => Ok(r),
-            Transitioned::WrongStatus(r) => Err(AppError::Conflict(format!(
+        let reason = "reset to PENDING by operator";
+        match sequencing::reset(self.dlq.as_ref(), event_id, reason, now()).await? {
+            Changed::Done(r) => Ok(r),
+            Changed::WrongStatus(r) | Changed::Claimed(r) => Err(AppError::Conflict(format!(
                 "only FAILED records can be reset; event {event_id} is {}",
                 r.status.as_str()
             ))),
-            Transitioned::NotFound => Err(not_found(event_id)),
+            Changed::NotFound => Err(not_found(event_id)),
         }
     }
 
@@ -646,8 +647,8 @@ impl DlqService {
         }
         // A replay on this instance holds the gate while it publishes.
         let _gate = self.gate.lock().await;
-        match self.dlq.skip(event_id, reason, now()).await? {
-            Skipped::Done { record, new_head } => {
+        match sequencing::skip(self.dlq.as_ref(), event_id, reason, now()).await? {
+            Changed::Done(SkipDone { record, new_head }) => {
                 let message = match &new_head {
                     Some(h) => format!(
                         "event skipped; event {h} now heads the order's sequence: replay it to \
@@ -664,14 +665,14 @@ impl DlqService {
                     message,
                 })
             }
-            Skipped::WrongStatus(r) => Err(AppError::Conflict(format!(
+            Changed::WrongStatus(r) => Err(AppError::Conflict(format!(
                 "only PENDING or FAILED records can be skipped; event {event_id} is {}",
                 r.status.as_str()
             ))),
-            Skipped::Claimed(_) => Err(AppError::Conflict(format!(
+            Changed::Claimed(_) => Err(AppError::Conflict(format!(
                 "event {event_id} is being replayed; retry shortly"
             ))),
-            Skipped::NotFound => Err(not_found(event_id)),
+            Changed::NotFound => Err(not_found(event_id)),
         }
     }
 
@@ -739,9 +740,14 @@ impl DlqService {
                     "publish failed after {} attempt(s): {e}",
                     self.policy.max_attempts
                 );
-                self.dlq
-                    .insert(&[parked_record(&env, &self.topic, reason.clone(), None)])
-                    .await?;
+                let record = parked_record(
+                    &env,
+                    &self.topic,
+                    reason.clone(),
+                    Some(FailureClass::of(&e)),
+                    None,
+                );
+                sequencing::record(self.dlq.as_ref(), &[record]).await?;
                 Metrics::inc(&self.metrics.events_parked);
                 Ok(TestPublishOutcome {
                     success: false,

@@ -10,13 +10,21 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Mutex, Notify};
 
+use super::dlq::sequencing;
 use super::metrics::Metrics;
-use super::publisher::{message_for, publish_with_retry, republish, RetryPolicy};
 use crate::domain::now;
 use crate::ports::{
-    DlqSource, DlqStore, EventBus, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent, PublishError,
-    StoreError,
+    DlqSource, DlqStore, EventBus, FailureClass, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent,
+    PublishError, StoreError,
 };
+
+pub mod fault;
+pub mod retry;
+pub mod wire;
+
+pub use fault::{FaultSwitch, SwitchableBus};
+pub use retry::{publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent};
+pub use wire::{message_for, POSITION_HEADER};
 
 /// Serialises everything that publishes an order's events (the relay and
 /// DLQ replays), so a replayed sequence and newer outbox rows of the same
@@ -124,7 +132,7 @@ impl OutboxRelay {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let heads = self.dlq.unresolved_heads(&aggregates).await?;
+        let heads = sequencing::unresolved_heads(self.dlq.as_ref(), &aggregates).await?;
 
         let mut parked = Vec::new();
         let mut to_send: Vec<&OutboxMessage> = Vec::new();
@@ -133,6 +141,7 @@ impl OutboxRelay {
                 Some(head) => parked.push(self.park(
                     m,
                     format!("held behind unresolved event {head} of the same order"),
+                    None,
                     Some(head.clone()),
                 )),
                 None => to_send.push(m),
@@ -170,7 +179,12 @@ impl OutboxRelay {
                             let reason = format!(
                                 "held behind unresolved event {head} of the same order ({e})"
                             );
-                            parked.push(self.park(m, reason, Some(head.clone())));
+                            parked.push(self.park(
+                                m,
+                                reason,
+                                Some(FailureClass::of(&e)),
+                                Some(head.clone()),
+                            ));
                         }
                         None => {
                             tracing::warn!(
@@ -180,7 +194,12 @@ impl OutboxRelay {
                                 "publish retries exhausted; event parked in the DLQ"
                             );
                             new_heads.insert(agg, m.envelope.event_id.to_string());
-                            parked.push(self.park(m, publish_failed_reason(&e), None));
+                            parked.push(self.park(
+                                m,
+                                publish_failed_reason(&e),
+                                Some(FailureClass::of(&e)),
+                                None,
+                            ));
                         }
                     }
                 }
@@ -195,17 +214,22 @@ impl OutboxRelay {
         })
     }
 
-    fn park(&self, m: &OutboxMessage, reason: String, blocked_by: Option<String>) -> ParkedEvent {
+    fn park(
+        &self,
+        m: &OutboxMessage,
+        reason: String,
+        class: Option<FailureClass>,
+        blocked_by: Option<String>,
+    ) -> ParkedEvent {
         ParkedEvent {
             position: m.position,
-            record: parked_record(&m.envelope, &self.cfg.topic, reason, blocked_by),
+            record: parked_record(&m.envelope, &self.cfg.topic, reason, class, blocked_by),
         }
     }
 }
 
-/// Failure reason of a sequence head the relay parks. It quotes the error
-/// as displayed (`retryable: …` / `permanent: …`): the automatic redrive
-/// reads the class back from it (see [`super::redrive::classify`]).
+/// Failure reason of a sequence head the relay parks; the error's class is
+/// stored beside it ([`FailureClass`]) for the automatic redrive.
 pub fn publish_failed_reason(e: &PublishError) -> String {
     format!("publish failed after retries: {e}")
 }
@@ -215,6 +239,7 @@ pub fn parked_record(
     env: &crate::domain::EventEnvelope,
     topic: &str,
     reason: String,
+    class: Option<FailureClass>,
     blocked_by: Option<String>,
 ) -> NewDlqRecord {
     NewDlqRecord {
@@ -224,6 +249,7 @@ pub fn parked_record(
         version: Some(env.version),
         original_event: env.to_json(),
         failure_reason: reason,
+        failure_class: class,
         failure_time: now(),
         source: DlqSource::Publish,
         blocked_by,

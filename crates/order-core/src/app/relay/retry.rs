@@ -1,20 +1,12 @@
-//! Publishing with a bounded retry policy, the wire format of a message
-//! (value = envelope JSON, CloudEvents `ce_*` headers), and the operator's
-//! fault switch that wraps whatever bus is configured.
+//! Publishing with a bounded retry policy: only the failed messages are
+//! retried, a permanent error is not, and a message whose earlier attempt
+//! may have landed is looked for on the bus before it is sent again.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use super::metrics::Metrics;
-use crate::domain::EventEnvelope;
-use crate::ports::{BusError, BusMessage, EventBus, PublishError, Subscription};
-
-/// Header carrying the event's global position (absent for synthetic events).
-pub const POSITION_HEADER: &str = "orders_position";
+use crate::app::metrics::Metrics;
+use crate::ports::{BusMessage, EventBus, PublishError};
 
 /// Bounded exponential backoff: `max_attempts` tries, waiting `backoff`,
 /// `2 * backoff`, `4 * backoff`, … between them.
@@ -38,35 +30,6 @@ impl RetryPolicy {
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         self.backoff.saturating_mul(factor)
-    }
-}
-
-/// The message that carries `env` to `topic`.
-pub fn message_for(env: &EventEnvelope, topic: &str, position: Option<i64>) -> BusMessage {
-    let mut headers = vec![
-        ("ce_specversion".to_owned(), "1.0".to_owned()),
-        ("ce_id".to_owned(), env.event_id.to_string()),
-        ("ce_type".to_owned(), env.event_type.clone()),
-        ("ce_source".to_owned(), "order-service".to_owned()),
-        ("ce_subject".to_owned(), env.aggregate_id.clone()),
-        ("ce_time".to_owned(), env.occurred_on.to_rfc3339()),
-        ("content-type".to_owned(), "application/json".to_owned()),
-        ("eventId".to_owned(), env.event_id.to_string()),
-        ("eventType".to_owned(), env.event_type.clone()),
-        ("aggregateId".to_owned(), env.aggregate_id.clone()),
-        ("version".to_owned(), env.version.to_string()),
-    ];
-    if let Some(c) = &env.correlation_id {
-        headers.push(("ce_correlationid".to_owned(), c.clone()));
-    }
-    if let Some(p) = position {
-        headers.push((POSITION_HEADER.to_owned(), p.to_string()));
-    }
-    BusMessage {
-        topic: topic.to_owned(),
-        key: env.aggregate_id.clone(),
-        payload: env.to_json().into_bytes(),
-        headers,
     }
 }
 
@@ -244,66 +207,5 @@ async fn send(
         tokio::time::sleep(policy.delay_after(attempt)).await;
         attempt += 1;
         todo = retry;
-    }
-}
-
-/// Operator/test switch that makes every publish attempt fail on whatever bus
-/// it wraps, so the DLQ flow can be shown without taking a broker down.
-#[derive(Debug, Default)]
-pub struct FaultSwitch {
-    down: AtomicBool,
-}
-
-impl FaultSwitch {
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
-    }
-    pub fn is_down(&self) -> bool {
-        self.down.load(Ordering::SeqCst)
-    }
-}
-
-/// Wraps a bus with a [`FaultSwitch`]. Consumption is not affected.
-pub struct SwitchableBus {
-    inner: Arc<dyn EventBus>,
-    switch: Arc<FaultSwitch>,
-}
-
-impl SwitchableBus {
-    pub fn new(inner: Arc<dyn EventBus>, switch: Arc<FaultSwitch>) -> Self {
-        Self { inner, switch }
-    }
-}
-
-const SWITCHED_OFF: &str = "bus switched off by operator (POST /api/test/bus/up restores it)";
-
-#[async_trait]
-impl EventBus for SwitchableBus {
-    async fn publish(&self, messages: &[BusMessage]) -> Vec<Result<(), PublishError>> {
-        if self.switch.is_down() {
-            return messages
-                .iter()
-                .map(|_| Err(PublishError::Retryable(SWITCHED_OFF.into())))
-                .collect();
-        }
-        self.inner.publish(messages).await
-    }
-
-    async fn check(&self, timeout: Duration) -> Result<String, BusError> {
-        if self.switch.is_down() {
-            return Err(BusError::Unavailable(SWITCHED_OFF.into()));
-        }
-        self.inner.check(timeout).await
-    }
-
-    async fn find_published(&self, messages: &[BusMessage]) -> Result<HashSet<String>, BusError> {
-        if self.switch.is_down() {
-            return Err(BusError::Unavailable(SWITCHED_OFF.into()));
-        }
-        self.inner.find_published(messages).await
-    }
-
-    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>, BusError> {
-        self.inner.subscribe(group, topic).await
     }
 }

@@ -7,10 +7,9 @@
 //! whose publish failed with a *retryable* error (broker unreachable,
 //! timeout, the fault switch). Consumer-side records (poison messages) and
 //! records whose publish or replay failed with a *permanent* error (message
-//! too large, unknown topic) wait for an operator. The class is read from
-//! the reasons the relay and replays record: they carry the
-//! [`PublishError`](crate::ports::PublishError) as text, whose display
-//! starts with `retryable: ` or `permanent: ` (see [`publish_error_class`]).
+//! too large, unknown topic) wait for an operator. The class is stored with
+//! the record when the relay parks it and when a replay fails
+//! ([`FailureClass`]).
 //!
 //! Several instances may run it: each head's replay claims the record in
 //! the database first, so no record is published twice; a head another
@@ -22,11 +21,11 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::dlq::DlqService;
-use super::error::AppError;
-use super::metrics::Metrics;
-use super::principal::Principal;
-use crate::ports::{DlqRecord, DlqSource, DlqStatus, EventBus};
+use super::service::DlqService;
+use crate::app::error::AppError;
+use crate::app::metrics::Metrics;
+use crate::app::principal::Principal;
+use crate::ports::{DlqRecord, DlqSource, DlqStatus, EventBus, FailureClass};
 
 /// What the redrive may do with a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,34 +40,18 @@ pub enum RedriveClass {
     Consumer,
 }
 
-const RETRYABLE_MARK: &str = "retryable: ";
-const PERMANENT_MARK: &str = "permanent: ";
-
-/// The class of the first publish error quoted in `text` (a failure reason
-/// or replay result), `None` when it quotes none. Our own wording before the
-/// error contains neither mark, so the first one found is the error's.
-pub fn publish_error_class(text: &str) -> Option<RedriveClass> {
-    match (text.find(RETRYABLE_MARK), text.find(PERMANENT_MARK)) {
-        (Some(r), Some(p)) if p < r => Some(RedriveClass::Permanent),
-        (Some(_), _) => Some(RedriveClass::Retryable),
-        (None, Some(_)) => Some(RedriveClass::Permanent),
-        (None, None) => None,
-    }
-}
-
 /// Whether the automatic redrive may replay `rec`. A FAILED record keeps the
-/// class of its park, unless its replay itself failed permanently.
+/// class of its park, unless its replay itself failed permanently; a record
+/// held behind a head with no error of its own is retryable.
 pub fn classify(rec: &DlqRecord) -> RedriveClass {
     if rec.source == DlqSource::Consumer {
         return RedriveClass::Consumer;
     }
     let replay = rec
-        .replay_result
-        .as_deref()
-        .filter(|_| rec.status == DlqStatus::Failed)
-        .and_then(publish_error_class);
-    match (publish_error_class(&rec.failure_reason), replay) {
-        (Some(RedriveClass::Permanent), _) | (_, Some(RedriveClass::Permanent)) => {
+        .replay_failure_class
+        .filter(|_| rec.status == DlqStatus::Failed);
+    match (rec.failure_class, replay) {
+        (Some(FailureClass::Permanent), _) | (_, Some(FailureClass::Permanent)) => {
             RedriveClass::Permanent
         }
         _ => RedriveClass::Retryable,
@@ -218,9 +201,8 @@ impl AutoRedriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::PublishError;
 
-    fn record(source: DlqSource, reason: &str) -> DlqRecord {
+    fn record(source: DlqSource, class: Option<FailureClass>) -> DlqRecord {
         DlqRecord {
             id: 1,
             event_id: "e1".into(),
@@ -228,11 +210,13 @@ mod tests {
             event_type: "OrderCreated".into(),
             version: Some(1),
             original_event: "{}".into(),
-            failure_reason: reason.into(),
+            failure_reason: "publish failed after retries".into(),
+            failure_class: class,
             failure_time: crate::domain::now(),
             status: DlqStatus::Pending,
             replay_attempt_time: None,
             replay_result: None,
+            replay_failure_class: None,
             replay_attempts: 0,
             source,
             blocked_by: None,
@@ -241,71 +225,58 @@ mod tests {
         }
     }
 
-    fn relay_reason(e: &PublishError) -> String {
-        crate::app::relay::publish_failed_reason(e)
-    }
-
     #[test]
     fn a_retryable_publish_failure_is_redriven() {
-        let e = PublishError::Retryable("broker unreachable".into());
-        let r = record(DlqSource::Publish, &relay_reason(&e));
+        let r = record(DlqSource::Publish, Some(FailureClass::Retryable));
         assert_eq!(classify(&r), RedriveClass::Retryable);
     }
 
     #[test]
     fn a_permanent_publish_failure_is_not_redriven() {
-        let e = PublishError::Permanent("message too large (retryable: no)".into());
-        let r = record(DlqSource::Publish, &relay_reason(&e));
+        let r = record(DlqSource::Publish, Some(FailureClass::Permanent));
         assert_eq!(classify(&r), RedriveClass::Permanent);
-        let held = format!("held behind unresolved event x of the same order ({e})");
-        assert_eq!(
-            classify(&record(DlqSource::Publish, &held)),
-            RedriveClass::Permanent
-        );
     }
 
     #[test]
     fn a_held_event_without_an_error_of_its_own_is_retryable() {
-        let r = record(
-            DlqSource::Publish,
-            "held behind unresolved event x of the same order",
-        );
+        let r = record(DlqSource::Publish, None);
         assert_eq!(classify(&r), RedriveClass::Retryable);
     }
 
     #[test]
     fn a_consumer_side_record_is_never_redriven() {
-        let e = PublishError::Retryable("x".into());
-        let r = record(DlqSource::Consumer, &relay_reason(&e));
+        let r = record(DlqSource::Consumer, Some(FailureClass::Retryable));
         assert_eq!(classify(&r), RedriveClass::Consumer);
     }
 
     #[test]
     fn a_failed_record_keeps_its_class_unless_its_replay_failed_permanently() {
-        let e = PublishError::Retryable("down".into());
-        let mut r = record(DlqSource::Publish, &relay_reason(&e));
+        let mut r = record(DlqSource::Publish, Some(FailureClass::Retryable));
         r.status = DlqStatus::Failed;
-        r.replay_result = Some(format!("replay failed: {e}"));
+        r.replay_failure_class = Some(FailureClass::Retryable);
         assert_eq!(classify(&r), RedriveClass::Retryable);
-        r.replay_result = Some(format!(
-            "replay failed: {}",
-            PublishError::Permanent("too large".into())
-        ));
+        r.replay_failure_class = Some(FailureClass::Permanent);
         assert_eq!(classify(&r), RedriveClass::Permanent);
+        // Reset to PENDING: the replay's class no longer counts.
+        r.status = DlqStatus::Pending;
+        assert_eq!(classify(&r), RedriveClass::Retryable);
 
-        let p = PublishError::Permanent("too large".into());
-        let mut r = record(DlqSource::Publish, &relay_reason(&p));
+        let mut r = record(DlqSource::Publish, Some(FailureClass::Permanent));
         r.status = DlqStatus::Failed;
-        r.replay_result = Some(format!("replay failed: {e}"));
+        r.replay_failure_class = Some(FailureClass::Retryable);
         assert_eq!(classify(&r), RedriveClass::Permanent);
     }
 
     #[test]
-    fn the_first_quoted_error_decides() {
+    fn a_publish_error_has_the_class_of_its_kind() {
+        use crate::ports::PublishError;
         assert_eq!(
-            publish_error_class("publish failed after 3 attempt(s): retryable: permanent: x"),
-            Some(RedriveClass::Retryable)
+            FailureClass::of(&PublishError::Permanent("retryable: no".into())),
+            FailureClass::Permanent
         );
-        assert_eq!(publish_error_class("no error quoted"), None);
+        assert_eq!(
+            FailureClass::of(&PublishError::Retryable("x".into())),
+            FailureClass::Retryable
+        );
     }
 }

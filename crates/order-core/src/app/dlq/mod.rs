@@ -1,0 +1,27 @@
+//! The DLQ: where an event goes when it cannot be published or processed,
+//! and how it gets out again.
+//!
+//! - [`sequencing`]: the rules of an order's parked sequence (what heads it,
+//!   who takes over after a skip or a failed replay, what reopens), decided
+//!   once here and written by the adapters as guarded primitives;
+//! - [`recorder`]: consumers' failures, read from the DLQ topic, become
+//!   records;
+//! - [`service`]: the operator's side — inspect, replay (a head publishes
+//!   everything held behind it, in order), reset, skip, audited;
+//! - [`jobs`]: bulk replays as durable, throttled, cancellable jobs;
+//! - [`redrive`]: opt-in, replays retryable publish failures by itself once
+//!   the bus answers again.
+
+pub mod jobs;
+pub mod recorder;
+pub mod redrive;
+pub mod sequencing;
+pub mod service;
+
+pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
+pub use recorder::DlqRecorder;
+pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
+pub use service::{
+    BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
+    TestPublishOutcome, BULK_REPLAY_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,
+};

@@ -1,0 +1,129 @@
+//! The append-only audit log of operator actions.
+
+use super::error::StoreError;
+use super::page::Page;
+use super::page::PageRequest;
+use async_trait::async_trait;
+use chrono::DateTime;
+use chrono::Utc;
+use serde::Deserialize;
+use serde::Serialize;
+
+// ---------------------------------------------------------------------------
+// Audit log
+// ---------------------------------------------------------------------------
+
+/// What an audited operator action was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuditAction {
+    DlqReplay,
+    /// Also a dry run (`parameters.dryRun`).
+    DlqBulkReplay,
+    DlqReset,
+    DlqSkip,
+    TestPublishEvent,
+    TestBusDown,
+    TestBusUp,
+    ReadModelRebuild,
+    /// A bulk replay job was created (`target`: the job id).
+    DlqReplayJobCreate,
+    /// A bulk replay job was cancelled (`target`: the job id).
+    DlqReplayJobCancel,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 10] = [
+        AuditAction::DlqReplay,
+        AuditAction::DlqBulkReplay,
+        AuditAction::DlqReset,
+        AuditAction::DlqSkip,
+        AuditAction::TestPublishEvent,
+        AuditAction::TestBusDown,
+        AuditAction::TestBusUp,
+        AuditAction::ReadModelRebuild,
+        AuditAction::DlqReplayJobCreate,
+        AuditAction::DlqReplayJobCancel,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::DlqReplay => "DLQ_REPLAY",
+            AuditAction::DlqBulkReplay => "DLQ_BULK_REPLAY",
+            AuditAction::DlqReset => "DLQ_RESET",
+            AuditAction::DlqSkip => "DLQ_SKIP",
+            AuditAction::TestPublishEvent => "TEST_PUBLISH_EVENT",
+            AuditAction::TestBusDown => "TEST_BUS_DOWN",
+            AuditAction::TestBusUp => "TEST_BUS_UP",
+            AuditAction::ReadModelRebuild => "READ_MODEL_REBUILD",
+            AuditAction::DlqReplayJobCreate => "DLQ_REPLAY_JOB_CREATE",
+            AuditAction::DlqReplayJobCancel => "DLQ_REPLAY_JOB_CANCEL",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Longest principal name, target and result an audit log must store
+/// (the app layer cuts longer ones).
+pub const AUDIT_TEXT_MAX: usize = 255;
+
+/// An audit entry to append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewAuditEntry {
+    pub principal: String,
+    /// The principal's role (`viewer`, `operator`, `admin`).
+    pub role: String,
+    pub action: AuditAction,
+    /// The event id acted on, when the action has one.
+    pub target: Option<String>,
+    /// The request's parameters, as a JSON object.
+    pub parameters: serde_json::Value,
+    /// REPLAYED, FAILED, SKIPPED, OK, or the HTTP status of a refusal (404, 409, 503…).
+    pub result: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    pub id: i64,
+    pub principal: String,
+    pub role: String,
+    pub action: AuditAction,
+    pub target: Option<String>,
+    pub parameters: serde_json::Value,
+    pub result: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Which entries [`AuditLog::list`] returns; every field narrows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub action: Option<AuditAction>,
+    pub target: Option<String>,
+    /// Entries at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Entries strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Who did what to the DLQ (and the test/admin switches). Append-only: the
+/// port has no way to change or remove an entry.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Stores one entry and returns it with its id (ids increase).
+    async fn append(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
+
+    /// Matching entries, newest first (`at` desc, then id desc).
+    async fn list(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<AuditEntry>, StoreError>;
+}

@@ -1,0 +1,371 @@
+//! DLQ records: what could not be published or processed, held per order in sequences.
+
+use super::bus::PublishError;
+use super::error::StoreError;
+use super::page::Page;
+use super::page::PageRequest;
+use async_trait::async_trait;
+use chrono::DateTime;
+use chrono::Utc;
+use serde::Deserialize;
+use serde::Serialize;
+
+// ---------------------------------------------------------------------------
+// DLQ records
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DlqStatus {
+    Pending,
+    Replayed,
+    Failed,
+    Skipped,
+}
+
+impl DlqStatus {
+    pub const ALL: [DlqStatus; 4] = [
+        DlqStatus::Pending,
+        DlqStatus::Replayed,
+        DlqStatus::Failed,
+        DlqStatus::Skipped,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqStatus::Pending => "PENDING",
+            DlqStatus::Replayed => "REPLAYED",
+            DlqStatus::Failed => "FAILED",
+            DlqStatus::Skipped => "SKIPPED",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+    /// Still waiting for an operator (or the redrive).
+    pub fn is_unresolved(self) -> bool {
+        matches!(self, DlqStatus::Pending | DlqStatus::Failed)
+    }
+}
+
+/// Where a DLQ record came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DlqSource {
+    /// The relay (or the test endpoint) could not publish it: no broker
+    /// acknowledged it (a timed-out attempt may still have landed; a replay
+    /// checks), and the order's later events wait behind it.
+    Publish,
+    /// A consumer could not process it and sent it to the DLQ topic.
+    Consumer,
+}
+
+impl DlqSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlqSource::Publish => "PUBLISH",
+            DlqSource::Consumer => "CONSUMER",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PUBLISH" => Some(DlqSource::Publish),
+            "CONSUMER" => Some(DlqSource::Consumer),
+            _ => None,
+        }
+    }
+}
+
+/// Why a publish failed, as the automatic redrive needs it: a later attempt
+/// may succeed (broker unreachable, timeout, the fault switch) or it will
+/// fail again (message too large, unknown topic). Stored in its own column,
+/// so nothing parses it back out of a reason's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureClass {
+    Retryable,
+    Permanent,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Retryable => "RETRYABLE",
+            FailureClass::Permanent => "PERMANENT",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RETRYABLE" => Some(FailureClass::Retryable),
+            "PERMANENT" => Some(FailureClass::Permanent),
+            _ => None,
+        }
+    }
+    pub fn of(e: &PublishError) -> Self {
+        match e {
+            PublishError::Retryable(_) => FailureClass::Retryable,
+            PublishError::Permanent(_) => FailureClass::Permanent,
+        }
+    }
+}
+
+/// A DLQ record to insert (status PENDING, zero replay attempts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDlqRecord {
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    /// Aggregate version of the event, when known.
+    pub version: Option<u64>,
+    /// The message value as it was (or would have been) published.
+    pub original_event: String,
+    pub failure_reason: String,
+    /// Class of the publish error that parked it; `None` for a record held
+    /// behind a head (no error of its own) and for consumer-side records.
+    pub failure_class: Option<FailureClass>,
+    pub failure_time: DateTime<Utc>,
+    pub source: DlqSource,
+    /// Event id of the unresolved head this event waits behind.
+    pub blocked_by: Option<String>,
+    /// Topic the message is replayed to.
+    pub topic: String,
+    /// Where a consumer-side failure was read from (`topic/partition/offset`).
+    pub origin: Option<String>,
+}
+
+/// A stored DLQ record; field names follow the original service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqRecord {
+    pub id: i64,
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub version: Option<u64>,
+    pub original_event: String,
+    pub failure_reason: String,
+    pub failure_class: Option<FailureClass>,
+    pub failure_time: DateTime<Utc>,
+    pub status: DlqStatus,
+    pub replay_attempt_time: Option<DateTime<Utc>>,
+    pub replay_result: Option<String>,
+    /// Class of the error of the last failed replay (while FAILED).
+    pub replay_failure_class: Option<FailureClass>,
+    pub replay_attempts: u32,
+    pub source: DlqSource,
+    pub blocked_by: Option<String>,
+    pub topic: String,
+    pub origin: Option<String>,
+}
+
+/// A `dlq_replay_records` row as both databases hand it over (text, integers
+/// and instants), before it is checked. The adapters read columns into it;
+/// [`TryFrom`] decides what a damaged row is, once for every adapter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DlqRow {
+    pub id: i64,
+    pub event_id: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    pub version: Option<i64>,
+    pub original_event: String,
+    pub failure_reason: String,
+    pub failure_class: Option<String>,
+    pub failure_time: DateTime<Utc>,
+    pub status: String,
+    pub replay_attempt_time: Option<DateTime<Utc>>,
+    pub replay_result: Option<String>,
+    pub replay_failure_class: Option<String>,
+    pub replay_attempts: i64,
+    pub source: String,
+    pub blocked_by: Option<String>,
+    pub topic: String,
+    pub origin: Option<String>,
+}
+
+/// The columns of a [`DlqRow`], in its field order, for `SELECT` lists.
+pub const DLQ_COLUMNS: &str = "id, event_id, aggregate_id, event_type, version, original_event, \
+     failure_reason, failure_class, failure_time, status, replay_attempt_time, replay_result, \
+     replay_failure_class, replay_attempts, source, blocked_by, topic, origin";
+
+impl TryFrom<DlqRow> for DlqRecord {
+    type Error = StoreError;
+
+    fn try_from(r: DlqRow) -> Result<Self, StoreError> {
+        let id = r.id;
+        let bad = |what: String| StoreError::Corrupt(format!("DLQ record {id}: {what}"));
+        let class = |c: Option<String>| -> Result<Option<FailureClass>, StoreError> {
+            c.map(|c| FailureClass::parse(&c).ok_or_else(|| bad(format!("unknown class {c:?}"))))
+                .transpose()
+        };
+        Ok(DlqRecord {
+            id,
+            version: r
+                .version
+                .map(|v| u64::try_from(v).map_err(|_| bad(format!("bad version {v}"))))
+                .transpose()?,
+            failure_class: class(r.failure_class)?,
+            status: DlqStatus::parse(&r.status)
+                .ok_or_else(|| bad(format!("unknown status {:?}", r.status)))?,
+            replay_failure_class: class(r.replay_failure_class)?,
+            replay_attempts: u32::try_from(r.replay_attempts)
+                .map_err(|_| bad(format!("bad replay_attempts {}", r.replay_attempts)))?,
+            source: DlqSource::parse(&r.source)
+                .ok_or_else(|| bad(format!("unknown source {:?}", r.source)))?,
+            event_id: r.event_id,
+            aggregate_id: r.aggregate_id,
+            event_type: r.event_type,
+            original_event: r.original_event,
+            failure_reason: r.failure_reason,
+            failure_time: r.failure_time,
+            replay_attempt_time: r.replay_attempt_time,
+            replay_result: r.replay_result,
+            blocked_by: r.blocked_by,
+            topic: r.topic,
+            origin: r.origin,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqStats {
+    pub pending_count: u64,
+    pub replayed_count: u64,
+    pub failed_count: u64,
+    pub skipped_count: u64,
+    pub total_count: u64,
+    /// PENDING records waiting behind a head of the same order.
+    pub blocked_count: u64,
+    /// Failure time of the oldest unresolved (PENDING or FAILED) record.
+    pub oldest_pending_failure_time: Option<DateTime<Utc>>,
+}
+
+/// An unresolved publish-side record, as the relay needs it to find an
+/// order's sequence head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceMember {
+    pub aggregate_id: String,
+    pub event_id: String,
+    pub version: Option<u64>,
+    pub id: i64,
+}
+
+/// A condition a [`SequenceChange`] needs to still hold when it is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// The record exists and its status is one of these.
+    Status {
+        event_id: String,
+        any_of: Vec<DlqStatus>,
+    },
+    /// No replay holds a claim on the record that is still live at the
+    /// change's `at`.
+    Unclaimed { event_id: String },
+    /// The record is held behind exactly this head (`None`: it heads its
+    /// sequence).
+    HeldBehind {
+        event_id: String,
+        head: Option<String>,
+    },
+    /// The record's origin is exactly this.
+    Origin {
+        event_id: String,
+        origin: Option<String>,
+    },
+}
+
+/// One write of a [`SequenceChange`]: the storage primitives the DLQ rules
+/// in the core are made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Records whose status is one of `from` get status `to`,
+    /// `replay_result = result`, `replay_attempt_time = at`, and
+    /// `replay_failure_class = failure_class`; `replay_attempts` grows by one
+    /// when `count_attempt`.
+    SetStatus {
+        event_ids: Vec<String>,
+        from: Vec<DlqStatus>,
+        to: DlqStatus,
+        result: String,
+        failure_class: Option<FailureClass>,
+        count_attempt: bool,
+    },
+    /// The record heads its sequence: `blocked_by` is cleared.
+    MakeHead { event_id: String },
+    /// Every record held behind `from`, other than `to`, is held behind `to`.
+    MoveHeld { from: String, to: String },
+    /// A REPLAYED record failed again downstream: PENDING with the new
+    /// failure's reason, time and origin.
+    Reopen {
+        event_id: String,
+        reason: String,
+        failure_time: DateTime<Utc>,
+        origin: Option<String>,
+    },
+}
+
+/// A change to DLQ records decided in the core
+/// ([`crate::app::dlq::sequencing`]) and written by an adapter in ONE
+/// transaction: every guard is checked on the rows as they are then (locked
+/// against concurrent writers), and either all steps are written, in order,
+/// or — when a guard fails — none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceChange {
+    pub at: DateTime<Utc>,
+    pub guards: Vec<Guard>,
+    pub steps: Vec<Step>,
+}
+
+/// The DLQ records. Adapters store and find; every rule (what heads a
+/// sequence, who takes over, what may change) is decided in the core.
+#[async_trait]
+pub trait DlqStore: Send + Sync {
+    /// Inserts the records whose event id is not stored yet (the DLQ
+    /// recorder may see a message twice). Returns the event ids that were
+    /// already there, left unchanged.
+    async fn insert_new(&self, records: &[NewDlqRecord]) -> Result<Vec<String>, StoreError>;
+
+    async fn get(&self, event_id: &str) -> Result<Option<DlqRecord>, StoreError>;
+
+    /// Records, newest failure first, optionally of one status.
+    async fn list(
+        &self,
+        status: Option<DlqStatus>,
+        page: PageRequest,
+    ) -> Result<Page<DlqRecord>, StoreError>;
+
+    async fn stats(&self) -> Result<DlqStats, StoreError>;
+
+    /// Every unresolved (PENDING or FAILED) publish-side record of the given
+    /// aggregates, whether or not it is marked as held, in any order.
+    async fn unresolved_publish_records(
+        &self,
+        aggregate_ids: &[String],
+    ) -> Result<Vec<SequenceMember>, StoreError>;
+
+    /// Unresolved records held behind `head_event_id`, in version order
+    /// (then id order).
+    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError>;
+
+    /// Claims an unresolved (PENDING or FAILED) record for a replay until
+    /// `until`, so replays on several instances never publish it twice.
+    /// True when `claimant` holds the claim now: it was free, had expired
+    /// (before `now`), or was already `claimant`'s.
+    async fn claim_replay(
+        &self,
+        event_id: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back `claimant`'s claim on a record (another's is left alone).
+    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError>;
+
+    /// Writes `change` in one transaction. False (nothing written) when one
+    /// of its guards does not hold.
+    async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError>;
+}

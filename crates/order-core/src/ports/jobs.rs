@@ -1,0 +1,196 @@
+//! Durable bulk replay jobs.
+
+use super::error::StoreError;
+use super::page::Page;
+use super::page::PageRequest;
+use async_trait::async_trait;
+use chrono::DateTime;
+use chrono::Utc;
+use serde::Deserialize;
+use serde::Serialize;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------
+// DLQ replay jobs
+// ---------------------------------------------------------------------------
+
+/// Where a bulk replay job stands. Only RUNNING jobs are worked on; the
+/// others are final.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Running,
+    /// No matching unresolved head was left, or `limit` heads were processed.
+    Completed,
+    /// Cancelled by an operator.
+    Cancelled,
+    /// Stopped by itself: too many replays failed.
+    Stopped,
+    /// Ended by an error (the store or the bus could not be used).
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Cancelled,
+        JobStatus::Stopped,
+        JobStatus::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "RUNNING",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Cancelled => "CANCELLED",
+            JobStatus::Stopped => "STOPPED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+    /// Case-insensitive parse.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+    pub fn is_final(self) -> bool {
+        self != JobStatus::Running
+    }
+}
+
+/// What a job has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobCounters {
+    /// Matching unresolved heads when the job was created.
+    pub matched: u64,
+    /// Heads worked on (replayed + failed + skipped).
+    pub processed: u64,
+    pub replayed: u64,
+    pub failed: u64,
+    /// Found resolved meanwhile (by another replay): nothing published.
+    pub skipped: u64,
+    /// Messages put on the bus, held events included.
+    pub published: u64,
+}
+
+/// A job to store: RUNNING, no runner yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewReplayJob {
+    pub id: Uuid,
+    pub principal: String,
+    pub role: String,
+    /// The replay filter, as the JSON object the job was created with.
+    pub filter: serde_json::Value,
+    pub matched: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored bulk replay job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayJob {
+    pub id: Uuid,
+    pub principal: String,
+    pub role: String,
+    pub filter: serde_json::Value,
+    pub status: JobStatus,
+    #[serde(flatten)]
+    pub counters: JobCounters,
+    /// Why it ended (or what it is doing), for people.
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The runner (service instance) holding the job, while its lease lasts.
+    pub runner: Option<String>,
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// A job's id, filter and status as the stores keep them (text), read back.
+/// Shared by the adapters so both report a damaged row the same way.
+pub fn decode_job_text(
+    id: &str,
+    filter: &str,
+    status: &str,
+) -> Result<(Uuid, serde_json::Value, JobStatus), StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(what);
+    Ok((
+        Uuid::parse_str(id).map_err(|e| corrupt(format!("job id {id:?}: {e}")))?,
+        serde_json::from_str(filter)
+            .map_err(|e| corrupt(format!("job {id}: unreadable filter: {e}")))?,
+        JobStatus::parse(status)
+            .ok_or_else(|| corrupt(format!("job {id}: unknown status {status:?}")))?,
+    ))
+}
+
+/// Result of [`ReplayJobStore::cancel`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobCancelled {
+    Done(ReplayJob),
+    /// Already final; returned unchanged.
+    AlreadyFinished(ReplayJob),
+    NotFound,
+}
+
+/// Durable bulk replay jobs. A runner works on a job only while it holds
+/// its lease; a lease that lapses (a dead runner) may be taken by another.
+#[async_trait]
+pub trait ReplayJobStore: Send + Sync {
+    /// Stores a RUNNING job (zero counters except `matched`).
+    async fn create_job(&self, job: &NewReplayJob) -> Result<ReplayJob, StoreError>;
+
+    async fn get_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError>;
+
+    /// All jobs, newest first (`created_at` desc, then id desc).
+    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError>;
+
+    /// RUNNING jobs whose lease is free or lapsed at `now`, or held by
+    /// `runner`, oldest first.
+    async fn leasable_jobs(
+        &self,
+        runner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Takes (or renews) the lease of a RUNNING job until `until` when it is
+    /// free, lapsed at `now` or already `runner`'s. `None` otherwise.
+    async fn lease_job(
+        &self,
+        id: Uuid,
+        runner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<ReplayJob>, StoreError>;
+
+    /// Saves the counters and renews the lease, while the job is RUNNING
+    /// and leased by `runner`; false otherwise (cancelled, or taken over).
+    async fn save_job_progress(
+        &self,
+        id: Uuid,
+        runner: &str,
+        counters: &JobCounters,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends a RUNNING job leased by `runner` with a final `status`, the
+    /// counters and a message, releasing the lease; false otherwise.
+    async fn finish_job(
+        &self,
+        id: Uuid,
+        runner: &str,
+        status: JobStatus,
+        counters: &JobCounters,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// RUNNING → CANCELLED (whoever holds the lease), releasing the lease.
+    async fn cancel_job(
+        &self,
+        id: Uuid,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobCancelled, StoreError>;
+}

@@ -1,0 +1,25 @@
+//! Ports: the traits the application services need from the outside world.
+//! Adapters (SQLite, MySQL, Kafka, MongoDB, the embedded bus) implement them
+//! and translate their driver errors into the error types defined here before
+//! anything leaves the adapter. Every port has a contract suite in
+//! [`crate::testkit`] that every adapter must pass.
+
+mod audit;
+mod bus;
+mod dlq_store;
+mod error;
+mod event_store;
+mod jobs;
+mod outbox;
+mod page;
+mod read_model;
+
+pub use audit::*;
+pub use bus::*;
+pub use dlq_store::*;
+pub use error::*;
+pub use event_store::*;
+pub use jobs::*;
+pub use outbox::*;
+pub use page::*;
+pub use read_model::*;
