@@ -14,7 +14,7 @@
 //! method of that path needs, then answers 405 (see [`access_for`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -27,7 +27,6 @@ use serde_json::Value;
 
 use super::error::{problem_response, Problem};
 use crate::config::{sha256, ApiKey, AuthPosture, AuthSettings, JwtKey, JwtSettings};
-use crate::startup::AppState;
 
 /// What a route needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,8 +383,7 @@ fn too_many(retry_after: Duration) -> Response {
 
 /// The route layer: authenticate, authorise, rate-limit, and hand the
 /// principal to the handler as `Extension<Principal>`.
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auth = &state.auth;
+pub async fn authorize(State(auth): State<Arc<Auth>>, mut req: Request, next: Next) -> Response {
     let pattern = req
         .extensions()
         .get::<MatchedPath>()

@@ -104,7 +104,7 @@ pub fn router(state: AppState) -> Router {
     // after routing, so unknown paths stay 404 (wrong methods: see
     // auth::access_for). Add routes above this line, never below.
     app = app.route_layer(middleware::from_fn_with_state(
-        state.clone(),
+        state.auth.clone(),
         auth::authorize,
     ));
 
