@@ -100,5 +100,4 @@ sub_state! {
     Arc<Projector> => projector,
     BusSwitch => bus_switch,
     Arc<Metrics> => metrics,
-    Arc<Auth> => auth,
 }
