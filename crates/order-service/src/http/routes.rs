@@ -66,6 +66,23 @@ impl AccessTable {
     }
 }
 
+/// `Routes::get(path, access, handler)` and its siblings: one per method,
+/// so a route's method and the method its access is recorded for are one
+/// token and cannot disagree.
+macro_rules! method_fns {
+    ($($name:ident => $method:ident),* $(,)?) => {
+        $(
+            pub fn $name<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
+            where
+                H: Handler<T, AppState>,
+                T: 'static,
+            {
+                self.add(Method::$method, path, access, routing::$name(handler))
+            }
+        )*
+    };
+}
+
 /// The router being declared, and the access of everything declared so far.
 pub struct Routes {
     router: Router<AppState>,
@@ -86,36 +103,11 @@ impl Routes {
         }
     }
 
-    pub fn get<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::GET, path, access, routing::get(handler))
-    }
-
-    pub fn post<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::POST, path, access, routing::post(handler))
-    }
-
-    pub fn put<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::PUT, path, access, routing::put(handler))
-    }
-
-    pub fn delete<H, T>(self, path: &'static str, access: Access, handler: H) -> Self
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        self.add(Method::DELETE, path, access, routing::delete(handler))
+    method_fns! {
+        get => GET,
+        post => POST,
+        put => PUT,
+        delete => DELETE,
     }
 
     fn add(

@@ -63,16 +63,14 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     let posture = config.auth_posture()?;
     announce(&config, posture);
     let auth = Arc::new(Auth::new(&config.auth, posture));
-    let Backends {
-        event_store,
-        outbox,
-        dlq_store,
-        audit_log,
-        replay_jobs,
-        read_model,
-        lock,
-    } = open_backends(&config).await?;
-    let audit = Auditor::new(audit_log);
+    let backends = open_backends(&config).await?;
+    let (event_store, outbox, dlq_store, read_model) = (
+        backends.event_store,
+        backends.outbox,
+        backends.dlq_store,
+        backends.read_model,
+    );
+    let audit = Auditor::new(backends.audit_log);
     let shared = Shared::new(&config, backends::open_bus(&config).await?);
 
     let commands = workers::commands(&config, &shared, &event_store);
@@ -102,12 +100,14 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
             outbox,
             dlq_store: dlq_store.clone(),
             read_model: read_model.clone(),
-            replay_jobs,
+            replay_jobs: backends.replay_jobs,
         },
         &dlq,
         &audit,
     );
-    let workers = background.start(&config, &shared.raw_bus, lock).await?;
+    let workers = background
+        .start(&config, &shared.raw_bus, backends.lock)
+        .await?;
 
     let state = AppState::new(Services {
         config,
