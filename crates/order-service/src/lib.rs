@@ -8,6 +8,7 @@
 //!   `order-core` services, starts the outbox relay, the projector, the
 //!   DLQ recorder and (opt-in) the automatic DLQ redrive, and serves HTTP
 //!   with graceful shutdown.
+//! - [`health`]: the probes behind health, readiness and the metric gauges.
 //! - [`http`]: the REST API of DESIGN §5 (orders, DLQ, test endpoints, ops),
 //!   with every error as `application/problem+json`.
 //! - [`telemetry`]: tracing set-up.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod startup;
 pub mod telemetry;

@@ -4,11 +4,11 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use order_core::app::Auditor;
 use order_core::ports::{AuditAction, AuditEntry, AuditFilter, Page, AUDIT_TEXT_MAX};
 
 use super::error::ApiError;
 use super::extract::Params;
-use crate::startup::AppState;
 
 fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
     match params.get(name) {
@@ -39,7 +39,7 @@ fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiErro
 /// `principal`, `action`, `target` (exact), `from` (inclusive) and `to`
 /// (exclusive) narrow; `page`/`size` as every list.
 pub async fn list(
-    State(state): State<AppState>,
+    State(audit): State<Auditor>,
     params: Params,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     let action = match params.get("action") {
@@ -66,5 +66,5 @@ pub async fn list(
         }
     }
     let page = params.page()?;
-    Ok(Json(state.audit.list(&filter, page).await?))
+    Ok(Json(audit.list(&filter, page).await?))
 }

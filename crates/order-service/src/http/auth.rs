@@ -3,7 +3,8 @@
 //! Credentials: an API key (`Authorization: Bearer <key>` or `X-API-Key`),
 //! held only as SHA-256 digests and compared in constant time, or a JWT
 //! bearer token (HS256 or RS256; `exp`, `nbf`, optional `iss`/`aud`). The
-//! [`authorize`] middleware finds the route's minimum role in [`ROUTES`],
+//! [`authorize`] middleware finds the route's minimum role in the
+//! [`AccessTable`] built with the routes (see `routes.rs`),
 //! answers 401 (no or invalid credentials, `WWW-Authenticate: Bearer`) or
 //! 403 (role too low), rate-limits the replay endpoints per principal (429,
 //! `Retry-After`), and puts the [`Principal`] into the request extensions.
@@ -11,14 +12,15 @@
 //! The middleware runs as a route layer, i.e. after routing: an unknown path
 //! still answers 404 to anyone (it says nothing the public OpenAPI document
 //! does not). A method the path does not serve needs the least role any
-//! method of that path needs, then answers 405 (see [`access_for`]).
+//! method of that path needs, then answers 405 (see
+//! [`AccessTable::access_for`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
@@ -26,108 +28,9 @@ use order_core::app::{Principal, Role};
 use serde_json::Value;
 
 use super::error::{problem_response, Problem};
+pub use super::routes::Access;
+use super::routes::AccessTable;
 use crate::config::{sha256, ApiKey, AuthPosture, AuthSettings, JwtKey, JwtSettings};
-use crate::startup::AppState;
-
-/// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone, no credentials looked at.
-    Open,
-    /// `/metrics`: open unless `ORDER_METRICS_AUTH=true` (then viewer).
-    Metrics,
-    /// At least this role.
-    Role(Role),
-    /// At least this role, and the replay rate limit.
-    Limited(Role),
-}
-
-/// The role table: method (`*` = any) and route pattern (a trailing `*`
-/// matches a prefix) → access. First match wins; a route missing here
-/// needs an admin (fail closed). DLQ record reads are viewer-readable:
-/// below operator the records leave without `originalEvent` (see `dlq.rs`).
-pub const ROUTES: &[(&str, &str, Access)] = &[
-    ("GET", "/actuator/health", Access::Open),
-    ("GET", "/health/*", Access::Open),
-    ("GET", "/v3/api-docs", Access::Open),
-    ("GET", "/swagger-ui*", Access::Open),
-    ("GET", "/dashboard*", Access::Open),
-    ("GET", "/metrics", Access::Metrics),
-    ("GET", "/api/orders", Access::Role(Role::Viewer)),
-    ("GET", "/api/orders/*", Access::Role(Role::Viewer)),
-    ("POST", "/api/orders", Access::Role(Role::Operator)),
-    ("POST", "/api/orders/*", Access::Role(Role::Operator)),
-    ("PUT", "/api/orders/*", Access::Role(Role::Operator)),
-    ("GET", "/api/dlq/stats", Access::Role(Role::Viewer)),
-    ("GET", "/api/dlq/pending", Access::Role(Role::Viewer)),
-    (
-        "GET",
-        "/api/dlq/event/{eventId}",
-        Access::Role(Role::Viewer),
-    ),
-    (
-        "GET",
-        "/api/dlq/status/{status}",
-        Access::Role(Role::Viewer),
-    ),
-    ("GET", "/api/dlq/audit", Access::Role(Role::Admin)),
-    ("POST", "/api/dlq/replay", Access::Limited(Role::Admin)),
-    ("GET", "/api/dlq/jobs", Access::Role(Role::Operator)),
-    ("GET", "/api/dlq/jobs/{jobId}", Access::Role(Role::Operator)),
-    ("DELETE", "/api/dlq/jobs/{jobId}", Access::Role(Role::Admin)),
-    (
-        "POST",
-        "/api/dlq/replay/{eventId}",
-        Access::Limited(Role::Admin),
-    ),
-    (
-        "PUT",
-        "/api/dlq/reset/{eventId}",
-        Access::Limited(Role::Admin),
-    ),
-    (
-        "POST",
-        "/api/dlq/skip/{eventId}",
-        Access::Limited(Role::Admin),
-    ),
-    ("*", "/api/admin/*", Access::Role(Role::Admin)),
-    ("*", "/api/test/*", Access::Role(Role::Admin)),
-];
-
-/// The access a request with `method` on route `pattern` needs.
-pub fn access_for(method: &Method, pattern: &str) -> Access {
-    // HEAD is answered by GET routes.
-    let method = if method == Method::HEAD {
-        "GET"
-    } else {
-        method.as_str()
-    };
-    let on_path = |p: &str| match p.strip_suffix('*') {
-        Some(prefix) => pattern.starts_with(prefix),
-        None => pattern == p,
-    };
-    if let Some((_, _, a)) = ROUTES
-        .iter()
-        .find(|(m, p, _)| (*m == "*" || *m == method) && on_path(p))
-    {
-        return *a;
-    }
-    // A method the path does not serve (axum answers 405): the least any
-    // method of the path needs, so whoever may use the path learns the
-    // `Allow`ed methods and nobody else learns anything.
-    ROUTES
-        .iter()
-        .filter(|(_, p, _)| on_path(p))
-        .map(|(_, _, a)| match a {
-            Access::Open | Access::Metrics => None,
-            Access::Role(r) | Access::Limited(r) => Some(*r),
-        })
-        .min()
-        .map_or(Access::Role(Role::Admin), |least| match least {
-            None => Access::Open,
-            Some(r) => Access::Role(r),
-        })
-}
 
 /// Allowed leeway for `exp` and `nbf` (clock skew between issuer and us).
 const JWT_LEEWAY_SECS: i64 = 30;
@@ -382,15 +285,32 @@ fn too_many(retry_after: Duration) -> Response {
     resp
 }
 
+/// What the route layer reads: the authenticator, and the access each
+/// declared route needs.
+#[derive(Clone)]
+pub struct Guard {
+    auth: Arc<Auth>,
+    table: Arc<AccessTable>,
+}
+
+impl Guard {
+    pub fn new(auth: Arc<Auth>, table: AccessTable) -> Self {
+        Self {
+            auth,
+            table: Arc::new(table),
+        }
+    }
+}
+
 /// The route layer: authenticate, authorise, rate-limit, and hand the
 /// principal to the handler as `Extension<Principal>`.
-pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let auth = &state.auth;
+pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next) -> Response {
+    let auth = &guard.auth;
     let pattern = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| req.uri().path().to_owned(), |m| m.as_str().to_owned());
-    let access = match access_for(req.method(), &pattern) {
+    let access = match guard.table.access_for(req.method(), &pattern) {
         Access::Metrics if auth.metrics_auth => Access::Role(Role::Viewer),
         Access::Metrics => Access::Open,
         a => a,
@@ -427,10 +347,14 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
 
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
     use super::*;
 
     #[test]
-    fn the_route_table_fails_closed_and_matches_prefixes() {
+    fn the_declared_routes_fail_closed_and_cover_wrong_methods() {
+        let (_, table) = super::super::declared_routes(true).finish();
+        let access_for = |m: &Method, p: &str| table.access_for(m, p);
         assert_eq!(
             access_for(&Method::GET, "/api/orders/{id}"),
             Access::Role(Role::Viewer)

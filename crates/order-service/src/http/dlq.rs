@@ -1,20 +1,24 @@
 //! `/api/dlq`: the original service's six endpoints and field names, plus bulk
 //! replay (a dry run, or a job: `/api/dlq/jobs`) and skip (the audit log is served by `audit.rs`).
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use order_core::app::{BulkReplayRequest, Principal, Role, BULK_REPLAY_MAX, SKIP_REASON_MAX};
+use order_core::app::{
+    Auditor, BulkReplayRequest, DlqService, Principal, ReplayJobs, Role, BULK_REPLAY_MAX,
+    SKIP_REASON_MAX,
+};
 use order_core::ports::{AuditAction, DlqStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{principal as principal_of, OptionalJsonBody, Params, PathParam};
-use crate::startup::AppState;
 
 /// Event ids are at most this long; longer ones cannot exist.
 const MAX_EVENT_ID_LEN: usize = 200;
@@ -29,8 +33,8 @@ fn event_id(PathParam(id): PathParam) -> Result<String, ApiError> {
     Ok(id)
 }
 
-pub async fn stats(State(state): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(state.dlq.stats().await?).into_response())
+pub async fn stats(State(dlq): State<Arc<DlqService>>) -> Result<Response, ApiError> {
+    Ok(Json(dlq.stats().await?).into_response())
 }
 
 /// DLQ records as JSON for `principal`: below operator without
@@ -58,34 +62,35 @@ fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) ->
 }
 
 pub async fn pending(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
     principal: Option<Extension<Principal>>,
     params: Params,
 ) -> Result<Response, ApiError> {
     let page = params.page()?;
-    let records = state.dlq.list(Some(DlqStatus::Pending), page).await?;
+    let records = dlq.list(Some(DlqStatus::Pending), page).await?;
     Ok(records_for(principal, records))
 }
 
 pub async fn event(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
     principal: Option<Extension<Principal>>,
     id: PathParam,
 ) -> Result<Response, ApiError> {
     let id = event_id(id)?;
-    Ok(records_for(principal, state.dlq.get(&id).await?))
+    Ok(records_for(principal, dlq.get(&id).await?))
 }
 
 /// 200 with the outcome (REPLAYED or SKIPPED); 502 with the same body shape
 /// when the bus refused the message (FAILED).
 pub async fn replay(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
+    State(audit): State<Auditor>,
     who: Option<Extension<Principal>>,
     id: PathParam,
 ) -> Result<Response, ApiError> {
     let who = principal_of(who);
-    let id = audited_event_id(&state, &who, AuditAction::DlqReplay, id).await?;
-    let outcome = state.dlq.replay(&who, &id).await?;
+    let id = audited_event_id(&audit, &who, AuditAction::DlqReplay, id).await?;
+    let outcome = dlq.replay(&who, &id).await?;
     let status = if outcome.success {
         StatusCode::OK
     } else {
@@ -172,7 +177,8 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
 /// with the job and `Location: /api/dlq/jobs/{id}` (see
 /// `order_core::app::jobs`).
 pub async fn replay_bulk(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
+    State(jobs): State<Arc<ReplayJobs>>,
     who: Option<Extension<Principal>>,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
@@ -190,9 +196,9 @@ pub async fn replay_bulk(
     let req = bulk_request(body)?;
     let who = principal_of(who);
     if req.dry_run {
-        return Ok(Json(state.dlq.replay_bulk(&who, &req).await?).into_response());
+        return Ok(Json(dlq.replay_bulk(&who, &req).await?).into_response());
     }
-    let job = state.jobs.create(&who, &req).await?;
+    let job = jobs.create(&who, &req).await?;
     let location = format!("/api/dlq/jobs/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
@@ -212,42 +218,46 @@ fn job_id(PathParam(id): PathParam) -> Result<Uuid, ApiError> {
 }
 
 /// Replay jobs, newest first.
-pub async fn jobs(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
+pub async fn jobs(
+    State(jobs): State<Arc<ReplayJobs>>,
+    params: Params,
+) -> Result<Response, ApiError> {
     let page = params.page()?;
-    Ok(Json(state.jobs.list(page).await?).into_response())
+    Ok(Json(jobs.list(page).await?).into_response())
 }
 
 /// One replay job: its status and counters (poll this for progress).
-pub async fn job(State(state): State<AppState>, id: PathParam) -> Result<Response, ApiError> {
+pub async fn job(State(jobs): State<Arc<ReplayJobs>>, id: PathParam) -> Result<Response, ApiError> {
     let id = job_id(id)?;
-    Ok(Json(state.jobs.get(id).await?).into_response())
+    Ok(Json(jobs.get(id).await?).into_response())
 }
 
 /// Cancels a RUNNING job: 200 with the job, now CANCELLED; the runner stops
 /// before its next head. 404 unknown; 409 already ended.
 pub async fn cancel_job(
-    State(state): State<AppState>,
+    State(jobs): State<Arc<ReplayJobs>>,
     who: Option<Extension<Principal>>,
     id: PathParam,
 ) -> Result<Response, ApiError> {
     let who = principal_of(who);
     let id = job_id(id)?;
-    Ok(Json(state.jobs.cancel(&who, id).await?).into_response())
+    Ok(Json(jobs.cancel(&who, id).await?).into_response())
 }
 
 pub async fn reset(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
+    State(audit): State<Auditor>,
     who: Option<Extension<Principal>>,
     id: PathParam,
 ) -> Result<Response, ApiError> {
     let who = principal_of(who);
-    let id = audited_event_id(&state, &who, AuditAction::DlqReset, id).await?;
-    Ok(Json(state.dlq.reset(&who, &id).await?).into_response())
+    let id = audited_event_id(&audit, &who, AuditAction::DlqReset, id).await?;
+    Ok(Json(dlq.reset(&who, &id).await?).into_response())
 }
 
 /// [`event_id`]; an id that cannot exist is audited as a refused (404) `action`.
 async fn audited_event_id(
-    state: &AppState,
+    audit: &Auditor,
     who: &Principal,
     action: AuditAction,
     id: PathParam,
@@ -257,8 +267,7 @@ async fn audited_event_id(
         Ok(id) => Ok(id),
         Err(e) => {
             let target: String = raw.chars().take(MAX_EVENT_ID_LEN).collect();
-            state
-                .audit
+            audit
                 .record(who, action, Some(&target), serde_json::json!({}), "404")
                 .await;
             Err(e)
@@ -277,7 +286,8 @@ struct SkipBody {
 /// order's sequence the next held event becomes the head. 200 with the
 /// outcome; 404 unknown; 409 already resolved or being replayed.
 pub async fn skip(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
+    State(audit): State<Auditor>,
     who: Option<Extension<Principal>>,
     id: PathParam,
     OptionalJsonBody(body): OptionalJsonBody,
@@ -297,12 +307,12 @@ pub async fn skip(
         )));
     }
     let who = principal_of(who);
-    let id = audited_event_id(&state, &who, AuditAction::DlqSkip, id).await?;
-    Ok(Json(state.dlq.skip(&who, &id, reason).await?).into_response())
+    let id = audited_event_id(&audit, &who, AuditAction::DlqSkip, id).await?;
+    Ok(Json(dlq.skip(&who, &id, reason).await?).into_response())
 }
 
 pub async fn by_status(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
     principal: Option<Extension<Principal>>,
     PathParam(status): PathParam,
     params: Params,
@@ -315,6 +325,6 @@ pub async fn by_status(
         )));
     };
     let page = params.page()?;
-    let records = state.dlq.list(Some(status), page).await?;
+    let records = dlq.list(Some(status), page).await?;
     Ok(records_for(principal, records))
 }

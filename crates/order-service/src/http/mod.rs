@@ -1,4 +1,5 @@
-//! The HTTP API (DESIGN §5). [`router`] wires every endpoint; the layers
+//! The HTTP API (DESIGN §5). [`router`] wires every endpoint, each declared
+//! once with the access it needs (see [`routes`]); the layers
 //! around it give each request a correlation id, turn every framework error
 //! (unknown route, wrong method, body too large…) into problem+json, and
 //! answer a 500 problem if a handler ever panics.
@@ -11,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod ops;
 pub mod orders;
+pub mod routes;
 pub mod testing;
 
 use std::convert::Infallible;
@@ -20,11 +22,12 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use axum::Router;
+use order_core::app::Role;
 use tracing::Instrument;
 
 use self::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
+use self::routes::{Access, Routes};
 use crate::startup::AppState;
 
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
@@ -45,68 +48,83 @@ impl<S: Send + Sync> FromRequestParts<S> for CorrelationId {
     }
 }
 
-/// Every endpoint of the service.
-pub fn router(state: AppState) -> Router {
-    let orders = Router::new()
-        .route("/{id}", get(orders::get))
-        .route("/{id}/events", get(orders::events))
-        .route("/customer/{customerId}", get(orders::by_customer))
-        .route("/{id}/confirm", put(orders::confirm))
-        .route("/{id}/cancel", put(orders::cancel))
-        .route("/{id}/prepare", put(orders::prepare))
-        .route("/{id}/ready", put(orders::ready))
-        .route("/{id}/deliver", put(orders::deliver));
+const VIEWER: Access = Access::Role(Role::Viewer);
+const OPERATOR: Access = Access::Role(Role::Operator);
+const ADMIN: Access = Access::Role(Role::Admin);
+/// Admin, and the per-principal replay rate limit.
+const ADMIN_LIMITED: Access = Access::Limited(Role::Admin);
 
-    let dlq = Router::new()
-        .route("/stats", get(dlq::stats))
-        .route("/pending", get(dlq::pending))
-        .route("/event/{eventId}", get(dlq::event))
-        .route("/replay", post(dlq::replay_bulk))
-        .route("/jobs", get(dlq::jobs))
-        .route("/jobs/{jobId}", get(dlq::job).delete(dlq::cancel_job))
-        .route("/replay/{eventId}", post(dlq::replay))
-        .route("/reset/{eventId}", put(dlq::reset))
-        .route("/skip/{eventId}", post(dlq::skip))
-        .route("/audit", get(audit::list))
-        .route("/status/{status}", get(dlq::by_status));
-
-    let mut app = Router::new()
-        .route("/api/orders", get(orders::search).post(orders::create))
-        .nest("/api/orders", orders)
-        .nest("/api/dlq", dlq)
-        .route(
-            "/api/admin/read-model/rebuild",
-            post(ops::rebuild_read_model),
+/// Every endpoint of the service and the access it needs. DLQ record reads
+/// are viewer-readable: below operator the records leave without
+/// `originalEvent` (see `dlq.rs`).
+pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
+    let routes = Routes::new()
+        .get("/api/orders", VIEWER, orders::search)
+        .post("/api/orders", OPERATOR, orders::create)
+        .get("/api/orders/{id}", VIEWER, orders::get)
+        .get("/api/orders/{id}/events", VIEWER, orders::events)
+        .get(
+            "/api/orders/customer/{customerId}",
+            VIEWER,
+            orders::by_customer,
         )
-        .route("/actuator/health", get(ops::health))
-        .route("/health/live", get(ops::live))
-        .route("/health/ready", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
-        .route("/v3/api-docs", get(ops::api_docs))
-        .route("/swagger-ui", get(ops::swagger_ui))
-        .route("/swagger-ui/", get(ops::swagger_ui))
-        .route("/swagger-ui.html", get(ops::swagger_redirect))
-        .route("/swagger-ui/assets/{file}", get(ops::swagger_asset))
-        .route("/dashboard", get(dashboard::page))
-        .route("/dashboard/", get(dashboard::page))
-        .route("/dashboard/app.js", get(dashboard::script))
-        .route("/dashboard/app.css", get(dashboard::stylesheet));
-
-    if state.config.test_endpoints {
-        app = app
-            .route("/api/test/publish-event", post(testing::publish_event))
-            .route("/api/test/kafka-status", get(testing::kafka_status))
-            .route("/api/test/bus/down", post(testing::bus_down))
-            .route("/api/test/bus/up", post(testing::bus_up));
+        .put("/api/orders/{id}/confirm", OPERATOR, orders::confirm)
+        .put("/api/orders/{id}/cancel", OPERATOR, orders::cancel)
+        .put("/api/orders/{id}/prepare", OPERATOR, orders::prepare)
+        .put("/api/orders/{id}/ready", OPERATOR, orders::ready)
+        .put("/api/orders/{id}/deliver", OPERATOR, orders::deliver)
+        .get("/api/dlq/stats", VIEWER, dlq::stats)
+        .get("/api/dlq/pending", VIEWER, dlq::pending)
+        .get("/api/dlq/event/{eventId}", VIEWER, dlq::event)
+        .get("/api/dlq/status/{status}", VIEWER, dlq::by_status)
+        .post("/api/dlq/replay", ADMIN_LIMITED, dlq::replay_bulk)
+        .get("/api/dlq/jobs", OPERATOR, dlq::jobs)
+        .get("/api/dlq/jobs/{jobId}", OPERATOR, dlq::job)
+        .delete("/api/dlq/jobs/{jobId}", ADMIN, dlq::cancel_job)
+        .post("/api/dlq/replay/{eventId}", ADMIN_LIMITED, dlq::replay)
+        .put("/api/dlq/reset/{eventId}", ADMIN_LIMITED, dlq::reset)
+        .post("/api/dlq/skip/{eventId}", ADMIN_LIMITED, dlq::skip)
+        .get("/api/dlq/audit", ADMIN, audit::list)
+        .post(
+            "/api/admin/read-model/rebuild",
+            ADMIN,
+            ops::rebuild_read_model,
+        )
+        .get("/actuator/health", Access::Open, ops::health)
+        .get("/health/live", Access::Open, ops::live)
+        .get("/health/ready", Access::Open, ops::ready)
+        .get("/metrics", Access::Metrics, ops::metrics)
+        .get("/v3/api-docs", Access::Open, ops::api_docs)
+        .get("/swagger-ui", Access::Open, ops::swagger_ui)
+        .get("/swagger-ui/", Access::Open, ops::swagger_ui)
+        .get("/swagger-ui.html", Access::Open, ops::swagger_redirect)
+        .get(
+            "/swagger-ui/assets/{file}",
+            Access::Open,
+            ops::swagger_asset,
+        )
+        .get("/dashboard", Access::Open, dashboard::page)
+        .get("/dashboard/", Access::Open, dashboard::page)
+        .get("/dashboard/app.js", Access::Open, dashboard::script)
+        .get("/dashboard/app.css", Access::Open, dashboard::stylesheet);
+    if !test_endpoints {
+        return routes;
     }
+    routes
+        .post("/api/test/publish-event", ADMIN, testing::publish_event)
+        .get("/api/test/kafka-status", ADMIN, testing::kafka_status)
+        .post("/api/test/bus/down", ADMIN, testing::bus_down)
+        .post("/api/test/bus/up", ADMIN, testing::bus_up)
+}
 
-    // Authentication and roles (auth::ROUTES) for every route above: it runs
-    // after routing, so unknown paths stay 404 (wrong methods: see
-    // auth::access_for). Add routes above this line, never below.
-    app = app.route_layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::authorize,
-    ));
+/// Every endpoint of the service, behind authentication.
+pub fn router(state: AppState) -> Router {
+    let (app, table) = declared_routes(state.config.test_endpoints).finish();
+    // Authentication and roles, as declared with each route: it runs after
+    // routing, so unknown paths stay 404 (wrong methods: see
+    // AccessTable::access_for).
+    let guard = auth::Guard::new(state.auth.clone(), table);
+    let app = app.route_layer(middleware::from_fn_with_state(guard, auth::authorize));
 
     let limit = state.config.max_body_bytes;
     app.fallback(not_found)
@@ -216,6 +234,7 @@ fn framework_problem(resp: Response, method: &Method) -> Response {
 mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
+    use axum::routing::get;
     use tower::ServiceExt;
 
     use super::*;

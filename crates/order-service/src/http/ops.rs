@@ -1,21 +1,18 @@
 //! Operations: health, readiness, Prometheus metrics, the OpenAPI document,
 //! the offline Swagger UI and the read-model rebuild.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
-use order_core::app::Gauges;
+use order_core::app::{Auditor, Metrics, Projector};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::extract::PathParam;
-use crate::startup::AppState;
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::health::{age_secs, Health, Status};
 
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 const SWAGGER_BUNDLE: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
@@ -39,22 +36,6 @@ const SWAGGER_HTML: &str = r##"<!DOCTYPE html>
 </html>
 "##;
 
-async fn bounded<T, E: std::fmt::Display>(
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(CHECK_TIMEOUT, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {CHECK_TIMEOUT:?}")),
-    }
-}
-
-fn age_secs(since: Option<DateTime<Utc>>) -> f64 {
-    since.map_or(0.0, |t| {
-        ((Utc::now() - t).num_milliseconds().max(0) as f64) / 1000.0
-    })
-}
-
 fn component(r: &Result<String, String>) -> Value {
     match r {
         Ok(m) => json!({ "status": "UP", "details": m }),
@@ -64,16 +45,9 @@ fn component(r: &Result<String, String>) -> Value {
 
 /// UP; DEGRADED (200) when the bus or the read model is down; DOWN (503)
 /// when the database is.
-pub async fn health(State(state): State<AppState>) -> Response {
-    let (db, bus, rm, outbox) = tokio::join!(
-        bounded(state.event_store.ping()),
-        bounded(state.bus.check(CHECK_TIMEOUT)),
-        bounded(state.read_model.ping()),
-        bounded(state.outbox.stats()),
-    );
-    let db = db.map(|()| "event store answers".to_owned());
-    let rm = rm.map(|()| "read model answers".to_owned());
-    let outbox_json = match &outbox {
+pub async fn health(State(health): State<Health>) -> Response {
+    let report = health.check().await;
+    let outbox_json = match &report.outbox {
         Ok(s) => json!({
             "status": "UP",
             "pending": s.pending,
@@ -83,19 +57,17 @@ pub async fn health(State(state): State<AppState>) -> Response {
             json!({ "status": "DOWN", "pending": null, "oldestAgeSeconds": null, "details": e })
         }
     };
-    let (status, code) = if db.is_err() {
-        ("DOWN", StatusCode::SERVICE_UNAVAILABLE)
-    } else if bus.is_err() || rm.is_err() || outbox.is_err() {
-        ("DEGRADED", StatusCode::OK)
-    } else {
-        ("UP", StatusCode::OK)
+    let status = report.status();
+    let code = match status {
+        Status::Down => StatusCode::SERVICE_UNAVAILABLE,
+        Status::Up | Status::Degraded => StatusCode::OK,
     };
     let body = json!({
-        "status": status,
+        "status": status.as_str(),
         "components": {
-            "database": component(&db),
-            "bus": component(&bus),
-            "readModel": component(&rm),
+            "database": component(&report.database),
+            "bus": component(&report.bus),
+            "readModel": component(&report.read_model),
             "outbox": outbox_json,
         }
     });
@@ -106,8 +78,8 @@ pub async fn live() -> Json<Value> {
     Json(json!({ "status": "UP" }))
 }
 
-pub async fn ready(State(state): State<AppState>) -> Response {
-    match bounded(state.event_store.ping()).await {
+pub async fn ready(State(health): State<Health>) -> Response {
+    match health.ready().await {
         Ok(()) => Json(json!({ "status": "UP" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: the database does not answer");
@@ -120,42 +92,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text format 0.0.4. A store that does not answer leaves its
-/// gauges at zero rather than failing the scrape.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let (outbox, dlq, head) = tokio::join!(
-        bounded(state.outbox.stats()),
-        bounded(state.dlq_store.stats()),
-        bounded(state.event_store.head_position()),
-    );
-    let mut g = Gauges {
-        bus_down: state.fault.is_down(),
-        ..Gauges::default()
-    };
-    match outbox {
-        Ok(s) => {
-            g.outbox_pending = s.pending;
-            g.outbox_oldest_age_secs = age_secs(s.oldest_created_at);
-        }
-        Err(e) => tracing::debug!(error = %e, "metrics: outbox stats unavailable"),
-    }
-    match dlq {
-        Ok(s) => {
-            g.dlq_by_status = vec![
-                ("PENDING", s.pending_count),
-                ("REPLAYED", s.replayed_count),
-                ("FAILED", s.failed_count),
-                ("SKIPPED", s.skipped_count),
-            ];
-            g.dlq_oldest_pending_age_secs = age_secs(s.oldest_pending_failure_time);
-        }
-        Err(e) => tracing::debug!(error = %e, "metrics: DLQ stats unavailable"),
-    }
-    match head {
-        Ok(h) => g.event_store_head = h,
-        Err(e) => tracing::debug!(error = %e, "metrics: event store head unavailable"),
-    }
-    let text = state.metrics.render(&g);
+/// Prometheus text format 0.0.4 (see [`Health::gauges`] for a store that
+/// does not answer).
+pub async fn metrics(
+    State(health): State<Health>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    let text = metrics.render(&health.gauges().await);
     (
         [(
             header::CONTENT_TYPE,
@@ -167,12 +110,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 pub async fn rebuild_read_model(
-    State(state): State<AppState>,
+    State(projector): State<Arc<Projector>>,
+    State(audit): State<Auditor>,
     who: Option<axum::Extension<order_core::app::Principal>>,
 ) -> Result<Json<order_core::app::RebuildReport>, ApiError> {
-    let outcome = state.projector.rebuild().await;
-    state
-        .audit
+    let outcome = projector.rebuild().await;
+    audit
         .record_outcome(
             &super::extract::principal(who),
             order_core::ports::AuditAction::ReadModelRebuild,

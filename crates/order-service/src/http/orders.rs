@@ -3,6 +3,7 @@
 //! history) and searches from the read model.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,7 +22,7 @@ use super::extract::{
     idempotency_key, if_match, JsonBody, OptionalJsonBody, OrderId, Params, PathParam,
 };
 use super::CorrelationId;
-use crate::startup::AppState;
+use crate::startup::Orders;
 
 // ---------------------------------------------------------------------------
 // Request parsing: fields are kept raw so a wrong type names its field and
@@ -278,7 +279,7 @@ fn ctx(correlation: &CorrelationId) -> CommandContext {
 // ---------------------------------------------------------------------------
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     correlation: CorrelationId,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -302,7 +303,7 @@ pub async fn create(
 }
 
 pub async fn get(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -347,7 +348,7 @@ fn storable_instant(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub async fn events(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
 ) -> Result<Response, ApiError> {
     let history = state.queries.history(id).await?;
@@ -378,7 +379,10 @@ fn filter_value(params: &Params, name: &str) -> Result<Option<String>, ApiError>
     }
 }
 
-pub async fn search(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
+pub async fn search(
+    State(state): State<Arc<Orders>>,
+    params: Params,
+) -> Result<Response, ApiError> {
     let filter = OrderFilter {
         customer_id: filter_value(&params, "customerId")?,
         restaurant_id: filter_value(&params, "restaurantId")?,
@@ -390,7 +394,7 @@ pub async fn search(State(state): State<AppState>, params: Params) -> Result<Res
 }
 
 pub async fn by_customer(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     PathParam(customer_id): PathParam,
     params: Params,
 ) -> Result<Response, ApiError> {
@@ -410,7 +414,7 @@ pub async fn by_customer(
 }
 
 async fn transition(
-    state: &AppState,
+    state: &Orders,
     id: uuid::Uuid,
     t: Transition,
     headers: &HeaderMap,
@@ -429,7 +433,7 @@ fn domain(e: order_core::domain::DomainError) -> ApiError {
 }
 
 pub async fn confirm(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     correlation: CorrelationId,
     params: Params,
@@ -443,7 +447,7 @@ pub async fn confirm(
 }
 
 pub async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     correlation: CorrelationId,
     params: Params,
@@ -457,7 +461,7 @@ pub async fn cancel(
 }
 
 pub async fn prepare(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     correlation: CorrelationId,
     headers: HeaderMap,
@@ -466,7 +470,7 @@ pub async fn prepare(
 }
 
 pub async fn ready(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     correlation: CorrelationId,
     headers: HeaderMap,
@@ -475,7 +479,7 @@ pub async fn ready(
 }
 
 pub async fn deliver(
-    State(state): State<AppState>,
+    State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
     correlation: CorrelationId,
     headers: HeaderMap,

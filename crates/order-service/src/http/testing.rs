@@ -1,26 +1,25 @@
 //! `/api/test`: demo and test helpers, mounted only when
 //! `ORDER_TEST_ENDPOINTS` is on. The publish and the bus switch are audited.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::{Extension, Json};
-use order_core::app::Principal;
+use order_core::app::{Auditor, DlqService, Principal};
 use order_core::ports::AuditAction;
 use serde::Serialize;
 use serde_json::json;
 
 use super::error::ApiError;
 use super::extract::principal;
-use crate::startup::AppState;
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::health::CHECK_TIMEOUT;
+use crate::startup::BusSwitch;
 
 pub async fn publish_event(
-    State(state): State<AppState>,
+    State(dlq): State<Arc<DlqService>>,
     who: Option<Extension<Principal>>,
 ) -> Result<Json<order_core::app::TestPublishOutcome>, ApiError> {
-    Ok(Json(state.dlq.publish_test_event(&principal(who)).await?))
+    Ok(Json(dlq.publish_test_event(&principal(who)).await?))
 }
 
 #[derive(Serialize)]
@@ -31,8 +30,8 @@ pub struct BusStatus {
 
 /// Asks the configured bus (through the fault switch) whether it is
 /// reachable. Publishes nothing.
-pub async fn kafka_status(State(state): State<AppState>) -> Json<BusStatus> {
-    let checked = tokio::time::timeout(CHECK_TIMEOUT, state.bus.check(CHECK_TIMEOUT)).await;
+pub async fn kafka_status(State(switch): State<BusSwitch>) -> Json<BusStatus> {
+    let checked = tokio::time::timeout(CHECK_TIMEOUT, switch.bus.check(CHECK_TIMEOUT)).await;
     Json(match checked {
         Ok(Ok(message)) => BusStatus {
             kafka: "UP",
@@ -50,28 +49,28 @@ pub async fn kafka_status(State(state): State<AppState>) -> Json<BusStatus> {
 }
 
 pub async fn bus_down(
-    State(state): State<AppState>,
+    State(switch): State<BusSwitch>,
+    State(audit): State<Auditor>,
     who: Option<Extension<Principal>>,
 ) -> Json<serde_json::Value> {
-    state.fault.set_down(true);
+    switch.fault.set_down(true);
     let who = principal(who);
     tracing::warn!(principal = %who.name, "bus switched OFF by operator: every publish attempt now fails");
-    state
-        .audit
+    audit
         .record(&who, AuditAction::TestBusDown, None, json!({}), "OK")
         .await;
     Json(json!({ "busDown": true }))
 }
 
 pub async fn bus_up(
-    State(state): State<AppState>,
+    State(switch): State<BusSwitch>,
+    State(audit): State<Auditor>,
     who: Option<Extension<Principal>>,
 ) -> Json<serde_json::Value> {
-    state.fault.set_down(false);
+    switch.fault.set_down(false);
     let who = principal(who);
     tracing::info!(principal = %who.name, "bus switched back ON by operator");
-    state
-        .audit
+    audit
         .record(&who, AuditAction::TestBusUp, None, json!({}), "OK")
         .await;
     Json(json!({ "busDown": false }))
