@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use order_core::ports::{
-    AuditAction, AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Page, PageRequest, StoreError,
+    AuditEntry, AuditFilter, AuditLog, AuditRow, NewAuditEntry, Page, PageRequest, StoreError,
     AUDIT_TEXT_MAX,
 };
 use sqlx::mysql::MySqlRow;
@@ -16,20 +16,15 @@ use crate::store::MySqlStore;
 const COLUMNS: &str = "id, at, principal, role, action, target, parameters, result";
 
 fn decode(row: &MySqlRow) -> Result<AuditEntry, StoreError> {
-    let id: i64 = row.try_get(0).map_err(db_err)?;
     let at: NaiveDateTime = row.try_get(1).map_err(db_err)?;
-    let action: String = row.try_get(4).map_err(db_err)?;
-    let parameters: String = row.try_get(6).map_err(db_err)?;
-    Ok(AuditEntry {
-        id,
+    AuditEntry::try_from(AuditRow {
+        id: row.try_get(0).map_err(db_err)?,
         at: utc(at),
         principal: row.try_get(2).map_err(db_err)?,
         role: row.try_get(3).map_err(db_err)?,
-        action: AuditAction::parse(&action)
-            .ok_or_else(|| corrupt(format!("audit entry {id}: unknown action {action:?}")))?,
+        action: row.try_get(4).map_err(db_err)?,
         target: row.try_get(5).map_err(db_err)?,
-        parameters: serde_json::from_str(&parameters)
-            .map_err(|e| corrupt(format!("audit entry {id}: unreadable parameters: {e}")))?,
+        parameters: row.try_get(6).map_err(db_err)?,
         result: row.try_get(7).map_err(db_err)?,
     })
 }

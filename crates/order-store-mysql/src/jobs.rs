@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use order_core::ports::{
-    decode_job_text, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,
-    ReplayJob, ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
+    JobCancelled, JobCounters, JobRow, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
+    ReplayJobStore, StoreError, AUDIT_TEXT_MAX, JOB_COLUMNS,
 };
 use sqlx::mysql::MySqlRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -15,18 +15,11 @@ use uuid::Uuid;
 use crate::db::{corrupt, db_err, fit, naive, to_i64, to_u64, utc};
 use crate::store::MySqlStore;
 
-const COLUMNS: &str = "id, principal, role, filter, status, matched, processed, replayed, \
-                       failed, skipped, published, message, created_at, updated_at, \
-                       finished_at, runner, lease_until";
-
 /// Longest runner id the table keeps.
 const RUNNER_MAX: usize = 64;
 
 fn decode(row: &MySqlRow) -> Result<ReplayJob, StoreError> {
-    let id: String = row.try_get(0).map_err(db_err)?;
-    let filter: String = row.try_get(3).map_err(db_err)?;
-    let status: String = row.try_get(4).map_err(db_err)?;
-    let count = |i: usize| -> Result<u64, StoreError> { to_u64(row.try_get(i).map_err(db_err)?) };
+    let count = |i: usize| -> Result<i64, StoreError> { row.try_get(i).map_err(db_err) };
     let time = |i: usize| -> Result<DateTime<Utc>, StoreError> {
         Ok(utc(row.try_get::<NaiveDateTime, _>(i).map_err(db_err)?))
     };
@@ -36,21 +29,20 @@ fn decode(row: &MySqlRow) -> Result<ReplayJob, StoreError> {
             .map_err(db_err)?
             .map(utc))
     };
-    let (id, filter, status) = decode_job_text(&id, &filter, &status)?;
-    Ok(ReplayJob {
-        id,
+    ReplayJob::try_from(JobRow {
+        id: row.try_get(0).map_err(db_err)?,
         principal: row.try_get(1).map_err(db_err)?,
         role: row.try_get(2).map_err(db_err)?,
-        filter,
-        status,
-        counters: JobCounters {
-            matched: count(5)?,
-            processed: count(6)?,
-            replayed: count(7)?,
-            failed: count(8)?,
-            skipped: count(9)?,
-            published: count(10)?,
-        },
+        filter: row.try_get(3).map_err(db_err)?,
+        status: row.try_get(4).map_err(db_err)?,
+        counts: [
+            count(5)?,
+            count(6)?,
+            count(7)?,
+            count(8)?,
+            count(9)?,
+            count(10)?,
+        ],
         message: row.try_get(11).map_err(db_err)?,
         created_at: time(12)?,
         updated_at: time(13)?,
@@ -67,7 +59,7 @@ fn runner_id(runner: &str) -> String {
 impl MySqlStore {
     async fn fetch_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM dlq_replay_jobs WHERE id = ?"
+            "SELECT {JOB_COLUMNS} FROM dlq_replay_jobs WHERE id = ?"
         )))
         .bind(id.to_string())
         .fetch_optional(self.pool())
@@ -112,7 +104,7 @@ impl ReplayJobStore for MySqlStore {
         let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         self.timed("list replay jobs", async {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM dlq_replay_jobs \
+                "SELECT {JOB_COLUMNS} FROM dlq_replay_jobs \
                  ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
             )))
             .bind(size)

@@ -3,31 +3,26 @@
 
 use async_trait::async_trait;
 use order_core::ports::{
-    AuditAction, AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Page, PageRequest, StoreError,
+    AuditEntry, AuditFilter, AuditLog, AuditRow, NewAuditEntry, Page, PageRequest, StoreError,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, Row};
 
-use crate::db::{corrupt, db_err, parse_ts, to_u64, ts};
+use crate::db::{db_err, parse_ts, to_u64, ts};
 use crate::store::SqliteStore;
 
 const COLUMNS: &str = "id, at, principal, role, action, target, parameters, result";
 
 fn decode(row: &Row<'_>) -> Result<AuditEntry, StoreError> {
-    let id: i64 = row.get(0).map_err(db_err)?;
     let at: String = row.get(1).map_err(db_err)?;
-    let action: String = row.get(4).map_err(db_err)?;
-    let parameters: String = row.get(6).map_err(db_err)?;
-    Ok(AuditEntry {
-        id,
+    AuditEntry::try_from(AuditRow {
+        id: row.get(0).map_err(db_err)?,
         at: parse_ts(&at)?,
         principal: row.get(2).map_err(db_err)?,
         role: row.get(3).map_err(db_err)?,
-        action: AuditAction::parse(&action)
-            .ok_or_else(|| corrupt(format!("audit entry {id}: unknown action {action:?}")))?,
+        action: row.get(4).map_err(db_err)?,
         target: row.get(5).map_err(db_err)?,
-        parameters: serde_json::from_str(&parameters)
-            .map_err(|e| corrupt(format!("audit entry {id}: unreadable parameters: {e}")))?,
+        parameters: row.get(6).map_err(db_err)?,
         result: row.get(7).map_err(db_err)?,
     })
 }

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::{
-    decode_job_text, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,
-    ReplayJob, ReplayJobStore, StoreError,
+    JobCancelled, JobCounters, JobRow, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
+    ReplayJobStore, StoreError, JOB_COLUMNS,
 };
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
@@ -14,33 +14,26 @@ use uuid::Uuid;
 use crate::db::{corrupt, db_err, parse_opt_ts, parse_ts, to_i64, to_u64, ts};
 use crate::store::SqliteStore;
 
-const COLUMNS: &str = "id, principal, role, filter, status, matched, processed, replayed, \
-                       failed, skipped, published, message, created_at, updated_at, \
-                       finished_at, runner, lease_until";
-
 fn decode(row: &Row<'_>) -> Result<ReplayJob, StoreError> {
-    let id: String = row.get(0).map_err(db_err)?;
-    let filter: String = row.get(3).map_err(db_err)?;
-    let status: String = row.get(4).map_err(db_err)?;
-    let count = |i: usize| -> Result<u64, StoreError> { to_u64(row.get(i).map_err(db_err)?) };
-    let (id, filter, status) = decode_job_text(&id, &filter, &status)?;
-    Ok(ReplayJob {
-        id,
+    let count = |i: usize| -> Result<i64, StoreError> { row.get(i).map_err(db_err) };
+    let time = |i: usize| -> Result<String, StoreError> { row.get(i).map_err(db_err) };
+    ReplayJob::try_from(JobRow {
+        id: row.get(0).map_err(db_err)?,
         principal: row.get(1).map_err(db_err)?,
         role: row.get(2).map_err(db_err)?,
-        filter,
-        status,
-        counters: JobCounters {
-            matched: count(5)?,
-            processed: count(6)?,
-            replayed: count(7)?,
-            failed: count(8)?,
-            skipped: count(9)?,
-            published: count(10)?,
-        },
+        filter: row.get(3).map_err(db_err)?,
+        status: row.get(4).map_err(db_err)?,
+        counts: [
+            count(5)?,
+            count(6)?,
+            count(7)?,
+            count(8)?,
+            count(9)?,
+            count(10)?,
+        ],
         message: row.get(11).map_err(db_err)?,
-        created_at: parse_ts(&row.get::<_, String>(12).map_err(db_err)?)?,
-        updated_at: parse_ts(&row.get::<_, String>(13).map_err(db_err)?)?,
+        created_at: parse_ts(&time(12)?)?,
+        updated_at: parse_ts(&time(13)?)?,
         finished_at: parse_opt_ts(row.get(14).map_err(db_err)?)?,
         runner: row.get(15).map_err(db_err)?,
         lease_until: parse_opt_ts(row.get(16).map_err(db_err)?)?,
@@ -50,7 +43,7 @@ fn decode(row: &Row<'_>) -> Result<ReplayJob, StoreError> {
 fn get(conn: &Connection, id: Uuid) -> Result<Option<ReplayJob>, StoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM dlq_replay_jobs WHERE id = ?1"
+            "SELECT {JOB_COLUMNS} FROM dlq_replay_jobs WHERE id = ?1"
         ))
         .map_err(db_err)?;
     let mut rows = stmt.query(params![id.to_string()]).map_err(db_err)?;
@@ -112,7 +105,7 @@ impl ReplayJobStore for SqliteStore {
                 {
                     let mut stmt = tx
                         .prepare(&format!(
-                            "SELECT {COLUMNS} FROM dlq_replay_jobs \
+                            "SELECT {JOB_COLUMNS} FROM dlq_replay_jobs \
                              ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2"
                         ))
                         .map_err(db_err)?;
