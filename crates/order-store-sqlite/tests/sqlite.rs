@@ -219,3 +219,88 @@ async fn the_audit_log_refuses_updates_and_deletes() {
         .expect("list");
     assert_eq!(page.content, [entry]);
 }
+
+/// Migration 0005 classifies the records stored before it from their text,
+/// once: the first of the marks `retryable: ` / `permanent: ` a reason
+/// quotes is its error's; consumer-side records and held records without an
+/// error of their own get no class.
+#[tokio::test]
+async fn records_stored_before_the_failure_class_column_are_classified_from_their_text() {
+    use order_core::ports::{DlqStore, FailureClass};
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    // Back to the schema before migration 5, with rows as it stored them.
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch(
+        "DELETE FROM schema_migrations WHERE version = 5;
+         ALTER TABLE dlq_replay_records DROP COLUMN failure_class;
+         ALTER TABLE dlq_replay_records DROP COLUMN replay_failure_class;",
+    )
+    .expect("downgrade");
+    let rows = [
+        (
+            "r",
+            "PUBLISH",
+            "PENDING",
+            "publish failed after retries: retryable: broker down",
+            None,
+        ),
+        (
+            "p",
+            "PUBLISH",
+            "PENDING",
+            "publish failed after retries: permanent: too large (retryable: no)",
+            None,
+        ),
+        (
+            "h",
+            "PUBLISH",
+            "PENDING",
+            "held behind unresolved event r of the same order",
+            None,
+        ),
+        (
+            "f",
+            "PUBLISH",
+            "FAILED",
+            "publish failed after retries: retryable: down",
+            Some("replay failed: permanent: too large"),
+        ),
+        (
+            "c",
+            "CONSUMER",
+            "PENDING",
+            "projection failed: permanent: no",
+            None,
+        ),
+    ];
+    for (id, source, status, reason, result) in rows {
+        raw.execute(
+            "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, version, \
+             original_event, failure_reason, failure_time, status, replay_attempts, source, \
+             topic, replay_result) VALUES (?1, 'agg', 'OrderCreated', 1, '{}', ?2, \
+             '2026-01-01T00:00:00.000000Z', ?3, 0, ?4, 'order-events', ?5)",
+            rusqlite::params![id, reason, status, source, result],
+        )
+        .expect("insert an old row");
+    }
+    drop(raw);
+
+    let store = SqliteStore::open(&path).expect("migrates");
+    let class = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            let r = store.get(id).await.expect("get").expect("record");
+            (r.failure_class, r.replay_failure_class)
+        }
+    };
+    assert_eq!(class("r").await, (Some(FailureClass::Retryable), None));
+    assert_eq!(class("p").await, (Some(FailureClass::Permanent), None));
+    assert_eq!(class("h").await, (None, None));
+    assert_eq!(
+        class("f").await,
+        (Some(FailureClass::Retryable), Some(FailureClass::Permanent))
+    );
+    assert_eq!(class("c").await, (None, None), "consumer-side: no class");
+}
