@@ -12,11 +12,15 @@
 //!    [`ports::EventBus`] with bounded retries, and parks what cannot be
 //!    published in the DLQ, holding an order's later events behind it.
 //! 4. [`app::projector`]: the projector folds bus messages into the
-//!    [`ports::ReadModel`] idempotently; the DLQ recorder records what
-//!    consumers dead-lettered.
-//! 5. [`app::dlq`]: operators inspect, replay and reset DLQ records.
-//! 6. [`app::redrive`]: opt-in, replays parked retryable publish failures by
-//!    itself once the bus answers again.
+//!    [`ports::ReadModel`] idempotently and dead-letters what it cannot
+//!    process to the DLQ topic.
+//! 5. [`app::dlq`]: what could not be published or processed.
+//!    [`app::dlq::sequencing`] decides every rule of an order's parked
+//!    sequence once (adapters only write guarded steps through
+//!    [`ports::DlqStore::apply`]); [`app::dlq::recorder`] records consumers'
+//!    failures; [`app::dlq::service`] lets operators inspect, replay, reset
+//!    and skip; [`app::dlq::jobs`] runs bulk replays; [`app::dlq::redrive`]
+//!    (opt-in) replays retryable publish failures once the bus is back.
 //!
 //! [`testkit`] holds the contract suites every adapter must pass.
 
