@@ -10,41 +10,20 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
+use axum::http::{Method, StatusCode};
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use order_core::app::Role;
 use order_service::config::{ApiKey, Config, JwtSettings};
-use order_service::startup::{self, App};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::router::{test_app_with, Reply};
 
 const VIEWER_KEY: &str = "viewer-key-0123456789";
 const OPERATOR_KEY: &str = "operator-key-0123456789";
 const ADMIN_KEY: &str = "admin-key-0123456789abc";
 const JWT_SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes!!";
 
-struct TestApp {
-    router: Router,
-    _app: App,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
-}
-
+/// The problem-response check of these tests.
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
     fn problem(&self, status: StatusCode) -> Value {
         assert_eq!(
             self.status,
@@ -68,60 +47,6 @@ fn with_keys(c: &mut Config) {
         ApiKey::new("the-operator", Role::Operator, OPERATOR_KEY),
         ApiKey::new("the-admin", Role::Admin, ADMIN_KEY),
     ];
-}
-
-async fn test_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path()).unwrap();
-    edit(&mut config);
-    let app = startup::build(config).await.unwrap();
-    TestApp {
-        router: order_service::http::router(app.state.clone()),
-        _app: app,
-        _dir: dir,
-    }
-}
-
-impl TestApp {
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            bytes,
-        }
-    }
 }
 
 fn bearer(key: &str) -> String {

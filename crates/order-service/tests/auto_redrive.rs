@@ -10,67 +10,39 @@ mod support;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::{Method, StatusCode};
 use order_core::app::relay::publish_failed_reason;
 use order_core::domain::{now, EventEnvelope};
 use order_core::ports::{DlqSource, FailureClass, NewDlqRecord, PublishError};
-use order_service::config::Config;
-use order_service::startup::{self, App};
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::router::{test_app_with, TestApp};
 use uuid::Uuid;
 
 /// Scan interval of the tests' redrive.
 const INTERVAL: Duration = Duration::from_millis(150);
 
-struct TestApp {
-    router: Router,
-    app: App,
-    _dir: tempfile::TempDir,
-}
-
 async fn test_app(auto_redrive: bool) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path()).unwrap();
-    config.dlq_auto_redrive = auto_redrive;
-    config.dlq_auto_redrive_interval = INTERVAL;
-    config.dlq_auto_redrive_rate = 100;
-    let app = startup::build(config).await.unwrap();
-    TestApp {
-        router: order_service::http::router(app.state.clone()),
-        app,
-        _dir: dir,
-    }
+    test_app_with(|config| {
+        config.dlq_auto_redrive = auto_redrive;
+        config.dlq_auto_redrive_interval = INTERVAL;
+        config.dlq_auto_redrive_rate = 100;
+    })
+    .await
 }
 
 impl TestApp {
-    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    /// A request with an optional JSON body; the answer's status and body
+    /// (JSON, else the text as a JSON string).
+    async fn send(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let reply = self.call(method, uri, body, &[]).await;
+        let bytes = reply.bytes;
         let json = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, json)
+        (reply.status, json)
     }
 
     async fn get(&self, uri: &str) -> Value {
-        let (status, body) = self.call(Method::GET, uri, None).await;
+        let (status, body) = self.send(Method::GET, uri, None).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
         body
     }
@@ -81,14 +53,14 @@ impl TestApp {
         } else {
             "/api/test/bus/down"
         };
-        let (status, _) = self.call(Method::POST, uri, None).await;
+        let (status, _) = self.send(Method::POST, uri, None).await;
         assert_eq!(status, StatusCode::OK);
     }
 
     /// Creates and confirms an order: two events, versions 1 and 2.
     async fn order_with_two_events(&self, customer: &str) -> String {
         let (status, body) = self
-            .call(
+            .send(
                 Method::POST,
                 "/api/orders",
                 Some(support::order_body(customer, "restaurant-1")),
@@ -97,7 +69,7 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let id = body["id"].as_str().unwrap().to_owned();
         let (status, body) = self
-            .call(
+            .send(
                 Method::PUT,
                 &format!("/api/orders/{id}/confirm?paymentId=p-1"),
                 None,
@@ -208,7 +180,7 @@ async fn parked_events_are_replayed_in_order_once_the_bus_is_back_without_an_ope
         .unwrap()
         .to_owned();
     let (status, body) = t
-        .call(Method::POST, &format!("/api/dlq/replay/{head_a}"), None)
+        .send(Method::POST, &format!("/api/dlq/replay/{head_a}"), None)
         .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["status"], "FAILED");
@@ -254,7 +226,7 @@ async fn parked_events_are_replayed_in_order_once_the_bus_is_back_without_an_ope
         assert_eq!(e["result"], "REPLAYED", "{e}");
         assert_eq!(e["parameters"]["auto"], true, "{e}");
     }
-    let (_, metrics) = t.call(Method::GET, "/metrics", None).await;
+    let (_, metrics) = t.send(Method::GET, "/metrics", None).await;
     assert!(
         metrics
             .as_str()

@@ -13,12 +13,14 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::metrics::metric;
+use support::process::free_port;
 use support::{call, eventually, order_body, Service};
 
 // ---------------------------------------------------------------------------
@@ -122,13 +124,6 @@ fn browser_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     names.iter().find_map(|n| find_on_path(n))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 const INSTALL_HINT: &str =
@@ -453,16 +448,6 @@ fn api_stats(stats: &Value) -> Vec<(&'static str, String)> {
     .into_iter()
     .map(|field| (field, stats[field].to_string()))
     .collect()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .filter(|rest| rest.starts_with(' '))
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,17 +12,6 @@ use support::{assert_ordered_once, eventually, order_body, read_topic, Service};
 
 const EVENTS_TOPIC: &str = "order-events";
 
-async fn metric(svc: &Service, name: &str) -> f64 {
-    let text = svc.call("GET", "/metrics", None).await.text;
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .filter(|rest| rest.starts_with(' '))
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-}
-
 async fn dlq_stats(svc: &Service) -> Value {
     svc.call("GET", "/api/dlq/stats", None).await.json()
 }
@@ -170,10 +159,7 @@ async fn the_dlq_story_parks_holds_back_and_replays_every_order_in_version_order
         })
         .await;
     }
-    assert_eq!(
-        metric(&svc, "orders_projection_duplicates_total").await,
-        0.0
-    );
+    assert_eq!(svc.metric("orders_projection_duplicates_total").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,14 +196,14 @@ async fn committed_events_survive_a_kill_between_commit_and_publish() {
         assert_eq!(res.status, 200, "{}", res.text);
         ids.push(id);
     }
-    assert_eq!(metric(&svc, "orders_outbox_pending").await, 20.0);
+    assert_eq!(svc.metric("orders_outbox_pending").await, 20.0);
 
     svc.kill9();
     // The fault switch is not persisted: the restarted service finds the bus up.
     svc.restart().await;
 
     eventually(20, "outbox drained after restart", || async {
-        (metric(&svc, "orders_outbox_pending").await == 0.0).then_some(())
+        (svc.metric("orders_outbox_pending").await == 0.0).then_some(())
     })
     .await;
     let seen = read_topic(&svc.bus(), EVENTS_TOPIC).await;

@@ -7,18 +7,19 @@
 //! Needs `ORDER_TEST_MYSQL_URL`, `ORDER_TEST_KAFKA_BROKERS` and
 //! `ORDER_TEST_MONGODB_URI` (run ./scripts/test.sh); fails without them.
 
-mod production_support;
 mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use order_core::ports::{BusMessage, EventBus};
-use production_support::{
-    consumer_view, envelopes, eventually, order_body, read_topic_until, Broker, ProdService,
-    Services,
-};
 use serde_json::{json, Value};
+use support::order_body;
+use support::production::broker::Broker;
+use support::production::consumer::{
+    consumer_view, coverage, envelopes, event_ids, read_topic_until, Coverage,
+};
+use support::production::{eventually, ProdService, Services};
 
 /// A command answered within this counts as "quick" during the outage.
 const QUICK: Duration = Duration::from_secs(2);
@@ -336,19 +337,18 @@ async fn the_dlq_story_on_mariadb_kafka_and_mongo_survives_a_real_broker_outage(
         60,
         Duration::from_millis(1500),
         |ds| {
-            let ids: HashSet<uuid::Uuid> = envelopes(ds).iter().map(|e| e.event_id).collect();
+            let ids = event_ids(ds);
             committed.keys().all(|id| ids.contains(id))
         },
     )
     .await;
     let seen = envelopes(&deliveries);
     let view = consumer_view(&seen);
-    let seen_ids: HashSet<uuid::Uuid> = seen.iter().map(|e| e.event_id).collect();
-    let missing = committed.keys().filter(|id| !seen_ids.contains(id)).count();
-    let foreign = seen_ids
-        .iter()
-        .filter(|id| !committed.contains_key(id))
-        .count();
+    let Coverage {
+        seen_ids,
+        missing,
+        foreign,
+    } = coverage(&committed, &seen);
     println!(
         "independent consumer ({:.1} s): events committed {}, delivered {} ({} distinct), \
          missing {missing}, duplicated {}, out of order {}, not committed {foreign}",
@@ -359,7 +359,7 @@ async fn the_dlq_story_on_mariadb_kafka_and_mongo_survives_a_real_broker_outage(
         view.duplicated,
         view.out_of_order
     );
-    let dups = production_support::duplicate_copies(&deliveries);
+    let dups = support::production::consumer::duplicate_copies(&deliveries);
     for (order, version, at) in &dups {
         println!(
             "  order {order} version {version} read {} times: {at:?}",

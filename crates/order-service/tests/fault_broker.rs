@@ -22,7 +22,6 @@
 //! Needs `ORDER_TEST_MYSQL_URL`, `ORDER_TEST_KAFKA_BROKERS` and
 //! `ORDER_TEST_MONGODB_URI` (run ./scripts/test.sh); fails without them.
 
-mod production_support;
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,12 +32,15 @@ use std::time::{Duration, Instant};
 
 use order_bus_kafka::KafkaBus;
 use order_core::domain::EventEnvelope;
-use order_core::ports::{Delivery, EventBus};
-use production_support::{
-    consumer_view, duplicate_copies, envelopes, eventually, order_body, Broker, ProdService,
-    Services,
-};
+use order_core::ports::Delivery;
 use serde_json::{json, Value};
+use support::order_body;
+use support::production::broker::Broker;
+use support::production::consumer::{
+    consumer_view, coverage, duplicate_copies, envelopes, event_ids, read_topic_within,
+    status_after, Coverage,
+};
+use support::production::{eventually, ProdService, Services};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -373,7 +375,7 @@ async fn client(addr: SocketAddr, k: usize, phase: Arc<AtomicU8>) -> ClientRepor
             let (path, status) = report.orders[idx]
                 .next(seq)
                 .expect("an open order has a step");
-            let res = production_support::call(addr, "PUT", &path, None).await;
+            let res = support::production::call(addr, "PUT", &path, None).await;
             let ok = matches!(&res, Ok(r) if r.status == 200);
             if ok {
                 let o = &mut report.orders[idx];
@@ -387,7 +389,7 @@ async fn client(addr: SocketAddr, k: usize, phase: Arc<AtomicU8>) -> ClientRepor
             let n = report.orders.len();
             let customer = format!("fb-c{k}-{}", n / 40);
             let body = order_body(&customer, &format!("rest-{}", n % 5));
-            let res = production_support::call(addr, "POST", "/api/orders", Some(&body)).await;
+            let res = support::production::call(addr, "POST", "/api/orders", Some(&body)).await;
             if let Ok(r) = &res {
                 if r.status == 201 {
                     let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
@@ -427,10 +429,8 @@ async fn client(addr: SocketAddr, k: usize, phase: Arc<AtomicU8>) -> ClientRepor
 
 // --- Reading the topic ---------------------------------------------------------------
 
-/// Reads `topic` from the beginning with a fresh consumer group until
-/// `done(messages so far)` holds and then the topic stays quiet for `quiet`,
-/// or until `secs` pass. Each (partition, offset) kept once. Returns what
-/// was read and whether `done` held.
+/// [`read_topic_within`] with this test's consumer groups: what was read,
+/// and whether `done` held.
 async fn read_topic(
     bus: &KafkaBus,
     topic: &str,
@@ -438,49 +438,8 @@ async fn read_topic(
     quiet: Duration,
     done: impl Fn(&[Delivery]) -> bool,
 ) -> (Vec<Delivery>, bool) {
-    let group = production_support::unique("fault-broker-checker");
-    let mut sub = bus.subscribe(&group, topic).await.expect("subscribes");
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut seen: HashSet<(i32, i64)> = HashSet::new();
-    let mut out: Vec<Delivery> = Vec::new();
-    let mut complete = false;
-    loop {
-        let wait = if complete {
-            quiet
-        } else {
-            Duration::from_millis(500)
-        };
-        let batch = sub.poll(1000, wait).await.expect("polls");
-        let empty = batch.is_empty();
-        for d in batch {
-            if seen.insert((d.partition, d.offset)) {
-                out.push(d);
-            }
-        }
-        if complete && empty {
-            return (out, true);
-        }
-        complete = complete || done(&out);
-        if Instant::now() >= deadline {
-            return (out, complete);
-        }
-    }
-}
-
-fn ids_of(deliveries: &[Delivery]) -> HashSet<uuid::Uuid> {
-    envelopes(deliveries).iter().map(|e| e.event_id).collect()
-}
-
-fn status_after(event_type: &str) -> &'static str {
-    match event_type {
-        "OrderCreated" => "PENDING",
-        "OrderConfirmed" => "CONFIRMED",
-        "OrderCancelled" => "CANCELLED",
-        "OrderPreparationStarted" => "PREPARING",
-        "OrderMarkedReady" => "READY",
-        "OrderDelivered" => "DELIVERED",
-        other => panic!("unknown event type {other}"),
-    }
+    let read = read_topic_within(bus, topic, "fault-broker-checker", secs, quiet, done).await;
+    (read.deliveries, read.done)
 }
 
 // --- The DLQ ------------------------------------------------------------------------
@@ -653,15 +612,7 @@ async fn broker_outage_under_load(services: &Services, brokers: &str, fault: &Fa
     );
 
     // The outbox drains: every committed event delivered or parked.
-    eventually(90, "the outbox drained", || async {
-        let pending = svc.metric("orders_outbox_pending").await;
-        if pending == 0.0 {
-            Ok(())
-        } else {
-            Err(format!("outbox pending {pending}"))
-        }
-    })
-    .await;
+    svc.outbox_drained(90).await;
     let drained_after = test_started.elapsed();
 
     // What was committed: the event store's history of every order.
@@ -762,11 +713,11 @@ async fn broker_outage_under_load(services: &Services, brokers: &str, fault: &Fa
         .collect();
     let (before_replay, complete) =
         read_topic(&client, &topic, 60, Duration::from_millis(1500), |ds| {
-            let ids = ids_of(ds);
+            let ids = event_ids(ds);
             not_parked.iter().all(|id| ids.contains(id))
         })
         .await;
-    let delivered_ids = ids_of(&before_replay);
+    let delivered_ids = event_ids(&before_replay);
     let lost: Vec<&uuid::Uuid> = not_parked
         .iter()
         .filter(|id| !delivered_ids.contains(id))
@@ -882,18 +833,17 @@ async fn broker_outage_under_load(services: &Services, brokers: &str, fault: &Fa
     let read_started = Instant::now();
     let (deliveries, complete) =
         read_topic(&client, &topic, 60, Duration::from_millis(1500), |ds| {
-            let ids = ids_of(ds);
+            let ids = event_ids(ds);
             committed.keys().all(|id| ids.contains(id))
         })
         .await;
     let seen = envelopes(&deliveries);
     let view = consumer_view(&seen);
-    let seen_ids: HashSet<uuid::Uuid> = seen.iter().map(|e| e.event_id).collect();
-    let missing = committed.keys().filter(|id| !seen_ids.contains(id)).count();
-    let foreign = seen_ids
-        .iter()
-        .filter(|id| !committed.contains_key(id))
-        .count();
+    let Coverage {
+        seen_ids,
+        missing,
+        foreign,
+    } = coverage(&committed, &seen);
     let dups = duplicate_copies(&deliveries);
     for (order, version, at) in dups.iter().take(20) {
         println!(

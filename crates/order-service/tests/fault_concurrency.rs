@@ -12,19 +12,17 @@
 //! services see. Needs `ORDER_TEST_MYSQL_URL`, `ORDER_TEST_KAFKA_BROKERS`
 //! and `ORDER_TEST_MONGODB_URI` (run ./scripts/test.sh); fails without them.
 
-mod production_support;
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use production_support::{
-    consumer_view, envelopes, eventually, order_body, read_topic_until, Broker, ProdService,
-    Services,
-};
 use serde_json::{json, Value};
+use support::order_body;
+use support::production::broker::Broker;
+use support::production::consumer::{consumer_view, envelopes, read_topic_until};
+use support::production::{eventually, mysql_client, ProdService, Services};
 use support::Response;
 
 /// One request on a fresh connection with extra headers, bounded by 60 s
@@ -48,28 +46,8 @@ async fn call(
 /// One value from the test's MariaDB database (`mysql` client, as the
 /// harness uses to drop it).
 fn mysql_scalar(services: &Services, database: &str, sql: &str) -> String {
-    let rest = services
-        .mysql_url
-        .split_once("://")
-        .map_or(services.mysql_url.as_str(), |(_, r)| r);
-    let (auth, host) = rest.split_once('@').unwrap_or(("root", rest));
-    let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-    let (host, port) = host.split_once(':').unwrap_or((host, "3306"));
-    let mut cmd = Command::new("mysql");
-    cmd.args([
-        "--protocol=tcp",
-        &format!("-h{host}"),
-        &format!("-P{port}"),
-        &format!("-u{user}"),
-        "-N",
-        "-B",
-        database,
-        "-e",
-        sql,
-    ]);
-    if !password.is_empty() {
-        cmd.env("MYSQL_PWD", password);
-    }
+    let mut cmd = mysql_client(&services.mysql_url);
+    cmd.args(["-N", "-B", database, "-e", sql]);
     let out = cmd.output().expect("the mysql client runs");
     assert!(
         out.status.success(),

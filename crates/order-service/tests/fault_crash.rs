@@ -22,7 +22,6 @@
 //! `ORDER_TEST_MONGODB_URI` (run ./scripts/test.sh); fails without them.
 //! `FAULT_SEED=<n>` replays a run's random choices (its seed is printed).
 
-mod production_support;
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -33,11 +32,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use order_core::domain::EventEnvelope;
-use production_support::{
-    consumer_view, duplicate_copies, envelopes, eventually, order_body, read_topic_until, Broker,
-    ProdService, Services,
-};
 use serde_json::{json, Value};
+use support::order_body;
+use support::production::broker::Broker;
+use support::production::consumer::{
+    consumer_view, duplicate_copies, envelopes, event_ids, read_topic_until, status_after,
+};
+use support::production::{eventually, ProdService, Services};
 
 /// Concurrent client tasks.
 const CLIENTS: usize = 6;
@@ -360,18 +361,6 @@ impl Load {
 
 // --- Checks -------------------------------------------------------------------
 
-fn status_after(event_type: &str) -> &'static str {
-    match event_type {
-        "OrderCreated" => "PENDING",
-        "OrderConfirmed" => "CONFIRMED",
-        "OrderCancelled" => "CANCELLED",
-        "OrderPreparationStarted" => "PREPARING",
-        "OrderMarkedReady" => "READY",
-        "OrderDelivered" => "DELIVERED",
-        other => panic!("unknown event type {other}"),
-    }
-}
-
 /// What the event store, the topic and the read model showed.
 #[derive(Debug, Default)]
 struct Verdict {
@@ -466,7 +455,7 @@ async fn verify(svc: &ProdService, brokers: &str, ledger: &Ledger) -> Verdict {
         90,
         Duration::from_millis(2000),
         |ds| {
-            let seen: HashSet<uuid::Uuid> = envelopes(ds).iter().map(|e| e.event_id).collect();
+            let seen = event_ids(ds);
             committed.keys().all(|id| seen.contains(id))
         },
     )
@@ -665,18 +654,6 @@ fn assert_clean(ledger: &Ledger) {
     );
 }
 
-async fn outbox_drained(svc: &ProdService, secs: u64) {
-    eventually(secs, "the outbox drained", || async {
-        let pending = svc.metric("orders_outbox_pending").await;
-        if pending == 0.0 {
-            Ok(())
-        } else {
-            Err(format!("outbox pending {pending}"))
-        }
-    })
-    .await;
-}
-
 /// On a failing test, keeps each instance's whole log in the temp dir under
 /// its own name (the harness keeps one file per database, so the second
 /// instance's copy would replace the first's).
@@ -785,7 +762,7 @@ async fn kill_9_under_load_loses_nothing_and_publishes_nothing_uncommitted() {
 
     // The last incarnation's relay takes the lease when the killed one's
     // runs out, and publishes the rest.
-    outbox_drained(&svc, 60).await;
+    svc.outbox_drained(60).await;
     let stats = svc.dlq_stats().await;
     assert_eq!(stats["totalCount"], 0, "nothing parked: {stats}");
 
@@ -898,7 +875,7 @@ async fn two_instances_survive_the_kill_of_the_relay_lease_holder() {
     let ready = svc.call("GET", "/health/ready", None).await;
     assert_eq!(ready.status, 200, "the survivor is ready: {}", ready.text);
     assert_clean(&ledger);
-    outbox_drained(svc, 60).await;
+    svc.outbox_drained(60).await;
     let stats = svc.dlq_stats().await;
     assert_eq!(stats["totalCount"], 0, "nothing parked: {stats}");
     let survivor_published = svc.metric("orders_events_published_total").await;

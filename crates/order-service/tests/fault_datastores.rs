@@ -16,7 +16,6 @@
 //! `mariadbd` (as scripts/services.sh uses) and nx-27017 (the cached
 //! virtualenv of scripts/services.sh, or `ORDER_TEST_NX_BIN`).
 
-mod production_support;
 mod support;
 
 use std::collections::{HashMap, HashSet};
@@ -27,11 +26,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use production_support::{
-    call, consumer_view, envelopes, eventually, free_port, order_body, read_topic_until,
-    ProdService, Services,
-};
 use serde_json::Value;
+use support::order_body;
+use support::process::free_port;
+use support::production::consumer::{
+    consumer_view, coverage, envelopes, event_ids, read_topic_until, Coverage,
+};
+use support::production::{call, eventually, ProdService, Services};
 
 /// The two tests load the shared 2-core machine; one at a time keeps their
 /// latency figures meaningful.
@@ -740,15 +741,7 @@ async fn a_database_outage_answers_503_quickly_and_the_service_recovers_by_itsel
 
     // --- No partial writes: each order's state and items match its events.
     // The outbox drains first (the relay recovered too).
-    eventually(60, "the outbox drained", || async {
-        let pending = svc.metric("orders_outbox_pending").await;
-        if pending == 0.0 {
-            Ok(())
-        } else {
-            Err(format!("outbox pending {pending}"))
-        }
-    })
-    .await;
+    svc.outbox_drained(60).await;
     let dlq = svc.dlq_stats().await;
     assert_eq!(dlq["totalCount"], 0, "nothing parked: {dlq}");
     let rows = db.query(
@@ -853,19 +846,18 @@ async fn a_database_outage_answers_503_quickly_and_the_service_recovers_by_itsel
         90,
         Duration::from_millis(1500),
         |ds| {
-            let ids: HashSet<uuid::Uuid> = envelopes(ds).iter().map(|e| e.event_id).collect();
+            let ids = event_ids(ds);
             committed.keys().all(|id| ids.contains(id))
         },
     )
     .await;
     let seen = envelopes(&deliveries);
     let view = consumer_view(&seen);
-    let seen_ids: HashSet<uuid::Uuid> = seen.iter().map(|e| e.event_id).collect();
-    let missing = committed.keys().filter(|id| !seen_ids.contains(id)).count();
-    let foreign = seen_ids
-        .iter()
-        .filter(|id| !committed.contains_key(id))
-        .count();
+    let Coverage {
+        seen_ids,
+        missing,
+        foreign,
+    } = coverage(&committed, &seen);
     assert_eq!(missing, 0, "every committed event is delivered");
     assert_eq!(foreign, 0, "only committed events are delivered");
     for e in &seen {
@@ -1087,7 +1079,7 @@ async fn a_read_model_outage_leaves_commands_alone_and_the_projector_catches_up(
         90,
         Duration::from_millis(1500),
         |ds| {
-            let ids: HashSet<uuid::Uuid> = envelopes(ds).iter().map(|e| e.event_id).collect();
+            let ids = event_ids(ds);
             committed.iter().all(|id| ids.contains(id))
         },
     )

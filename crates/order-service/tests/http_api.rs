@@ -5,36 +5,19 @@
 // Test helpers fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
+use axum::http::{header, Method, Request, StatusCode};
 use order_service::config::Config;
-use order_service::startup::{self, App};
+use order_service::startup;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::router::{test_app_with, Reply, TestApp};
 
-struct TestApp {
-    router: Router,
-    app: App,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    bytes: Vec<u8>,
-}
-
+/// The problem-response checks of these tests.
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
     fn is_problem(&self) -> bool {
         self.header("content-type") == Some("application/problem+json")
     }
@@ -58,62 +41,11 @@ impl Reply {
     }
 }
 
-async fn test_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::for_tests(dir.path()).unwrap();
-    edit(&mut config);
-    let app = startup::build(config).await.unwrap();
-    TestApp {
-        router: order_service::http::router(app.state.clone()),
-        app,
-        _dir: dir,
-    }
-}
-
 async fn test_app() -> TestApp {
     test_app_with(|_| {}).await
 }
 
 impl TestApp {
-    async fn raw(&self, req: Request<Body>) -> Reply {
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            bytes,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        uri: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.raw(req.body(body).unwrap()).await
-    }
-
     async fn get(&self, uri: &str) -> Reply {
         self.call(Method::GET, uri, None, &[]).await
     }

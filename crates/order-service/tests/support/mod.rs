@@ -1,13 +1,29 @@
-//! End-to-end test support: start the real `order-service` binary on a fresh
-//! data directory and a free port, talk to it over HTTP, read its embedded
-//! bus as an independent consumer.
+//! Test support shared by the service's integration tests (each test file
+//! is its own crate and includes this module with `mod support;`): one copy
+//! of the helpers instead of one per file. Not every test uses every helper.
+//!
+//! This module: the real `order-service` binary on the embedded profile,
+//! started on a fresh data directory and a free port ([`Service`]), talked
+//! to over HTTP, and its embedded bus read as an independent consumer.
+//!
+//! * `process`: free ports, waiting for a spawned service, its log,
+//!   `kill -9` (for this module's and `production`'s services).
+//! * `metrics`: reading a figure off `/metrics`.
+//! * `router`: the whole application in process, driven through the router
+//!   without a socket.
+//! * `production`: the real binary on MariaDB, Kafka (Tansu) and MongoDB.
 
 #![allow(dead_code)]
 
+pub mod metrics;
+pub mod process;
+pub mod production;
+pub mod router;
+
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +35,9 @@ use order_core::domain::EventEnvelope;
 use order_core::ports::{Delivery, EventBus};
 use order_store_sqlite::EmbeddedBus;
 use serde_json::{json, Value};
+
+use metrics::metric;
+use process::{free_port, kill9, read_log, service_command, wait_until_ready};
 
 pub struct Response {
     pub status: u16,
@@ -97,13 +116,6 @@ pub async fn call(
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// A running service process. Killed on drop.
 pub struct Service {
     pub addr: SocketAddr,
@@ -133,65 +145,50 @@ impl Service {
     pub async fn restart(&mut self) {
         let port = free_port();
         self.addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("service.log"))
-            .expect("log file");
-        let log2 = log.try_clone().expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_order-service"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ORDER_PORT", port.to_string())
-            .env("ORDER_BIND", "127.0.0.1")
-            .env(
-                "ORDER_DATABASE_URL",
-                format!("sqlite://{}", self.dir.join("orders.db").display()),
-            )
-            .env("ORDER_LOG", "warn")
-            .env("ORDER_PUBLISH_MAX_ATTEMPTS", "3")
-            .env("ORDER_PUBLISH_BACKOFF_MS", "20")
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
+        let mut cmd = service_command(port, &self.dir.join("service.log"));
+        cmd.env(
+            "ORDER_DATABASE_URL",
+            format!("sqlite://{}", self.dir.join("orders.db").display()),
+        )
+        .env("ORDER_LOG", "warn")
+        .env("ORDER_PUBLISH_MAX_ATTEMPTS", "3")
+        .env("ORDER_PUBLISH_BACKOFF_MS", "20");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("service starts"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = call(self.addr, "GET", "/health/ready", None, &[]).await {
-                if r.status == 200 {
-                    return;
-                }
-            }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("service exited early ({status}); log:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "service not ready in 30 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let addr = self.addr;
+        let log_path = self.dir.join("service.log");
+        wait_until_ready(
+            &mut self.child,
+            30,
+            Duration::from_millis(50),
+            move || async move {
+                matches!(call(addr, "GET", "/health/ready", None, &[]).await, Ok(r) if r.status == 200)
+            },
+            || read_log(&log_path),
+        )
+        .await;
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("service.log")).unwrap_or_default()
+        read_log(&self.dir.join("service.log"))
     }
 
     /// `kill -9`: no shutdown hook runs.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        kill9(&mut self.child);
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Response {
         call(self.addr, method, path, body, &[])
             .await
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// A gauge or counter of `/metrics` without labels.
+    pub async fn metric(&self, name: &str) -> f64 {
+        metric(&self.call("GET", "/metrics", None).await.text, name)
     }
 
     /// The service's embedded bus file, opened as an independent reader.

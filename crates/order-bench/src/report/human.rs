@@ -1,0 +1,307 @@
+//! The human summary of a [`Report`]: the text printed at the end of a
+//! run, with the raw-database ceilings and the targets of the profile. Kept
+//! apart from the data and the JSON so the wording can change on its own.
+
+use std::fmt::Write;
+
+use crate::profile::Profile;
+
+use super::{
+    Report, TARGET_COMMANDS_PER_SEC, TARGET_P99_MS, TARGET_PRODUCTION_COMMANDS_PER_SEC,
+    TARGET_PUBLISH_LAG_P99_SECS,
+};
+
+pub(super) fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} ms"))
+}
+
+/// A bucket upper bound as text: "≤ 5 ms", "> last bucket" for +Inf.
+pub(super) fn fmt_bound(secs: Option<f64>) -> String {
+    match secs {
+        None => "n/a".to_owned(),
+        Some(s) if s.is_infinite() => "> largest bucket".to_owned(),
+        Some(s) => format!("≤ {} ms", s * 1000.0),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+impl Report {
+    pub fn human(&self) -> String {
+        let l = &self.load;
+        let mut o = String::new();
+        let _ = writeln!(o, "\n== order-bench ==");
+        let _ = writeln!(
+            o,
+            "machine           {} cores (load generator on the same machine)",
+            self.cores
+        );
+        let _ = writeln!(o, "profile           {}", self.profile.name());
+        let _ = writeln!(
+            o,
+            "service           {} ({})",
+            self.target,
+            match (self.spawned, self.profile) {
+                (false, _) => "already running",
+                (true, Profile::Embedded) => "spawned, fresh SQLite",
+                (true, Profile::Production) =>
+                    "spawned, fresh MySQL database, topics, groups and Mongo database",
+            }
+        );
+        if let Some(b) = &self.backends {
+            let _ = writeln!(o, "backends          {b}");
+        }
+        let _ = writeln!(
+            o,
+            "load              POST /api/orders, {} keep-alive connections, {} s warm-up + {} s measured ({:.2} s actual)",
+            self.connections,
+            self.warmup_secs,
+            self.duration_secs,
+            l.measured.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "\nthroughput        {:.0} commands/s  ({} created)",
+            l.throughput(),
+            l.created
+        );
+        let _ = writeln!(
+            o,
+            "latency           p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            fmt_ms(self.p(0.5)),
+            fmt_ms(self.p(0.9)),
+            fmt_ms(self.p(0.99)),
+            fmt_ms(self.p(0.999)),
+            fmt_ms(self.p(1.0))
+        );
+        let statuses: Vec<String> = l.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+        let _ = writeln!(
+            o,
+            "errors            {} non-201{}  {} transport errors  ({} connections opened)",
+            l.non_201,
+            if statuses.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", statuses.join(", "))
+            },
+            l.transport_errors,
+            l.connects
+        );
+        for e in &l.error_samples {
+            let _ = writeln!(o, "  e.g.            {e}");
+        }
+        if let Some(c) = self.server.commands_per_commit() {
+            let _ = writeln!(
+                o,
+                "group commit      {c:.1} commands per transaction (server counters)"
+            );
+        }
+
+        if let Some(died) = &self.service_died {
+            let _ = writeln!(o, "\n!! {died}");
+        }
+        let d = &self.drain;
+        let show = |v: Option<f64>| v.map_or_else(|| "missing".to_owned(), |v| format!("{v}"));
+        match &d.error {
+            Some(e) => {
+                let _ = writeln!(o, "\ndrain             could not be checked: {e}");
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "\ndrain             {} after {:.2} s  (outbox pending {}, projector lag {} events)",
+                    if d.drained { "caught up" } else { "NOT caught up" },
+                    d.seconds,
+                    show(d.outbox_pending),
+                    show(d.projector_lag)
+                );
+                if let Some(n) = d.unprojected.filter(|n| *n > 0.0) {
+                    let _ = writeln!(
+                        o,
+                        "                  {n} published events not yet projected (lag histogram counts)"
+                    );
+                }
+                let (relay, projector) = d.rates();
+                if !d.drained || d.seconds >= 1.0 {
+                    let _ = writeln!(
+                        o,
+                        "                  (at the end of the load: outbox pending {}, projector lag {} events; worked off during the wait: relay {}, projector {})",
+                        show(d.outbox_pending_start),
+                        show(d.projector_lag_start),
+                        relay.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
+                        projector.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.0} events/s")),
+                    );
+                }
+            }
+        }
+        for (label, lag) in [
+            ("publish lag", &self.server.publish_lag),
+            ("projection lag", &self.server.projection_lag),
+        ] {
+            match lag {
+                Some(g) => {
+                    let _ = writeln!(
+                        o,
+                        "{label:<18}p50 {}  p99 {}  (bucket bounds; mean {}, {} events)",
+                        fmt_bound(g.p50_secs),
+                        fmt_bound(g.p99_secs),
+                        fmt_ms(g.mean_secs.map(|s| s * 1000.0)),
+                        g.count
+                    );
+                }
+                None => {
+                    let _ = writeln!(o, "{label:<18}not available from /metrics");
+                }
+            }
+        }
+
+        o.push('\n');
+        match self.profile {
+            Profile::Embedded => self.human_raw_sqlite(&mut o),
+            Profile::Production => self.human_raw_mysql(&mut o),
+        }
+        match self.profile {
+            Profile::Embedded => self.human_targets_embedded(&mut o),
+            Profile::Production => self.human_targets_production(&mut o),
+        }
+        o
+    }
+
+    fn human_raw_mysql(&self, o: &mut String) {
+        let l = &self.load;
+        if self.raw_mysql.is_empty() {
+            let _ = writeln!(o, "raw MySQL         skipped (--raw-seconds 0)");
+        }
+        for r in &self.raw_mysql {
+            let _ = writeln!(
+                o,
+                "raw MySQL         {:.0} commands/s = {:.0} transactions/s at {} command{}/transaction, {} connections  ({} in {:.2} s, {} errors)",
+                r.commands_per_sec(),
+                r.transactions_per_sec(),
+                r.batch,
+                if r.batch == 1 { "" } else { "s" },
+                r.clients,
+                r.commands,
+                r.seconds,
+                r.errors
+            );
+            for e in &r.error_samples {
+                let _ = writeln!(o, "  e.g.            {e}");
+            }
+        }
+        if !self.raw_mysql.is_empty() {
+            let _ = writeln!(
+                o,
+                "                  (per command: 1 event_store row + 1 orders row, shapes of migration 0001; no items, no outbox)"
+            );
+        }
+        for r in &self.raw_mysql {
+            if r.commands_per_sec() > 0.0 {
+                let _ = writeln!(
+                    o,
+                    "service/raw       {:.0}% of the raw ceiling at {} command{}/transaction",
+                    100.0 * l.throughput() / r.commands_per_sec(),
+                    r.batch,
+                    if r.batch == 1 { "" } else { "s" },
+                );
+            }
+        }
+    }
+
+    fn human_targets_production(&self, o: &mut String) {
+        let l = &self.load;
+        let _ = writeln!(o, "\ntargets (issue 3 item 9, production backends):");
+        let _ = writeln!(
+            o,
+            "  ≥ {TARGET_PRODUCTION_COMMANDS_PER_SEC:.0} commands/s         {}",
+            verdict(l.throughput() >= TARGET_PRODUCTION_COMMANDS_PER_SEC)
+        );
+        let _ = writeln!(
+            o,
+            "  publish lag p99 ≤ 100 ms  {}",
+            verdict(self.publish_lag_ok())
+        );
+        let _ = writeln!(
+            o,
+            "  no errors                 {}",
+            verdict(l.non_201 == 0 && l.transport_errors == 0)
+        );
+        let _ = writeln!(
+            o,
+            "  pipeline drained          {}",
+            verdict(self.drain.drained)
+        );
+    }
+
+    fn publish_lag_ok(&self) -> bool {
+        self.server
+            .publish_lag
+            .as_ref()
+            .and_then(|g| g.p99_secs)
+            .is_some_and(|p| p <= TARGET_PUBLISH_LAG_P99_SECS)
+    }
+
+    fn human_raw_sqlite(&self, o: &mut String) {
+        let l = &self.load;
+        if self.raw.is_empty() {
+            let _ = writeln!(o, "raw SQLite        skipped (--raw-seconds 0)");
+        }
+        for r in &self.raw {
+            let _ = writeln!(
+                o,
+                "raw SQLite        {:.0} commands/s at {} command{}/transaction  ({} in {:.2} s; WAL, synchronous=NORMAL)",
+                r.per_sec(),
+                r.batch,
+                if r.batch == 1 { "" } else { "s" },
+                r.commands,
+                r.seconds
+            );
+        }
+        if let Some(first) = self.raw.first() {
+            let _ = writeln!(
+                o,
+                "                  (per command: 1 event ({} B data), 1 order, 2 items, 1 outbox row ({} B payload))",
+                first.event_data_bytes, first.payload_bytes
+            );
+            if first.per_sec() > 0.0 {
+                let _ = writeln!(
+                    o,
+                    "service/raw       {:.0}% of the batched raw ceiling",
+                    100.0 * l.throughput() / first.per_sec()
+                );
+            }
+        }
+    }
+
+    fn human_targets_embedded(&self, o: &mut String) {
+        let l = &self.load;
+        let p99 = self.p(0.99);
+        let _ = writeln!(o, "\ntargets (DESIGN.md §7, embedded, 64 connections):");
+        let _ = writeln!(
+            o,
+            "  ≥ {TARGET_COMMANDS_PER_SEC:.0} commands/s        {}",
+            verdict(l.throughput() >= TARGET_COMMANDS_PER_SEC)
+        );
+        let _ = writeln!(
+            o,
+            "  p99 ≤ {TARGET_P99_MS:.0} ms               {}",
+            verdict(p99.is_some_and(|p| p <= TARGET_P99_MS))
+        );
+        let _ = writeln!(
+            o,
+            "  publish lag p99 ≤ 100 ms  {}",
+            verdict(self.publish_lag_ok())
+        );
+        let _ = writeln!(
+            o,
+            "  no errors                 {}",
+            verdict(l.non_201 == 0 && l.transport_errors == 0)
+        );
+    }
+}
