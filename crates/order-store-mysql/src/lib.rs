@@ -14,7 +14,7 @@
 //!   applied at connect under a named lock; the database is created when
 //!   missing.
 //! - Group commit: one transaction per batch, multi-row INSERTs first and
-//!   a SAVEPOINT per commit when a commit conflicts (see `store.rs`).
+//!   a SAVEPOINT per commit when a commit conflicts (see `commit.rs`).
 //! - Several instances: outbox rows go only to the instance holding the
 //!   relay lease kept in the `relay_lease` table (see `lease.rs`).
 //! - Driver errors are translated here: duplicate keys of a commit become
@@ -23,10 +23,12 @@
 //!   unreadable rows `StoreError::Corrupt`.
 
 mod audit;
+mod commit;
 mod db;
 mod dlq;
 mod jobs;
 mod lease;
+mod outbox;
 mod store;
 
 pub use db::{MySqlConfig, DEFAULT_DATABASE};

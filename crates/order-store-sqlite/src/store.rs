@@ -1,5 +1,6 @@
-//! The write side on one SQLite file: event store, current state, outbox
-//! (this module) and DLQ records ([`crate::dlq`]).
+//! The write side on one SQLite file: event store and current state (this
+//! module), DLQ records ([`crate::dlq`]) and the outbox ([`crate::outbox`]),
+//! which has its own module because the relay drives it, not the commands.
 //!
 //! `commit_batch` is the hot path: one `BEGIN IMMEDIATE … COMMIT` per batch
 //! on the single writer connection, one SAVEPOINT per commit so a
@@ -7,21 +8,19 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::{now, EventEnvelope, Order, OrderItem, OrderStatus, RecordedEvent};
 use order_core::ports::{
-    Commit, CommitError, EventStore, IdempotencyRecord, Outbox, OutboxMessage, OutboxStats,
-    ParkedEvent, StoreError, StreamBound,
+    Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, to_u64, ts, Db, Migration};
-use crate::dlq::insert_dlq_record;
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -58,7 +57,9 @@ pub struct SqliteStore {
     pub(crate) db: Arc<Db>,
     /// See [`Outbox::last_batch_maybe_sent`]: (no batch taken yet, the last
     /// one was the first).
-    first_batch: Arc<(AtomicBool, AtomicBool)>,
+    ///
+    /// [`Outbox::last_batch_maybe_sent`]: order_core::ports::Outbox::last_batch_maybe_sent
+    pub(crate) first_batch: Arc<(AtomicBool, AtomicBool)>,
 }
 
 impl SqliteStore {
@@ -428,7 +429,7 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     }))
 }
 
-fn limit(n: usize) -> i64 {
+pub(crate) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -559,92 +560,6 @@ impl EventStore for SqliteStore {
                     .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
                     .map(drop)
                     .map_err(db_err)
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl Outbox for SqliteStore {
-    async fn fetch_batch(&self, limit_n: usize) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows = self
-            .db
-            .read_async(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT position, payload, created_at FROM outbox \
-                         ORDER BY position LIMIT ?1",
-                    )
-                    .map_err(db_err)?;
-                let mut rows = stmt.query([limit(limit_n)]).map_err(db_err)?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next().map_err(db_err)? {
-                    let position: i64 = r.get(0).map_err(db_err)?;
-                    let payload: String = r.get(1).map_err(db_err)?;
-                    let created_at: String = r.get(2).map_err(db_err)?;
-                    out.push(OutboxMessage {
-                        position,
-                        envelope: serde_json::from_str(&payload).map_err(|e| {
-                            corrupt(format!("outbox row {position} is not an envelope: {e}"))
-                        })?,
-                        created_at: parse_ts(&created_at)?,
-                    });
-                }
-                Ok(out)
-            })
-            .await?;
-        if !rows.is_empty() {
-            // The previous process may have crashed between publishing and settling.
-            let (pending, last) = &*self.first_batch;
-            last.store(pending.swap(false, Ordering::SeqCst), Ordering::SeqCst);
-        }
-        Ok(rows)
-    }
-
-    fn last_batch_maybe_sent(&self) -> bool {
-        self.first_batch.1.load(Ordering::SeqCst)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(delivered = delivered.len(), parked = parked.len()))]
-    async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError> {
-        if delivered.is_empty() && parked.is_empty() {
-            return Ok(());
-        }
-        let delivered = delivered.to_vec();
-        let parked = parked.to_vec();
-        self.db
-            .write_async(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
-                {
-                    let mut delete = tx
-                        .prepare_cached("DELETE FROM outbox WHERE position = ?1")
-                        .map_err(db_err)?;
-                    for p in &delivered {
-                        delete.execute([p]).map_err(db_err)?;
-                    }
-                    for p in &parked {
-                        insert_dlq_record(&tx, &p.record)?;
-                        delete.execute([p.position]).map_err(db_err)?;
-                    }
-                }
-                tx.commit().map_err(db_err)
-            })
-            .await
-    }
-
-    async fn stats(&self) -> Result<OutboxStats, StoreError> {
-        self.db
-            .read_async(|conn| {
-                let (pending, oldest): (i64, Option<String>) = conn
-                    .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM outbox")
-                    .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .map_err(db_err)?;
-                Ok(OutboxStats {
-                    pending: to_u64(pending)?,
-                    oldest_created_at: oldest.as_deref().map(parse_ts).transpose()?,
-                })
             })
             .await
     }

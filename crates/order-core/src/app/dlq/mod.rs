@@ -12,11 +12,13 @@
 //! - [`redrive`]: opt-in, replays retryable publish failures by itself once
 //!   the bus answers again.
 
+mod bulk;
 pub mod jobs;
 pub mod recorder;
 pub mod redrive;
 pub mod sequencing;
 pub mod service;
+mod test_publish;
 
 pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use recorder::DlqRecorder;

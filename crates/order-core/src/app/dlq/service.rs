@@ -1,12 +1,16 @@
 //! The operator's side of the DLQ: inspect, replay (a sequence head publishes
-//! everything held behind it, in order), reset, skip, and the synthetic test
-//! publish that shows the flow without a real outage. Every action is
+//! everything held behind it, in order), reset, skip. Every action is
 //! audited under the principal that asked (see [`crate::app::audit`]).
+//!
+//! Bulk replay (`bulk.rs`) and the synthetic test publish
+//! (`test_publish.rs`) are further `impl DlqService` blocks in their
+//! own files: they build on the single replay here but are separate
+//! operator features, and this file stays readable without them.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -16,8 +20,8 @@ use crate::app::error::AppError;
 use crate::app::metrics::Metrics;
 use crate::app::principal::Principal;
 use crate::app::relay::{
-    message_for, parked_record, publish_with_retry, republish, send_unless_found, PublishGate,
-    RetryPolicy, SendResult, Sent,
+    message_for, publish_with_retry, republish, send_unless_found, PublishGate, RetryPolicy,
+    SendResult, Sent,
 };
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
@@ -25,9 +29,8 @@ use crate::ports::{
     FailureClass, Page, PageRequest,
 };
 
-/// Aggregate type of the synthetic events of `POST /api/test/publish-event`;
-/// the projector ignores aggregates that are not orders.
-pub const TEST_AGGREGATE_TYPE: &str = "TestOrder";
+pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX};
+pub use super::test_publish::{TestPublishOutcome, TEST_AGGREGATE_TYPE};
 
 /// Answer of a replay, with the original service's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,15 +44,6 @@ pub struct ReplayOutcome {
     /// Messages this request put on the bus (the record plus those behind
     /// it), not counting those found there from an earlier attempt.
     pub published: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TestPublishOutcome {
-    pub success: bool,
-    pub message: String,
-    pub event_id: String,
-    pub order_id: String,
 }
 
 /// Answer of a skip.
@@ -69,54 +63,6 @@ pub struct SkipOutcome {
 /// Longest skip reason, in characters.
 pub const SKIP_REASON_MAX: usize = 500;
 
-/// What `POST /api/dlq/replay` replays (also a job's filter, stored as
-/// JSON with these field names).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BulkReplayRequest {
-    /// Most sequence heads to replay (1..=[`BULK_REPLAY_MAX`]).
-    pub limit: usize,
-    /// Count and list what would be replayed; publish nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-    #[serde(default)]
-    pub aggregate_id: Option<String>,
-    #[serde(default)]
-    pub event_type: Option<String>,
-    /// PENDING or FAILED heads only; both when absent.
-    #[serde(default)]
-    pub status: Option<DlqStatus>,
-    /// Heads that failed at or after this instant.
-    #[serde(default)]
-    pub from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Heads that failed strictly before this instant.
-    #[serde(default)]
-    pub to: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Largest `limit` of a bulk replay.
-pub const BULK_REPLAY_MAX: usize = 1000;
-
-/// Answer of a bulk replay.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BulkReplayOutcome {
-    pub dry_run: bool,
-    /// Sequence heads that matched (at most `limit`), in failure order.
-    pub matched: usize,
-    pub replayed: usize,
-    pub failed: usize,
-    /// Resolved meanwhile (by another replay): nothing published.
-    pub skipped: usize,
-    /// Refused (409: claimed by another instance, or no longer a head).
-    pub refused: usize,
-    /// Messages put on the bus, the held events included.
-    pub published: usize,
-    /// Event ids of the matched heads (dry run) or one outcome per head.
-    pub event_ids: Vec<String>,
-    pub results: Vec<ReplayOutcome>,
-}
-
 /// How long a replay may hold its claim on a record; a crashed replayer's
 /// claim lapses after this.
 const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
@@ -124,13 +70,13 @@ const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 pub struct DlqService {
     /// Names this process in replay claims.
     instance: String,
-    dlq: Arc<dyn DlqStore>,
-    bus: Arc<dyn EventBus>,
+    pub(super) dlq: Arc<dyn DlqStore>,
+    pub(super) bus: Arc<dyn EventBus>,
     gate: PublishGate,
-    policy: RetryPolicy,
-    topic: String,
-    metrics: Arc<Metrics>,
-    audit: Auditor,
+    pub(super) policy: RetryPolicy,
+    pub(super) topic: String,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) audit: Auditor,
 }
 
 impl DlqService {
@@ -202,7 +148,7 @@ impl DlqService {
         self.heads(&BulkReplayRequest::default(), limit).await
     }
 
-    async fn audit_replay(
+    pub(super) async fn audit_replay(
         &self,
         who: &Principal,
         event_id: &str,
@@ -224,7 +170,7 @@ impl DlqService {
     /// [`replay`](Self::replay); `prechecked`: the ids a
     /// [`EventBus::find_published`] over this record's sequence found (a
     /// bulk replay asks once for all its heads).
-    async fn replay_checked(
+    pub(super) async fn replay_checked(
         &self,
         event_id: &str,
         prechecked: Option<&HashSet<String>>,
@@ -402,188 +348,6 @@ impl DlqService {
         }
     }
 
-    /// Replays the unresolved sequence heads (records not held behind an
-    /// unresolved one) that match, oldest failure first, one after another;
-    /// each publishes the events held behind it, so per-order order holds.
-    /// A head whose replay fails stays FAILED and the next one is tried.
-    /// Audited as one DLQ_BULK_REPLAY entry, plus one DLQ_REPLAY entry
-    /// (`parameters.bulk = true`) per head it replayed.
-    /// `POST /api/dlq/replay` uses it for dry runs only; a real bulk replay
-    /// runs as a durable, throttled job (see [`super::jobs`]).
-    pub async fn replay_bulk(
-        &self,
-        who: &Principal,
-        req: &BulkReplayRequest,
-    ) -> Result<BulkReplayOutcome, AppError> {
-        let outcome = self.run_bulk_replay(who, req).await;
-        let parameters = serde_json::to_value(req).unwrap_or_else(|_| json!({}));
-        self.audit
-            .record_outcome(
-                who,
-                AuditAction::DlqBulkReplay,
-                None,
-                parameters,
-                &outcome,
-                |o| {
-                    if o.dry_run {
-                        format!("DRY_RUN: {} matched", o.matched)
-                    } else {
-                        format!(
-                            "OK: {} matched, {} replayed, {} failed, {} skipped, {} refused",
-                            o.matched, o.replayed, o.failed, o.skipped, o.refused
-                        )
-                    }
-                },
-            )
-            .await;
-        outcome
-    }
-
-    async fn run_bulk_replay(
-        &self,
-        who: &Principal,
-        req: &BulkReplayRequest,
-    ) -> Result<BulkReplayOutcome, AppError> {
-        let limit = req.limit.clamp(1, BULK_REPLAY_MAX);
-        let heads = self.heads(req, limit).await?;
-        let mut out = BulkReplayOutcome {
-            dry_run: req.dry_run,
-            matched: heads.len(),
-            event_ids: heads.iter().map(|r| r.event_id.clone()).collect(),
-            ..BulkReplayOutcome::default()
-        };
-        if req.dry_run {
-            return Ok(out);
-        }
-        // One look at the bus for every parked publish of every matched
-        // sequence, instead of one per head.
-        let mut parked: Vec<BusMessage> = Vec::new();
-        for head in heads.iter().filter(|h| h.source == DlqSource::Publish) {
-            parked.push(replay_message(head));
-            let behind = self.dlq.blocked_behind(&head.event_id).await?;
-            parked.extend(behind.iter().map(replay_message));
-        }
-        let prechecked = match self.bus.find_published(&parked).await {
-            Ok(found) => Some(found),
-            Err(e) => {
-                tracing::warn!(error = %e, "bulk replay: the bus cannot say what it has; checking per head");
-                None
-            }
-        };
-        for head in heads {
-            let one = self
-                .replay_checked(&head.event_id, prechecked.as_ref())
-                .await;
-            self.audit_replay(who, &head.event_id, json!({ "bulk": true }), &one)
-                .await;
-            match one {
-                Ok(r) => {
-                    match r.status {
-                        DlqStatus::Replayed => out.replayed += 1,
-                        DlqStatus::Failed => out.failed += 1,
-                        _ => out.skipped += 1,
-                    }
-                    out.published += r.published;
-                    out.results.push(r);
-                }
-                Err(AppError::Conflict(message)) => {
-                    out.refused += 1;
-                    out.results.push(ReplayOutcome {
-                        event_id: head.event_id,
-                        success: false,
-                        status: head.status,
-                        message,
-                        published: 0,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        tracing::info!(
-            matched = out.matched,
-            replayed = out.replayed,
-            failed = out.failed,
-            published = out.published,
-            "bulk DLQ replay"
-        );
-        Ok(out)
-    }
-
-    /// Replays one sequence head for the bulk replay job `job_id`, audited
-    /// under `who` with the job id in the parameters. A head found resolved
-    /// answers SKIPPED; one no longer a head or claimed elsewhere is 409.
-    pub async fn replay_for_job(
-        &self,
-        who: &Principal,
-        job_id: &str,
-        event_id: &str,
-    ) -> Result<ReplayOutcome, AppError> {
-        let outcome = self.replay_checked(event_id, None).await;
-        self.audit_replay(
-            who,
-            event_id,
-            json!({ "bulk": true, "jobId": job_id }),
-            &outcome,
-        )
-        .await;
-        outcome
-    }
-
-    /// Unresolved sequence heads that match `req`, oldest failure first, at
-    /// most `limit` (a job's next heads and its matched count).
-    pub async fn matching_heads(
-        &self,
-        req: &BulkReplayRequest,
-        limit: usize,
-    ) -> Result<Vec<DlqRecord>, AppError> {
-        self.heads(req, limit).await
-    }
-
-    /// Unresolved records that head their sequence and match `req`, oldest
-    /// failure first, at most `limit`.
-    async fn heads(
-        &self,
-        req: &BulkReplayRequest,
-        limit: usize,
-    ) -> Result<Vec<DlqRecord>, AppError> {
-        let mut unresolved: Vec<DlqRecord> = Vec::new();
-        // Both statuses even with a status filter: a head is found by looking
-        // at every unresolved record of its order.
-        for status in [DlqStatus::Pending, DlqStatus::Failed] {
-            let mut page = 0;
-            loop {
-                let p = self
-                    .dlq
-                    .list(Some(status), PageRequest { page, size: 500 })
-                    .await?;
-                let last = u64::from(page) + 1 >= p.total_pages;
-                unresolved.extend(p.content);
-                if last {
-                    break;
-                }
-                page += 1;
-            }
-        }
-        let open: std::collections::HashSet<String> =
-            unresolved.iter().map(|r| r.event_id.clone()).collect();
-        let mut heads: Vec<DlqRecord> = unresolved
-            .into_iter()
-            .filter(|r| r.blocked_by.as_ref().is_none_or(|h| !open.contains(h)))
-            .filter(|r| {
-                req.aggregate_id
-                    .as_ref()
-                    .is_none_or(|a| &r.aggregate_id == a)
-            })
-            .filter(|r| req.event_type.as_ref().is_none_or(|t| &r.event_type == t))
-            .filter(|r| req.status.is_none_or(|s| r.status == s))
-            .filter(|r| req.from.is_none_or(|t| r.failure_time >= t))
-            .filter(|r| req.to.is_none_or(|t| r.failure_time < t))
-            .collect();
-        heads.sort_by_key(|r| (r.failure_time, r.id));
-        heads.truncate(limit);
-        Ok(heads)
-    }
-
     /// FAILED → PENDING. Any other status is refused with 409.
     pub async fn reset(&self, who: &Principal, event_id: &str) -> Result<DlqRecord, AppError> {
         let outcome = self.reset_unaudited(event_id).await;
@@ -675,89 +439,6 @@ impl DlqService {
             Changed::NotFound => Err(not_found(event_id)),
         }
     }
-
-    /// Publishes a synthetic OrderCreated through the retry policy; on
-    /// exhaustion it is parked like any relay failure.
-    pub async fn publish_test_event(
-        &self,
-        who: &Principal,
-    ) -> Result<TestPublishOutcome, AppError> {
-        let outcome = self.publish_test_event_unaudited().await;
-        let target = outcome.as_ref().ok().map(|o| o.event_id.clone());
-        self.audit
-            .record_outcome(
-                who,
-                AuditAction::TestPublishEvent,
-                target.as_deref(),
-                json!({}),
-                &outcome,
-                |o| if o.success { "PUBLISHED" } else { "PARKED" }.to_owned(),
-            )
-            .await;
-        outcome
-    }
-
-    async fn publish_test_event_unaudited(&self) -> Result<TestPublishOutcome, AppError> {
-        let at = now();
-        let order_id = format!("test-order-{}", at.timestamp_millis());
-        let env = EventEnvelope {
-            event_id: Uuid::now_v7(),
-            event_type: crate::domain::events::ORDER_CREATED.to_owned(),
-            aggregate_id: order_id.clone(),
-            aggregate_type: TEST_AGGREGATE_TYPE.to_owned(),
-            version: 1,
-            schema_version: 2,
-            occurred_on: at,
-            correlation_id: None,
-            causation_id: None,
-            data: json!({
-                "orderId": order_id,
-                "customerId": "test-customer",
-                "restaurantId": "test-restaurant",
-                "items": [{"menuItemId": "test-item", "name": "Test item", "price": "9.99", "quantity": 1}],
-                "totalAmount": "9.99",
-            }),
-        };
-        let msg = message_for(&env, &self.topic, None);
-        let result = publish_with_retry(self.bus.as_ref(), self.policy, &[msg], &self.metrics)
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or(Ok(Sent::Now));
-        let event_id = env.event_id.to_string();
-        match result {
-            Ok(_) => {
-                Metrics::inc(&self.metrics.events_published);
-                Ok(TestPublishOutcome {
-                    success: true,
-                    message: format!("event published to {}", self.topic),
-                    event_id,
-                    order_id,
-                })
-            }
-            Err(e) => {
-                let reason = format!(
-                    "publish failed after {} attempt(s): {e}",
-                    self.policy.max_attempts
-                );
-                let record = parked_record(
-                    &env,
-                    &self.topic,
-                    reason.clone(),
-                    Some(FailureClass::of(&e)),
-                    None,
-                );
-                sequencing::record(self.dlq.as_ref(), &[record]).await?;
-                Metrics::inc(&self.metrics.events_parked);
-                Ok(TestPublishOutcome {
-                    success: false,
-                    message: format!("{reason}; parked in the DLQ as PENDING"),
-                    event_id,
-                    order_id,
-                })
-            }
-        }
-    }
 }
 
 fn single_attempt(policy: RetryPolicy) -> RetryPolicy {
@@ -773,7 +454,7 @@ fn not_found(event_id: &str) -> AppError {
 
 /// The message a record is replayed as: its original value, to its topic,
 /// with the standard headers when the value is a readable envelope.
-fn replay_message(rec: &DlqRecord) -> BusMessage {
+pub(super) fn replay_message(rec: &DlqRecord) -> BusMessage {
     match serde_json::from_str::<EventEnvelope>(&rec.original_event) {
         Ok(env) => {
             let mut m = message_for(&env, &rec.topic, None);
