@@ -16,7 +16,8 @@
 //! events a head and the rest of its sequence behind it); replaying (some
 //! heads singly, the rest in bulk) empties the DLQ; an independent consumer
 //! then reads every committed event, once, in version order per order, and
-//! nothing else; the projector saw no duplicate; the read model and the
+//! nothing else; the projector saw no duplicate (after a proxy cut at most a
+//! re-delivered poll, skipped by version); the read model and the
 //! write side's current state equal the event store for every order.
 //!
 //! Needs `ORDER_TEST_MYSQL_URL`, `ORDER_TEST_KAFKA_BROKERS` and
@@ -936,7 +937,18 @@ async fn broker_outage_under_load(services: &Services, brokers: &str, fault: &Fa
     }
     let projected_after = projection_started.elapsed();
     let projection_duplicates = svc.metric("orders_projection_duplicates_total").await;
-    assert_eq!(projection_duplicates, 0.0, "the projector saw no duplicate");
+    // The topic holds every event once (the independent consumer above). A
+    // proxy that drops the projector's connections loses its in-flight offset
+    // commits, so the group re-delivers what it had read but not committed:
+    // at-least-once, skipped by version, which is all this counter shows
+    // then. A stopped broker process drops nothing, so nothing comes twice.
+    match fault {
+        Fault::Proxy(_) => assert!(
+            projection_duplicates <= 500.0,
+            "the projector saw at most one re-delivered poll ({projection_duplicates})"
+        ),
+        _ => assert_eq!(projection_duplicates, 0.0, "the projector saw no duplicate"),
+    }
 
     println!(
         "fault broker-outage ({name}): commands sent {} accepted {} failed {}; events committed \
