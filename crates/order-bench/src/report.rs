@@ -123,28 +123,32 @@ mod tests {
     use super::json::json_num;
     use crate::prom::parse;
 
-    const BEFORE: &str = "\
-orders_publish_lag_seconds_bucket{le=\"0.005\"} 10
-orders_publish_lag_seconds_bucket{le=\"0.05\"} 10
-orders_publish_lag_seconds_bucket{le=\"+Inf\"} 10
-orders_publish_lag_seconds_sum 0.01
-orders_publish_lag_seconds_count 10
-orders_commands_accepted_total 10
-orders_commit_batches_total 10
-";
-    const AFTER: &str = "\
-orders_publish_lag_seconds_bucket{le=\"0.005\"} 60
-orders_publish_lag_seconds_bucket{le=\"0.05\"} 109
-orders_publish_lag_seconds_bucket{le=\"+Inf\"} 110
-orders_publish_lag_seconds_sum 2.01
-orders_publish_lag_seconds_count 110
-orders_commands_accepted_total 1010
-orders_commit_batches_total 20
-";
+    /// A scrape with the given publish-lag buckets (≤5 ms, ≤50 ms, all),
+    /// lag sum, accepted commands and commit batches.
+    fn scrape(buckets: [u64; 3], sum: f64, accepted: u64, batches: u64) -> String {
+        let [fast, slow, all] = buckets;
+        format!(
+            "orders_publish_lag_seconds_bucket{{le=\"0.005\"}} {fast}\n\
+             orders_publish_lag_seconds_bucket{{le=\"0.05\"}} {slow}\n\
+             orders_publish_lag_seconds_bucket{{le=\"+Inf\"}} {all}\n\
+             orders_publish_lag_seconds_sum {sum}\n\
+             orders_publish_lag_seconds_count {all}\n\
+             orders_commands_accepted_total {accepted}\n\
+             orders_commit_batches_total {batches}\n"
+        )
+    }
+
+    fn before() -> String {
+        scrape([10, 10, 10], 0.01, 10, 10)
+    }
+
+    fn after() -> String {
+        scrape([60, 109, 110], 2.01, 1010, 20)
+    }
 
     #[test]
     fn server_side_figures_cover_only_the_observations_of_this_run() {
-        let s = ServerSide::from_scrapes(&parse(BEFORE), &parse(AFTER));
+        let s = ServerSide::from_scrapes(&parse(&before()), &parse(&after()));
         let publish = s.publish_lag.clone().unwrap_or_default();
         assert_eq!(publish.count, 100.0);
         assert_eq!(publish.p50_secs, Some(0.005));
@@ -179,7 +183,7 @@ orders_commit_batches_total 20
                 projector_lag_start: Some(1500.0),
                 ..Drain::default()
             },
-            server: ServerSide::from_scrapes(&parse(BEFORE), &parse(AFTER)),
+            server: ServerSide::from_scrapes(&parse(&before()), &parse(&after())),
             raw: Vec::new(),
             raw_mysql: vec![
                 MysqlRaw {

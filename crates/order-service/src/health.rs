@@ -19,13 +19,13 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The probes, over the ports the application was built with.
 #[derive(Clone)]
 pub struct Health {
-    event_store: Arc<dyn EventStore>,
-    outbox: Arc<dyn Outbox>,
-    dlq_store: Arc<dyn DlqStore>,
-    read_model: Arc<dyn ReadModel>,
+    pub event_store: Arc<dyn EventStore>,
+    pub outbox: Arc<dyn Outbox>,
+    pub dlq_store: Arc<dyn DlqStore>,
+    pub read_model: Arc<dyn ReadModel>,
     /// The bus behind the fault switch, as publishers see it.
-    bus: Arc<dyn EventBus>,
-    fault: Arc<FaultSwitch>,
+    pub bus: Arc<dyn EventBus>,
+    pub fault: Arc<FaultSwitch>,
 }
 
 /// Overall state: the database is essential, the rest degrades the service.
@@ -69,24 +69,6 @@ impl HealthReport {
 }
 
 impl Health {
-    pub fn new(
-        event_store: Arc<dyn EventStore>,
-        outbox: Arc<dyn Outbox>,
-        dlq_store: Arc<dyn DlqStore>,
-        read_model: Arc<dyn ReadModel>,
-        bus: Arc<dyn EventBus>,
-        fault: Arc<FaultSwitch>,
-    ) -> Self {
-        Self {
-            event_store,
-            outbox,
-            dlq_store,
-            read_model,
-            bus,
-            fault,
-        }
-    }
-
     /// Probes every dependency at once.
     pub async fn check(&self) -> HealthReport {
         let (db, bus, rm, outbox) = tokio::join!(

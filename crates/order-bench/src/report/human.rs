@@ -175,17 +175,14 @@ impl Report {
 
     fn human_raw_mysql(&self, o: &mut String) {
         let l = &self.load;
-        if self.raw_mysql.is_empty() {
-            let _ = writeln!(o, "raw MySQL         skipped (--raw-seconds 0)");
-        }
+        skipped_when(o, "raw MySQL", self.raw_mysql.is_empty());
         for r in &self.raw_mysql {
             let _ = writeln!(
                 o,
-                "raw MySQL         {:.0} commands/s = {:.0} transactions/s at {} command{}/transaction, {} connections  ({} in {:.2} s, {} errors)",
+                "raw MySQL         {:.0} commands/s = {:.0} transactions/s at {}, {} connections  ({} in {:.2} s, {} errors)",
                 r.commands_per_sec(),
                 r.transactions_per_sec(),
-                r.batch,
-                if r.batch == 1 { "" } else { "s" },
+                per_transaction(r.batch),
                 r.clients,
                 r.commands,
                 r.seconds,
@@ -249,16 +246,13 @@ impl Report {
 
     fn human_raw_sqlite(&self, o: &mut String) {
         let l = &self.load;
-        if self.raw.is_empty() {
-            let _ = writeln!(o, "raw SQLite        skipped (--raw-seconds 0)");
-        }
+        skipped_when(o, "raw SQLite", self.raw.is_empty());
         for r in &self.raw {
             let _ = writeln!(
                 o,
-                "raw SQLite        {:.0} commands/s at {} command{}/transaction  ({} in {:.2} s; WAL, synchronous=NORMAL)",
+                "raw SQLite        {:.0} commands/s at {}  ({} in {:.2} s; WAL, synchronous=NORMAL)",
                 r.per_sec(),
-                r.batch,
-                if r.batch == 1 { "" } else { "s" },
+                per_transaction(r.batch),
                 r.commands,
                 r.seconds
             );
@@ -303,5 +297,18 @@ impl Report {
             "  no errors                 {}",
             verdict(l.non_201 == 0 && l.transport_errors == 0)
         );
+    }
+}
+
+/// "N command(s)/transaction".
+fn per_transaction(batch: usize) -> String {
+    let plural = if batch == 1 { "" } else { "s" };
+    format!("{batch} command{plural}/transaction")
+}
+
+/// The line that says a raw ceiling was not measured.
+fn skipped_when(o: &mut String, what: &str, empty: bool) {
+    if empty {
+        let _ = writeln!(o, "{what:<18}skipped (--raw-seconds 0)");
     }
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -84,12 +85,9 @@ pub async fn event(
 /// when the bus refused the message (FAILED).
 pub async fn replay(
     State(dlq): State<Arc<DlqService>>,
-    State(audit): State<Auditor>,
-    who: Option<Extension<Principal>>,
-    id: PathParam,
+    act: RecordAction,
 ) -> Result<Response, ApiError> {
-    let who = principal_of(who);
-    let id = audited_event_id(&audit, &who, AuditAction::DlqReplay, id).await?;
+    let (who, id) = act.event_id(AuditAction::DlqReplay).await?;
     let outcome = dlq.replay(&who, &id).await?;
     let status = if outcome.success {
         StatusCode::OK
@@ -246,31 +244,57 @@ pub async fn cancel_job(
 
 pub async fn reset(
     State(dlq): State<Arc<DlqService>>,
-    State(audit): State<Auditor>,
-    who: Option<Extension<Principal>>,
-    id: PathParam,
+    act: RecordAction,
 ) -> Result<Response, ApiError> {
-    let who = principal_of(who);
-    let id = audited_event_id(&audit, &who, AuditAction::DlqReset, id).await?;
+    let (who, id) = act.event_id(AuditAction::DlqReset).await?;
     Ok(Json(dlq.reset(&who, &id).await?).into_response())
 }
 
-/// [`event_id`]; an id that cannot exist is audited as a refused (404) `action`.
-async fn audited_event_id(
-    audit: &Auditor,
-    who: &Principal,
-    action: AuditAction,
+/// The principal acting on one DLQ record and the record's id as given in
+/// the path; [`RecordAction::event_id`] audits an id that cannot exist as a
+/// refused (404) action.
+pub struct RecordAction {
+    who: Principal,
+    audit: Auditor,
     id: PathParam,
-) -> Result<String, ApiError> {
-    let raw = id.0.clone();
-    match event_id(id) {
-        Ok(id) => Ok(id),
-        Err(e) => {
-            let target: String = raw.chars().take(MAX_EVENT_ID_LEN).collect();
-            audit
-                .record(who, action, Some(&target), serde_json::json!({}), "404")
-                .await;
-            Err(e)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordAction
+where
+    Auditor: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let id = PathParam::from_request_parts(parts, state).await?;
+        let who = parts.extensions.get::<Principal>().cloned();
+        Ok(RecordAction {
+            who: who.unwrap_or_else(Principal::anonymous),
+            audit: Auditor::from_ref(state),
+            id,
+        })
+    }
+}
+
+impl RecordAction {
+    /// Who acts, and the record's id ([`event_id`]).
+    async fn event_id(self, action: AuditAction) -> Result<(Principal, String), ApiError> {
+        let raw = self.id.0.clone();
+        match event_id(self.id) {
+            Ok(id) => Ok((self.who, id)),
+            Err(e) => {
+                let target: String = raw.chars().take(MAX_EVENT_ID_LEN).collect();
+                self.audit
+                    .record(
+                        &self.who,
+                        action,
+                        Some(&target),
+                        serde_json::json!({}),
+                        "404",
+                    )
+                    .await;
+                Err(e)
+            }
         }
     }
 }
@@ -287,9 +311,7 @@ struct SkipBody {
 /// outcome; 404 unknown; 409 already resolved or being replayed.
 pub async fn skip(
     State(dlq): State<Arc<DlqService>>,
-    State(audit): State<Auditor>,
-    who: Option<Extension<Principal>>,
-    id: PathParam,
+    act: RecordAction,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::bad_request(format!("invalid skip request: {m}"));
@@ -306,8 +328,7 @@ pub async fn skip(
             "reason is required: 1 to {SKIP_REASON_MAX} characters"
         )));
     }
-    let who = principal_of(who);
-    let id = audited_event_id(&audit, &who, AuditAction::DlqSkip, id).await?;
+    let (who, id) = act.event_id(AuditAction::DlqSkip).await?;
     Ok(Json(dlq.skip(&who, &id, reason).await?).into_response())
 }
 

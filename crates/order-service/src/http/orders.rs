@@ -5,7 +5,8 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -413,17 +414,34 @@ pub async fn by_customer(
     Ok(Json(result).into_response())
 }
 
-async fn transition(
-    state: &Orders,
+/// What every transition request names: the order, the version the
+/// client expects (`If-Match`, checked after the body so a malformed body
+/// is reported first) and the correlation id.
+pub struct Target {
     id: uuid::Uuid,
-    t: Transition,
-    headers: &HeaderMap,
-    correlation: &CorrelationId,
-) -> Result<Response, ApiError> {
-    let expected = if_match(headers)?;
+    expected: Result<Option<u64>, ApiError>,
+    correlation: CorrelationId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Target {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let OrderId(id) = OrderId::from_request_parts(parts, state).await?;
+        let Ok(correlation) = CorrelationId::from_request_parts(parts, state).await;
+        Ok(Target {
+            id,
+            expected: if_match(&parts.headers),
+            correlation,
+        })
+    }
+}
+
+async fn transition(state: &Orders, target: Target, t: Transition) -> Result<Response, ApiError> {
+    let expected = target.expected?;
     let order = state
         .commands
-        .transition(id, t, expected, ctx(correlation))
+        .transition(target.id, t, expected, ctx(&target.correlation))
         .await?;
     Ok(order_response(StatusCode::OK, &order))
 }
@@ -432,59 +450,55 @@ fn domain(e: order_core::domain::DomainError) -> ApiError {
     order_core::app::AppError::from(e).into()
 }
 
+/// A string given as a query parameter or as a member of the JSON body
+/// (the query wins).
+fn param_or_body(
+    params: &Params,
+    body: Option<&[u8]>,
+    field: &'static str,
+) -> Result<Option<String>, ApiError> {
+    let from_body = body_string(body, field)?;
+    Ok(params.get(field).map(str::to_owned).or(from_body))
+}
+
 pub async fn confirm(
     State(state): State<Arc<Orders>>,
-    OrderId(id): OrderId,
-    correlation: CorrelationId,
+    target: Target,
     params: Params,
-    headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let from_body = body_string(body.as_deref(), "paymentId")?;
-    let payment_id = params.get("paymentId").map(str::to_owned).or(from_body);
+    let payment_id = param_or_body(&params, body.as_deref(), "paymentId")?;
     let t = Transition::confirm(payment_id).map_err(domain)?;
-    transition(&state, id, t, &headers, &correlation).await
+    transition(&state, target, t).await
 }
 
 pub async fn cancel(
     State(state): State<Arc<Orders>>,
-    OrderId(id): OrderId,
-    correlation: CorrelationId,
+    target: Target,
     params: Params,
-    headers: HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let from_body = body_string(body.as_deref(), "reason")?;
-    let reason = params.get("reason").map(str::to_owned).or(from_body);
+    let reason = param_or_body(&params, body.as_deref(), "reason")?;
     let t = Transition::cancel(reason).map_err(domain)?;
-    transition(&state, id, t, &headers, &correlation).await
+    transition(&state, target, t).await
 }
 
 pub async fn prepare(
     State(state): State<Arc<Orders>>,
-    OrderId(id): OrderId,
-    correlation: CorrelationId,
-    headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    transition(&state, id, Transition::Prepare, &headers, &correlation).await
+    transition(&state, target, Transition::Prepare).await
 }
 
-pub async fn ready(
-    State(state): State<Arc<Orders>>,
-    OrderId(id): OrderId,
-    correlation: CorrelationId,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    transition(&state, id, Transition::MarkReady, &headers, &correlation).await
+pub async fn ready(State(state): State<Arc<Orders>>, target: Target) -> Result<Response, ApiError> {
+    transition(&state, target, Transition::MarkReady).await
 }
 
 pub async fn deliver(
     State(state): State<Arc<Orders>>,
-    OrderId(id): OrderId,
-    correlation: CorrelationId,
-    headers: HeaderMap,
+    target: Target,
 ) -> Result<Response, ApiError> {
-    transition(&state, id, Transition::Deliver, &headers, &correlation).await
+    transition(&state, target, Transition::Deliver).await
 }
 
 #[cfg(test)]

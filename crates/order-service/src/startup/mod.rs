@@ -84,14 +84,14 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         shared.metrics.clone(),
         audit.clone(),
     ));
-    let health = Health::new(
-        event_store.clone(),
-        outbox.clone(),
-        dlq_store.clone(),
-        read_model.clone(),
-        shared.bus.clone(),
-        shared.fault.clone(),
-    );
+    let health = Health {
+        event_store: event_store.clone(),
+        outbox: outbox.clone(),
+        dlq_store: dlq_store.clone(),
+        read_model: read_model.clone(),
+        bus: shared.bus.clone(),
+        fault: shared.fault.clone(),
+    };
     let background = Background::new(
         &config,
         &shared,

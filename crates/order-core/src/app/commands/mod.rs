@@ -292,64 +292,54 @@ impl CommandService {
     ) -> Result<Order, AppError> {
         let span =
             tracing::info_span!("transition_order", order_id = %id, action = transition.action());
-        self.bounded(
-            self.transition_inner(id, transition, if_match, ctx)
-                .instrument(span),
-        )
-        .await
-    }
-
-    async fn transition_inner(
-        &self,
-        id: Uuid,
-        transition: Transition,
-        if_match: Option<u64>,
-        ctx: CommandContext,
-    ) -> Result<Order, AppError> {
-        for _ in 0..MAX_CONFLICT_RETRIES {
-            let current = self
-                .store
-                .load_order(id)
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("order {id} not found")))?;
-            if let Some(expected) = if_match {
-                if expected != current.version {
-                    return Err(AppError::PreconditionFailed {
-                        expected,
-                        current: current.version,
-                    });
-                }
-            }
-            let event = current.decide(&transition)?;
-            let at = now();
-            let version = current.version + 1;
-            let envelope = EventEnvelope::new(id, &event, version, at, ctx.correlation_id.clone());
-            let state = Order::apply(Some(&current), id, &event, version, at)
-                .ok_or_else(|| AppError::Internal("transition did not apply".into()))?;
-            let commit = Commit {
-                expected_version: current.version,
-                events: vec![envelope],
-                state: state.clone(),
-                idempotency: None,
-            };
-            match self.committer.commit(commit).await {
-                Ok(_) => return Ok(state),
-                Err(CommitError::VersionConflict) => {
-                    if let Some(expected) = if_match {
-                        let current = self
-                            .store
-                            .load_order(id)
-                            .await?
-                            .map_or(expected, |o| o.version);
-                        return Err(AppError::PreconditionFailed { expected, current });
+        let attempt = async {
+            for _ in 0..MAX_CONFLICT_RETRIES {
+                let current = self
+                    .store
+                    .load_order(id)
+                    .await?
+                    .ok_or_else(|| AppError::NotFound(format!("order {id} not found")))?;
+                if let Some(expected) = if_match {
+                    if expected != current.version {
+                        return Err(AppError::PreconditionFailed {
+                            expected,
+                            current: current.version,
+                        });
                     }
-                    // Lost a race: re-read and decide again on the new state.
-                    continue;
                 }
-                Err(e) => return Err(e.into()),
+                let event = current.decide(&transition)?;
+                let at = now();
+                let version = current.version + 1;
+                let envelope =
+                    EventEnvelope::new(id, &event, version, at, ctx.correlation_id.clone());
+                let state = Order::apply(Some(&current), id, &event, version, at)
+                    .ok_or_else(|| AppError::Internal("transition did not apply".into()))?;
+                let commit = Commit {
+                    expected_version: current.version,
+                    events: vec![envelope],
+                    state: state.clone(),
+                    idempotency: None,
+                };
+                match self.committer.commit(commit).await {
+                    Ok(_) => return Ok(state),
+                    Err(CommitError::VersionConflict) => {
+                        if let Some(expected) = if_match {
+                            let current = self
+                                .store
+                                .load_order(id)
+                                .await?
+                                .map_or(expected, |o| o.version);
+                            return Err(AppError::PreconditionFailed { expected, current });
+                        }
+                        // Lost a race: re-read and decide again on the new state.
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-        }
-        Err(AppError::VersionConflict)
+            Err(AppError::VersionConflict)
+        };
+        self.bounded(attempt.instrument(span)).await
     }
 }
 

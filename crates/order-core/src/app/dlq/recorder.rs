@@ -55,41 +55,41 @@ impl DlqRecorder {
             },
         );
         let text = String::from_utf8_lossy(&d.payload).into_owned();
-        match serde_json::from_slice::<EventEnvelope>(&d.payload) {
-            Ok(env) => NewDlqRecord {
-                event_id: env.event_id.to_string(),
-                aggregate_id: env.aggregate_id.clone(),
-                event_type: env.event_type.clone(),
-                version: Some(env.version),
-                original_event: text,
-                failure_reason: reason,
-                failure_class: None,
-                failure_time,
-                source: DlqSource::Consumer,
-                blocked_by: None,
-                topic,
-                origin,
-            },
-            Err(e) => NewDlqRecord {
-                event_id: d
-                    .header("eventId")
-                    .or_else(|| d.header("ce_id"))
-                    .map_or_else(
-                        || format!("malformed-{}-{}-{}", d.topic, d.partition, d.offset),
-                        str::to_owned,
-                    ),
-                aggregate_id: d.key.clone().unwrap_or_else(|| "unknown".to_owned()),
-                event_type: "MALFORMED".to_owned(),
-                version: None,
-                original_event: text,
-                failure_reason: format!("malformed message ({e}); {reason}"),
-                failure_class: None,
-                failure_time,
-                source: DlqSource::Consumer,
-                blocked_by: None,
-                topic,
-                origin,
-            },
+        let (event_id, aggregate_id, event_type, version, failure_reason) =
+            match serde_json::from_slice::<EventEnvelope>(&d.payload) {
+                Ok(env) => (
+                    env.event_id.to_string(),
+                    env.aggregate_id,
+                    env.event_type,
+                    Some(env.version),
+                    reason,
+                ),
+                Err(e) => (
+                    d.header("eventId")
+                        .or_else(|| d.header("ce_id"))
+                        .map_or_else(
+                            || format!("malformed-{}-{}-{}", d.topic, d.partition, d.offset),
+                            str::to_owned,
+                        ),
+                    d.key.clone().unwrap_or_else(|| "unknown".to_owned()),
+                    "MALFORMED".to_owned(),
+                    None,
+                    format!("malformed message ({e}); {reason}"),
+                ),
+            };
+        NewDlqRecord {
+            event_id,
+            aggregate_id,
+            event_type,
+            version,
+            original_event: text,
+            failure_reason,
+            failure_class: None,
+            failure_time,
+            source: DlqSource::Consumer,
+            blocked_by: None,
+            topic,
+            origin,
         }
     }
 
