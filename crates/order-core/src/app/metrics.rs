@@ -78,6 +78,14 @@ pub struct Metrics {
     pub publish_found_earlier: AtomicU64,
     pub events_published: AtomicU64,
     pub events_parked: AtomicU64,
+    /// Relay batches whose settle found a partition fenced (another
+    /// instance holds it at a newer epoch): nothing of theirs was written.
+    pub relay_fenced: AtomicU64,
+    /// Relay partitions this instance claimed, and lost without releasing.
+    pub relay_claims: AtomicU64,
+    pub relay_losses: AtomicU64,
+    /// Relay partitions this instance holds now.
+    pub relay_partitions_held: AtomicU64,
     pub replays: AtomicU64,
     pub replay_failures: AtomicU64,
     /// Sequence heads the automatic redrive replayed.
@@ -190,6 +198,30 @@ impl Metrics {
             "orders_events_parked_total",
             "Events parked in the DLQ by the relay.",
             &self.events_parked,
+        );
+        counter(
+            &mut o,
+            "orders_relay_fenced_total",
+            "Relay batches refused at settle because a partition's lease had moved on (nothing written).",
+            &self.relay_fenced,
+        );
+        counter(
+            &mut o,
+            "orders_relay_partition_claims_total",
+            "Relay partitions this instance claimed.",
+            &self.relay_claims,
+        );
+        counter(
+            &mut o,
+            "orders_relay_partition_losses_total",
+            "Relay partitions this instance lost without releasing them.",
+            &self.relay_losses,
+        );
+        gauge(
+            &mut o,
+            "orders_relay_partitions_held",
+            "Relay partitions this instance holds.",
+            self.relay_partitions_held.load(Ordering::Relaxed),
         );
         counter(
             &mut o,

@@ -33,5 +33,6 @@ pub use metrics::{Gauges, Metrics};
 pub use principal::{Principal, Role};
 pub use projector::{ProjectionReport, Projector, ProjectorConfig, RebuildReport};
 pub use relay::{
-    FaultSwitch, OutboxRelay, PublishGate, RelayConfig, RelayReport, RetryPolicy, SwitchableBus,
+    FaultSwitch, OutboxRelay, PartitionConfig, Partitions, RelayConfig, RelayPorts, RelayReport,
+    RetryPolicy, SwitchableBus,
 };

@@ -275,6 +275,11 @@ pub enum Guard {
         event_id: String,
         origin: Option<String>,
     },
+    /// No unresolved record is held behind `head`. Checked under the head
+    /// row's lock, the lock a relay takes before it parks events behind that
+    /// head ([`Outbox::settle`](super::Outbox::settle)): a replay that
+    /// resolves a head cannot miss an event parked behind it meanwhile.
+    NothingHeldBehind { head: String },
 }
 
 /// One write of a [`SequenceChange`]: the storage primitives the DLQ rules

@@ -13,6 +13,7 @@ mod jobs;
 mod outbox;
 mod page;
 mod read_model;
+mod relay_lease;
 
 pub use audit::*;
 pub use bus::*;
@@ -23,3 +24,4 @@ pub use jobs::*;
 pub use outbox::*;
 pub use page::*;
 pub use read_model::*;
+pub use relay_lease::*;

@@ -1,7 +1,10 @@
 //! The outbox: committed events waiting for the relay.
 
 use super::dlq_store::NewDlqRecord;
+use std::ops::Range;
+
 use super::error::StoreError;
+use super::relay_lease::Fence;
 use crate::domain::EventEnvelope;
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -17,6 +20,8 @@ use serde::Serialize;
 pub struct OutboxMessage {
     /// Global position of the event (outbox rows are taken in this order).
     pub position: i64,
+    /// [`bucket_of`](super::bucket_of) the order id, stored with the row.
+    pub bucket: u32,
     pub envelope: EventEnvelope,
     pub created_at: DateTime<Utc>,
 }
@@ -30,23 +35,45 @@ pub struct OutboxStats {
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// The oldest `limit` outbox rows in position order. Only the relay that
-    /// holds the relay lease calls this, so rows are never taken twice.
-    async fn fetch_batch(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The oldest `limit` outbox rows whose bucket lies in one of `buckets`,
+    /// in position order. Only the holder of those buckets' partitions calls
+    /// this (see [`RelayLeases`](super::RelayLeases)), so per-order order holds.
+    async fn fetch_batch(
+        &self,
+        buckets: &[Range<u32>],
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    /// Whether the rows of the last non-empty [`fetch_batch`](Self::fetch_batch)
-    /// may already have been published by a relay that did not settle them
-    /// (it crashed, or lost the relay lease, mid-batch): true for the first
-    /// batch after this store was opened and after this instance (re)took
-    /// the relay lease. The relay then asks the bus before sending them.
-    fn last_batch_maybe_sent(&self) -> bool;
-
-    /// In one transaction: deletes the delivered rows, inserts the parked
-    /// events as DLQ records (an event id already in the DLQ is left as it is)
-    /// and deletes their outbox rows.
-    async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError>;
+    /// In one transaction, only while `holder` holds every one of
+    /// `settlement.fences` at its epoch: deletes the delivered rows, inserts
+    /// the parked events as DLQ records (an event id already in the DLQ is
+    /// left as it is) and deletes their outbox rows. A parked event held
+    /// behind a head that is resolved by now (replayed or skipped on another
+    /// instance since the relay looked) is neither inserted nor deleted: its
+    /// row stays for the next batch. When a fence fails nothing is written.
+    async fn settle(&self, settlement: &Settlement) -> Result<Settled, StoreError>;
 
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
+}
+
+/// What one relay batch did, to be written under its partitions' fences.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settlement {
+    pub holder: String,
+    pub fences: Vec<Fence>,
+    pub delivered: Vec<i64>,
+    pub parked: Vec<ParkedEvent>,
+}
+
+/// The outcome of [`Outbox::settle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Written; the positions of parked events left in the outbox because
+    /// their head was resolved meanwhile.
+    Done { held_back: Vec<i64> },
+    /// Nothing written: these partitions are no longer held at the fence's
+    /// epoch.
+    Fenced(Vec<u32>),
 }
 
 /// An outbox row that is moved to the DLQ.

@@ -35,10 +35,8 @@ async fn all_events(h: &StoreHandles) -> Vec<RecordedEvent> {
 }
 
 async fn outbox_event_ids(h: &StoreHandles) -> HashSet<Uuid> {
-    h.outbox
-        .fetch_batch(100_000)
+    super::outbox::fetch_all(h)
         .await
-        .expect("fetch_batch")
         .into_iter()
         .map(|m| m.envelope.event_id)
         .collect()
@@ -54,7 +52,7 @@ async fn stream(h: &StoreHandles, id: Uuid, bound: StreamBound) -> Vec<RecordedE
 /// Asserts that none of `commit`'s events left a row anywhere.
 async fn assert_no_trace(h: &StoreHandles, commit: &Commit) {
     let stored = all_events(h).await;
-    let outbox = h.outbox.fetch_batch(100_000).await.expect("fetch_batch");
+    let outbox = super::outbox::fetch_all(h).await;
     // Matching by id AND aggregate/version: a duplicate-event-id case reuses
     // an id that legitimately exists on another aggregate.
     let same = |a: &EventEnvelope, b: &EventEnvelope| {

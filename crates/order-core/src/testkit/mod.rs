@@ -37,7 +37,9 @@
 
 use std::sync::Arc;
 
-use crate::ports::{AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, ReplayJobStore};
+use crate::ports::{
+    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
+};
 
 pub mod audit;
 pub mod dlq_store;
@@ -47,6 +49,7 @@ pub mod fixtures;
 pub mod legacy;
 pub mod outbox;
 pub mod read_model;
+pub mod relay_leases;
 pub mod replay_jobs;
 
 /// The write side of one database: event store, outbox and DLQ records must
@@ -57,6 +60,7 @@ pub struct StoreHandles {
     pub events: Arc<dyn EventStore>,
     pub outbox: Arc<dyn Outbox>,
     pub dlq: Arc<dyn DlqStore>,
+    pub leases: Arc<dyn RelayLeases>,
 }
 
 /// What a suite factory returns: the handles themselves, or the handles with
@@ -173,13 +177,35 @@ macro_rules! outbox_contract {
                 empty_outbox,
                 committed_events_are_fetched_in_position_order,
                 fetch_batch_respects_limit,
-                only_the_first_batch_may_have_been_sent,
+                fetch_batch_takes_only_the_given_buckets,
+                settle_under_a_lost_lease_writes_nothing,
+                an_event_parked_behind_a_resolved_head_stays_in_the_outbox,
                 conflicting_commit_adds_no_outbox_row,
                 settle_removes_delivered_rows,
                 settle_parks_events_in_the_dlq,
                 settle_keeps_an_existing_dlq_record,
                 settle_with_nothing_is_ok,
                 stats_count_pending_and_oldest,
+            ]
+        );
+    };
+}
+
+/// Runs the [`relay_leases`] suite. The factory returns [`StoreHandles`]
+/// (or `(StoreHandles, guard)`) of a fresh database.
+#[macro_export]
+macro_rules! relay_leases_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            relay_leases,
+            $factory,
+            [
+                the_layout_is_created_once_and_then_wins,
+                a_partition_is_claimed_once_per_epoch,
+                renewal_keeps_only_what_is_still_held,
+                a_lapsed_lease_is_renewed_until_someone_takes_it,
+                heartbeats_count_the_live_instances,
+                repartitioning_waits_for_the_old_leases,
             ]
         );
     };

@@ -9,11 +9,56 @@ use crate::app::dlq::sequencing;
 use crate::app::relay::parked_record;
 use crate::domain::{EventEnvelope, Transition};
 use crate::ports::{
-    Commit, CommitError, DlqSource, DlqStatus, FailureClass, OutboxMessage, ParkedEvent,
+    bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, OutboxMessage,
+    ParkedEvent, Settled, Settlement, BUCKETS,
 };
+use std::time::Duration;
 
-async fn fetch_all(h: &StoreHandles) -> Vec<OutboxMessage> {
-    h.outbox.fetch_batch(100_000).await.expect("fetch_batch")
+const EVERY_BUCKET: std::ops::Range<u32> = 0..BUCKETS;
+const HOLDER: &str = "relay-under-test";
+
+async fn fetch(h: &StoreHandles, limit: usize) -> Vec<OutboxMessage> {
+    h.outbox
+        .fetch_batch(&[EVERY_BUCKET], limit)
+        .await
+        .expect("fetch_batch")
+}
+
+pub(super) async fn fetch_all(h: &StoreHandles) -> Vec<OutboxMessage> {
+    fetch(h, 100_000).await
+}
+
+/// Takes the single partition of a one-partition layout for [`HOLDER`].
+pub(super) async fn hold_everything(h: &StoreHandles, holder: &str, ttl: Duration) -> Fence {
+    h.leases.layout(1).await.expect("layout");
+    let seen = h.leases.partitions().await.expect("partitions")[0].fence();
+    h.leases
+        .claim(seen, holder, ttl)
+        .await
+        .expect("claim")
+        .expect("the partition is free")
+}
+
+/// Settles under a fresh claim of every bucket; panics unless written.
+async fn settle(h: &StoreHandles, delivered: &[i64], parked: &[ParkedEvent]) -> Vec<i64> {
+    let fence = match h.leases.partitions().await.expect("partitions").first() {
+        Some(p) if p.holder == HOLDER && p.live => p.fence(),
+        _ => hold_everything(h, HOLDER, Duration::from_secs(60)).await,
+    };
+    let outcome = h
+        .outbox
+        .settle(&Settlement {
+            holder: HOLDER.to_owned(),
+            fences: vec![fence],
+            delivered: delivered.to_vec(),
+            parked: parked.to_vec(),
+        })
+        .await
+        .expect("settle");
+    match outcome {
+        Settled::Done { held_back } => held_back,
+        Settled::Fenced(p) => panic!("settle fenced on {p:?}"),
+    }
 }
 
 fn positions(msgs: &[OutboxMessage]) -> Vec<i64> {
@@ -82,32 +127,131 @@ pub async fn committed_events_are_fetched_in_position_order(h: StoreHandles) {
 
 pub async fn fetch_batch_respects_limit(h: StoreHandles) {
     let committed = commit_creates(&h, 5).await;
-    let first = h.outbox.fetch_batch(2).await.expect("fetch");
+    let first = fetch(&h, 2).await;
     assert_eq!(positions(&first), [committed[0].0, committed[1].0]);
-    let again = h.outbox.fetch_batch(2).await.expect("fetch");
+    let again = fetch(&h, 2).await;
     assert_eq!(first, again, "fetching does not consume rows");
     assert_eq!(fetch_all(&h).await.len(), 5);
 }
 
-/// The first batch a fresh store hands out may have been published by a
-/// predecessor that crashed before settling it; later ones may not.
-pub async fn only_the_first_batch_may_have_been_sent(h: StoreHandles) {
-    let empty = h.outbox.fetch_batch(10).await.expect("fetch");
-    assert!(empty.is_empty());
-    commit_creates(&h, 3).await;
-    let first = h.outbox.fetch_batch(2).await.expect("fetch");
-    assert_eq!(first.len(), 2);
-    assert!(
-        h.outbox.last_batch_maybe_sent(),
-        "the first batch after opening"
-    );
-    h.outbox
-        .settle(&positions(&first), &[])
+/// A relay fetches only the buckets of the partitions it holds.
+pub async fn fetch_batch_takes_only_the_given_buckets(h: StoreHandles) {
+    let committed = commit_creates(&h, 6).await;
+    let first = &committed[0].1;
+    let bucket = bucket_of(&first.aggregate_id);
+    let got = h
+        .outbox
+        .fetch_batch(&[bucket..bucket + 1], 100)
         .await
-        .expect("settle");
-    let second = h.outbox.fetch_batch(2).await.expect("fetch");
-    assert_eq!(second.len(), 1);
-    assert!(!h.outbox.last_batch_maybe_sent(), "a later batch");
+        .expect("fetch");
+    assert!(!got.is_empty());
+    assert!(got.iter().all(|m| m.bucket == bucket));
+    assert!(got.iter().any(|m| m.envelope == *first));
+    let all = fetch_all(&h).await;
+    for m in &all {
+        assert_eq!(
+            m.bucket,
+            bucket_of(&m.envelope.aggregate_id),
+            "bucket stored at insert"
+        );
+    }
+    let others: Vec<_> = all.iter().filter(|m| m.bucket != bucket).collect();
+    let rest = h
+        .outbox
+        .fetch_batch(&[0..bucket, bucket + 1..BUCKETS], 100)
+        .await
+        .expect("fetch");
+    assert_eq!(rest.len(), others.len(), "two ranges at once");
+    assert!(h
+        .outbox
+        .fetch_batch(&[], 100)
+        .await
+        .expect("fetch")
+        .is_empty());
+}
+
+/// A relay whose lease was taken over (it stopped, or was too slow) writes
+/// nothing: its settle is refused and every row stays for the new holder.
+pub async fn settle_under_a_lost_lease_writes_nothing(h: StoreHandles) {
+    let c = commit_creates(&h, 2).await;
+    let old = hold_everything(&h, "relay-a", Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let seen = h.leases.partitions().await.expect("partitions")[0].fence();
+    let new = h
+        .leases
+        .claim(seen, "relay-b", Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("the lapsed lease is taken over");
+    assert!(new.epoch > old.epoch);
+    let stale = Settlement {
+        holder: "relay-a".into(),
+        fences: vec![old],
+        delivered: vec![c[0].0],
+        parked: vec![parked(c[1].0, &c[1].1, None)],
+    };
+    assert_eq!(
+        h.outbox.settle(&stale).await.expect("settle"),
+        Settled::Fenced(vec![old.partition])
+    );
+    assert_eq!(fetch_all(&h).await.len(), 2, "nothing deleted");
+    assert!(h
+        .dlq
+        .get(&c[1].1.event_id.to_string())
+        .await
+        .expect("get")
+        .is_none());
+    // The same epoch presented by another holder is refused as well.
+    let forged = Settlement {
+        holder: "relay-a".into(),
+        fences: vec![new],
+        ..stale.clone()
+    };
+    assert!(matches!(
+        h.outbox.settle(&forged).await.expect("settle"),
+        Settled::Fenced(_)
+    ));
+    let current = Settlement {
+        holder: "relay-b".into(),
+        fences: vec![new],
+        ..stale
+    };
+    assert_eq!(
+        h.outbox.settle(&current).await.expect("settle"),
+        Settled::Done { held_back: vec![] }
+    );
+    assert!(fetch_all(&h).await.is_empty());
+}
+
+/// An event parked behind a head that another instance resolved since the
+/// relay looked would be held behind nothing: it stays in the outbox.
+pub async fn an_event_parked_behind_a_resolved_head_stays_in_the_outbox(h: StoreHandles) {
+    let v1 = create("cust-1", "rest-1", at(0));
+    let p1 = commit_one(&h, v1.clone()).await.expect("commit");
+    let head = parked(p1[0], &v1.events[0], None);
+    assert!(settle(&h, &[], &[head]).await.is_empty());
+    let head_id = v1.events[0].event_id.to_string();
+    let t = transition(&v1.state, &[confirm("pay-1")], at(5));
+    let p2 = commit_one(&h, t.clone()).await.expect("commit");
+    // Another instance replays the head meanwhile.
+    assert!(h
+        .dlq
+        .apply(&sequencing::head_replayed_change(&head_id, at(6)))
+        .await
+        .expect("apply"));
+    let behind = parked(p2[0], &t.events[0], Some(head_id));
+    assert_eq!(settle(&h, &[], &[behind]).await, [p2[0]]);
+    assert_eq!(
+        positions(&fetch_all(&h).await),
+        [p2[0]],
+        "left for the next batch"
+    );
+    assert!(h
+        .dlq
+        .get(&t.events[0].event_id.to_string())
+        .await
+        .expect("get")
+        .is_none());
 }
 
 pub async fn conflicting_commit_adds_no_outbox_row(h: StoreHandles) {
@@ -135,13 +279,10 @@ pub async fn conflicting_commit_adds_no_outbox_row(h: StoreHandles) {
 
 pub async fn settle_removes_delivered_rows(h: StoreHandles) {
     let c = commit_creates(&h, 3).await;
-    h.outbox
-        .settle(&[c[0].0, c[2].0], &[])
-        .await
-        .expect("settle");
+    settle(&h, &[c[0].0, c[2].0], &[]).await;
     assert_eq!(positions(&fetch_all(&h).await), [c[1].0]);
     // Settling a row that is already gone changes nothing.
-    h.outbox.settle(&[c[0].0], &[]).await.expect("settle again");
+    settle(&h, &[c[0].0], &[]).await;
     assert_eq!(positions(&fetch_all(&h).await), [c[1].0]);
     assert_eq!(h.outbox.stats().await.expect("stats").pending, 1);
     // The events themselves stay in the event store.
@@ -158,10 +299,7 @@ pub async fn settle_parks_events_in_the_dlq(h: StoreHandles) {
     let head = parked(p1[0], &v1.events[0], None);
     let head_id = v1.events[0].event_id.to_string();
     let behind = parked(p2[0], &t.events[0], Some(head_id.clone()));
-    h.outbox
-        .settle(&[other[0].0], &[head.clone(), behind.clone()])
-        .await
-        .expect("settle");
+    settle(&h, &[other[0].0], &[head.clone(), behind.clone()]).await;
     assert!(
         fetch_all(&h).await.is_empty(),
         "parked and delivered rows are gone"
@@ -213,7 +351,7 @@ pub async fn settle_keeps_an_existing_dlq_record(h: StoreHandles) {
         1
     );
     let second = parked(*position, env, None);
-    h.outbox.settle(&[], &[second]).await.expect("settle");
+    settle(&h, &[], &[second]).await;
     assert!(fetch_all(&h).await.is_empty(), "the outbox row is removed");
     let rec = h
         .dlq
@@ -229,9 +367,9 @@ pub async fn settle_keeps_an_existing_dlq_record(h: StoreHandles) {
 }
 
 pub async fn settle_with_nothing_is_ok(h: StoreHandles) {
-    h.outbox.settle(&[], &[]).await.expect("empty settle");
+    settle(&h, &[], &[]).await;
     let c = commit_creates(&h, 1).await;
-    h.outbox.settle(&[], &[]).await.expect("empty settle");
+    settle(&h, &[], &[]).await;
     assert_eq!(positions(&fetch_all(&h).await), [c[0].0]);
 }
 
@@ -242,14 +380,11 @@ pub async fn stats_count_pending_and_oldest(h: StoreHandles) {
     let oldest = stats.oldest_created_at.expect("oldest row time");
     let msgs = fetch_all(&h).await;
     assert_eq!(Some(oldest), msgs.iter().map(|m| m.created_at).min());
-    h.outbox.settle(&[c[0].0], &[]).await.expect("settle");
+    settle(&h, &[c[0].0], &[]).await;
     let stats = h.outbox.stats().await.expect("stats");
     assert_eq!(stats.pending, 2);
     assert!(stats.oldest_created_at.expect("oldest") >= oldest);
-    h.outbox
-        .settle(&[c[1].0, c[2].0], &[])
-        .await
-        .expect("settle");
+    settle(&h, &[c[1].0, c[2].0], &[]).await;
     let stats = h.outbox.stats().await.expect("stats");
     assert_eq!(stats.pending, 0);
     assert_eq!(stats.oldest_created_at, None);

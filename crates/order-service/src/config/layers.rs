@@ -41,6 +41,8 @@ pub(super) const KEYS: &[&str] = &[
     "commit_concurrency",
     "relay_batch_size",
     "relay_linger_ms",
+    "relay_partitions",
+    "relay_lease_ms",
     "projector_linger_ms",
     "command_timeout_ms",
     "max_body_bytes",

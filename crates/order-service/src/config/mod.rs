@@ -67,6 +67,10 @@ pub struct Config {
     pub commit_concurrency: usize,
     pub relay_batch_size: usize,
     pub relay_linger: Duration,
+    /// Relay partitions of a new layout (SQLite: always 1).
+    pub relay_partitions: u32,
+    /// A relay partition lease, before [`Config::relay_lease`] raises it.
+    pub relay_lease_configured: Duration,
     pub projector_linger: Duration,
     /// Replay parked retryable publish failures by itself once the bus is
     /// back (see `order_core::app::redrive`).
@@ -178,6 +182,13 @@ impl Config {
             commit_concurrency: p.int("commit_concurrency", 1, 64)? as usize,
             relay_batch_size: p.int("relay_batch_size", 1, 100_000)? as usize,
             relay_linger: Duration::from_millis(p.int("relay_linger_ms", 0, 1_000)?),
+            relay_partitions: p.int("relay_partitions", 1, u64::from(order_core::ports::BUCKETS))?
+                as u32,
+            relay_lease_configured: Duration::from_millis(p.int(
+                "relay_lease_ms",
+                1_000,
+                600_000,
+            )?),
             projector_linger: Duration::from_millis(p.int("projector_linger_ms", 0, 5_000)?),
             dlq_auto_redrive: p.bool("dlq_auto_redrive")?.unwrap_or(false),
             dlq_auto_redrive_rate: p.int("dlq_auto_redrive_rate", 1, 10_000)? as u32,
@@ -195,6 +206,39 @@ impl Config {
             log_format,
             auth: auth::parse_auth(&p)?,
         })
+    }
+
+    /// The longest one relay batch may take to publish: every attempt
+    /// timing out, plus the backoffs between them.
+    pub fn publish_budget(&self) -> Duration {
+        let timeout = self
+            .kafka
+            .as_ref()
+            .map_or(Duration::from_secs(1), |k| k.publish_timeout);
+        let policy = order_core::app::RetryPolicy {
+            max_attempts: self.publish_max_attempts,
+            backoff: self.publish_backoff,
+        };
+        let backoffs: Duration = (1..self.publish_max_attempts)
+            .map(|a| policy.delay_after(a))
+            .sum();
+        timeout * self.publish_max_attempts + backoffs
+    }
+
+    /// The relay partition lease: as configured, raised to 1.5 times the
+    /// [`publish_budget`](Self::publish_budget) so a batch that started
+    /// sending finishes before its lease can run out.
+    pub fn relay_lease(&self) -> Duration {
+        self.relay_lease_configured
+            .max(self.publish_budget() * 3 / 2)
+    }
+
+    /// The partitions of a new relay layout: one on SQLite (one process).
+    pub fn relay_partition_count(&self) -> u32 {
+        match self.database {
+            DatabaseTarget::Sqlite(_) => 1,
+            DatabaseTarget::MySql(_) => self.relay_partitions,
+        }
     }
 
     /// The SQLite file of the event store, when the database is SQLite.

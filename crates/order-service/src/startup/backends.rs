@@ -8,7 +8,7 @@ use std::sync::Arc;
 use order_bus_kafka::{KafkaBus, KafkaConfig};
 use order_core::ports::StoreError;
 use order_core::ports::{
-    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, ReplayJobStore,
+    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
 };
 use order_readmodel_mongo::MongoReadModel;
 use order_store_mysql::{MySqlConfig, MySqlStore};
@@ -44,6 +44,7 @@ fn ensure_parent(path: &std::path::Path, what: &'static str) -> Result<(), Start
 pub struct Backends {
     pub event_store: Arc<dyn EventStore>,
     pub outbox: Arc<dyn Outbox>,
+    pub leases: Arc<dyn RelayLeases>,
     pub dlq_store: Arc<dyn DlqStore>,
     pub audit_log: Arc<dyn AuditLog>,
     pub replay_jobs: Arc<dyn ReplayJobStore>,
@@ -80,37 +81,37 @@ async fn open_mysql_store(config: &Config, url: &SecretUrl) -> Result<MySqlStore
 }
 
 /// The ports one write-side database serves.
-type WriteSide = (
-    Arc<dyn EventStore>,
-    Arc<dyn Outbox>,
-    Arc<dyn DlqStore>,
-    Arc<dyn AuditLog>,
-    Arc<dyn ReplayJobStore>,
-);
+struct WriteSide {
+    event_store: Arc<dyn EventStore>,
+    outbox: Arc<dyn Outbox>,
+    leases: Arc<dyn RelayLeases>,
+    dlq_store: Arc<dyn DlqStore>,
+    audit_log: Arc<dyn AuditLog>,
+    replay_jobs: Arc<dyn ReplayJobStore>,
+}
+
+impl WriteSide {
+    fn of<S>(store: S) -> Self
+    where
+        S: EventStore + Outbox + RelayLeases + DlqStore + AuditLog + ReplayJobStore + 'static,
+    {
+        let store = Arc::new(store);
+        Self {
+            event_store: store.clone(),
+            outbox: store.clone(),
+            leases: store.clone(),
+            dlq_store: store.clone(),
+            audit_log: store.clone(),
+            replay_jobs: store,
+        }
+    }
+}
 
 /// Event store, outbox, DLQ records and audit log: one database, SQLite or MySQL.
 async fn open_write_side(config: &Config) -> Result<WriteSide, StartupError> {
     Ok(match &config.database {
-        DatabaseTarget::Sqlite(path) => {
-            let store = Arc::new(open_sqlite_store(path)?);
-            (
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                store,
-            )
-        }
-        DatabaseTarget::MySql(url) => {
-            let store = Arc::new(open_mysql_store(config, url).await?);
-            (
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                store,
-            )
-        }
+        DatabaseTarget::Sqlite(path) => WriteSide::of(open_sqlite_store(path)?),
+        DatabaseTarget::MySql(url) => WriteSide::of(open_mysql_store(config, url).await?),
     })
 }
 
@@ -171,14 +172,15 @@ pub(super) async fn open_bus(config: &Config) -> Result<Arc<dyn EventBus>, Start
 /// Opens every adapter the configuration selects (not the bus).
 pub async fn open_backends(config: &Config) -> Result<Backends, StartupError> {
     let lock = lock_database(config)?;
-    let (event_store, outbox, dlq_store, audit_log, replay_jobs) = open_write_side(config).await?;
+    let w = open_write_side(config).await?;
     let read_model = open_read_model(config).await?;
     Ok(Backends {
-        event_store,
-        outbox,
-        dlq_store,
-        audit_log,
-        replay_jobs,
+        event_store: w.event_store,
+        outbox: w.outbox,
+        leases: w.leases,
+        dlq_store: w.dlq_store,
+        audit_log: w.audit_log,
+        replay_jobs: w.replay_jobs,
         read_model,
         lock,
     })

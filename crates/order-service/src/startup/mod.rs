@@ -78,7 +78,6 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     let dlq = Arc::new(DlqService::new(
         dlq_store.clone(),
         shared.bus.clone(),
-        shared.gate.clone(),
         shared.policy,
         config.topic_events.clone(),
         shared.metrics.clone(),
@@ -98,6 +97,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         WorkerPorts {
             event_store,
             outbox,
+            leases: backends.leases,
             dlq_store: dlq_store.clone(),
             read_model: read_model.clone(),
             replay_jobs: backends.replay_jobs,

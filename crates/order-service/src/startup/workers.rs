@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use order_core::app::{
     Auditor, AutoRedriver, CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter,
-    JobConfig, Metrics, OutboxRelay, Projector, ProjectorConfig, PublishGate, RedriveConfig,
-    RelayConfig, ReplayJobs, RetryPolicy, SwitchableBus,
+    JobConfig, Metrics, OutboxRelay, PartitionConfig, Partitions, Projector, ProjectorConfig,
+    RedriveConfig, RelayConfig, RelayPorts, ReplayJobs, RetryPolicy, SwitchableBus,
 };
-use order_core::ports::{DlqStore, EventBus, EventStore, Outbox, ReadModel, ReplayJobStore};
+use order_core::ports::{
+    DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
+};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -60,7 +62,6 @@ pub(super) struct Shared {
     pub raw_bus: Arc<dyn EventBus>,
     /// The bus behind the fault switch: everything that publishes events.
     pub bus: Arc<dyn EventBus>,
-    pub gate: PublishGate,
     pub policy: RetryPolicy,
     /// Rung by each commit to wake the relay.
     pub committed: Arc<Notify>,
@@ -74,7 +75,6 @@ impl Shared {
             bus: Arc::new(SwitchableBus::new(raw_bus.clone(), fault.clone())),
             fault,
             raw_bus,
-            gate: PublishGate::default(),
             policy: RetryPolicy {
                 max_attempts: config.publish_max_attempts,
                 backoff: config.publish_backoff,
@@ -136,6 +136,7 @@ pub(super) struct Background {
 pub(super) struct WorkerPorts {
     pub event_store: Arc<dyn EventStore>,
     pub outbox: Arc<dyn Outbox>,
+    pub leases: Arc<dyn RelayLeases>,
     pub dlq_store: Arc<dyn DlqStore>,
     pub read_model: Arc<dyn ReadModel>,
     pub replay_jobs: Arc<dyn ReplayJobStore>,
@@ -149,21 +150,33 @@ impl Background {
         dlq: &Arc<DlqService>,
         audit: &Auditor,
     ) -> Self {
-        let relay = Arc::new(OutboxRelay::new(
-            ports.outbox,
-            ports.dlq_store.clone(),
-            shared.bus.clone(),
-            shared.gate.clone(),
-            RelayConfig {
+        let partitions = Arc::new(Partitions::new(
+            ports.leases,
+            uuid::Uuid::new_v4().simple().to_string(),
+            PartitionConfig {
+                count: config.relay_partition_count(),
+                lease: config.relay_lease(),
+            },
+            shared.metrics.clone(),
+        ));
+        let relay = Arc::new(OutboxRelay {
+            ports: RelayPorts {
+                outbox: ports.outbox,
+                dlq: ports.dlq_store.clone(),
+                bus: shared.bus.clone(),
+            },
+            partitions,
+            cfg: RelayConfig {
                 topic: config.topic_events.clone(),
                 batch_size: config.relay_batch_size,
                 policy: shared.policy,
                 idle_poll: RELAY_IDLE_POLL,
                 linger: config.relay_linger,
+                publish_budget: config.publish_budget(),
             },
-            shared.metrics.clone(),
-            shared.committed.clone(),
-        ));
+            metrics: shared.metrics.clone(),
+            wake: shared.committed.clone(),
+        });
         let projector = Arc::new(Projector::new(
             ports.read_model,
             ports.event_store,

@@ -30,7 +30,7 @@ use crate::ports::{
 pub const UNRESOLVED: [DlqStatus; 2] = [DlqStatus::Pending, DlqStatus::Failed];
 
 /// How often a change is decided again after another writer came first.
-const ATTEMPTS: usize = 5;
+pub const ATTEMPTS: usize = 5;
 
 /// The head of each order's sequence: of the unresolved publish-side
 /// records, the lowest version (then the lowest id), whether or not it is
@@ -145,6 +145,38 @@ pub async fn mark_replayed(
         }],
     };
     dlq.apply(&change).await.map(drop)
+}
+
+/// The change that marks a replayed head REPLAYED, written only while no
+/// unresolved record is held behind it (a relay may have parked one since
+/// the replay read what it held).
+pub fn head_replayed_change(head: &str, at: DateTime<Utc>) -> SequenceChange {
+    SequenceChange {
+        at,
+        guards: vec![Guard::NothingHeldBehind {
+            head: head.to_owned(),
+        }],
+        steps: vec![Step::SetStatus {
+            event_ids: vec![head.to_owned()],
+            from: UNRESOLVED.to_vec(),
+            to: DlqStatus::Replayed,
+            result: "replayed".to_owned(),
+            failure_class: None,
+            count_attempt: true,
+        }],
+    }
+}
+
+/// The change that hands the records held behind `from` to `to`.
+pub fn move_held_change(from: &str, to: &str, at: DateTime<Utc>) -> SequenceChange {
+    SequenceChange {
+        at,
+        guards: Vec::new(),
+        steps: vec![Step::MoveHeld {
+            from: from.to_owned(),
+            to: to.to_owned(),
+        }],
+    }
 }
 
 /// The change that marks `event_id` FAILED after a failed replay and makes

@@ -20,8 +20,7 @@ use crate::app::error::AppError;
 use crate::app::metrics::Metrics;
 use crate::app::principal::Principal;
 use crate::app::relay::{
-    message_for, publish_with_retry, republish, send_unless_found, PublishGate, RetryPolicy,
-    SendResult, Sent,
+    message_for, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
 };
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
@@ -67,12 +66,19 @@ pub const SKIP_REASON_MAX: usize = 500;
 /// claim lapses after this.
 const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
+/// What one round of publishing held records did.
+#[derive(Default)]
+struct HeldRound {
+    done: Vec<String>,
+    failed: Option<(String, crate::ports::PublishError)>,
+    found_earlier: usize,
+}
+
 pub struct DlqService {
     /// Names this process in replay claims.
     instance: String,
     pub(super) dlq: Arc<dyn DlqStore>,
     pub(super) bus: Arc<dyn EventBus>,
-    gate: PublishGate,
     pub(super) policy: RetryPolicy,
     pub(super) topic: String,
     pub(super) metrics: Arc<Metrics>,
@@ -83,7 +89,6 @@ impl DlqService {
     pub fn new(
         dlq: Arc<dyn DlqStore>,
         bus: Arc<dyn EventBus>,
-        gate: PublishGate,
         policy: RetryPolicy,
         topic: String,
         metrics: Arc<Metrics>,
@@ -93,7 +98,6 @@ impl DlqService {
             instance: Uuid::now_v7().to_string(),
             dlq,
             bus,
-            gate,
             policy,
             topic,
             metrics,
@@ -175,7 +179,6 @@ impl DlqService {
         event_id: &str,
         prechecked: Option<&HashSet<String>>,
     ) -> Result<ReplayOutcome, AppError> {
-        let _gate = self.gate.lock().await;
         let rec = self.get(event_id).await?;
         if !rec.status.is_unresolved() {
             return Ok(ReplayOutcome {
@@ -266,29 +269,43 @@ impl DlqService {
         Metrics::inc(&self.metrics.replays);
 
         // The head is out: publish what waited behind it, in version order.
-        let messages: Vec<BusMessage> = behind.iter().map(replay_message).collect();
-        let results = self.send_parked(&messages, prechecked).await;
-        let mut done = Vec::new();
+        // The head is marked last, and only while nothing unresolved is held
+        // behind it: a relay on another instance may park more events behind
+        // this head until then; they are published in the next round.
+        let head_id = rec.event_id.clone();
+        let mut done: Vec<String> = Vec::new();
         let mut failed: Option<(String, crate::ports::PublishError)> = None;
-        for (r, res) in behind.iter().zip(results) {
-            match res {
-                Ok(sent) if failed.is_none() => {
-                    found_earlier += usize::from(sent == Sent::Earlier);
-                    done.push(r.event_id.clone());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if failed.is_none() {
-                        failed = Some((r.event_id.clone(), e));
-                    }
-                }
+        let mut waiting = behind;
+        let mut rounds = 0;
+        loop {
+            if failed.is_none() {
+                let round = self
+                    .publish_held(&head_id, &waiting, at, prechecked)
+                    .await?;
+                found_earlier += round.found_earlier;
+                done.extend(round.done);
+                failed = round.failed;
             }
-        }
-        // Marked tail first and head last, so no moment shows an unresolved
-        // record behind a resolved head (another instance could replay it).
-        if !done.is_empty() {
-            let note = format!("replayed after its sequence head {}", rec.event_id);
-            sequencing::mark_replayed(self.dlq.as_ref(), &done, at, &note).await?;
+            if self
+                .dlq
+                .apply(&sequencing::head_replayed_change(&head_id, at))
+                .await?
+            {
+                break;
+            }
+            rounds += 1;
+            if rounds >= sequencing::ATTEMPTS {
+                return Err(AppError::Conflict(format!(
+                    "events of the order of {event_id} kept arriving behind it while it was \
+                     replayed; replay it again"
+                )));
+            }
+            waiting = self.dlq.blocked_behind(&head_id).await?;
+            if let Some((new_head, _)) = &failed {
+                // Late arrivals wait behind the record that failed.
+                let moved = sequencing::move_held_change(&head_id, new_head, at);
+                self.dlq.apply(&moved).await?;
+            }
         }
         let mut message = format!(
             "event published; {} event(s) held behind it published in order",
@@ -301,26 +318,10 @@ impl DlqService {
             ));
         }
         if let Some((new_head, err)) = failed {
-            let change = sequencing::failed_change(
-                &new_head,
-                &rec.event_id,
-                at,
-                &format!("replay failed: {err}"),
-                FailureClass::of(&err),
-            );
-            self.dlq.apply(&change).await?;
             message.push_str(&format!(
-                "; event {new_head} failed ({err}) and now heads the remaining {} event(s)",
-                behind.len() - done.len()
+                "; event {new_head} failed ({err}) and now heads the event(s) behind it"
             ));
         }
-        sequencing::mark_replayed(
-            self.dlq.as_ref(),
-            std::slice::from_ref(&rec.event_id),
-            at,
-            "replayed",
-        )
-        .await?;
         let published = 1 + done.len() - found_earlier;
         tracing::info!(event_id, published, found_earlier, "DLQ record replayed");
         Ok(ReplayOutcome {
@@ -330,6 +331,55 @@ impl DlqService {
             message,
             published,
         })
+    }
+
+    /// Publishes `held` (records held behind `head`, in version order) and
+    /// marks what went out REPLAYED; the first failure becomes the head of
+    /// what remains ([`sequencing::failed_change`]).
+    async fn publish_held(
+        &self,
+        head: &str,
+        held: &[DlqRecord],
+        at: chrono::DateTime<chrono::Utc>,
+        prechecked: Option<&HashSet<String>>,
+    ) -> Result<HeldRound, AppError> {
+        let mut round = HeldRound::default();
+        if held.is_empty() {
+            return Ok(round);
+        }
+        let messages: Vec<BusMessage> = held.iter().map(replay_message).collect();
+        let results = self.send_parked(&messages, prechecked).await;
+        for (r, res) in held.iter().zip(results) {
+            match res {
+                Ok(sent) if round.failed.is_none() => {
+                    round.found_earlier += usize::from(sent == Sent::Earlier);
+                    round.done.push(r.event_id.clone());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if round.failed.is_none() {
+                        round.failed = Some((r.event_id.clone(), e));
+                    }
+                }
+            }
+        }
+        // Tail first, head last: no moment shows an unresolved record behind
+        // a resolved one.
+        if !round.done.is_empty() {
+            let note = format!("replayed after its sequence head {head}");
+            sequencing::mark_replayed(self.dlq.as_ref(), &round.done, at, &note).await?;
+        }
+        if let Some((new_head, err)) = &round.failed {
+            let change = sequencing::failed_change(
+                new_head,
+                head,
+                at,
+                &format!("replay failed: {err}"),
+                FailureClass::of(err),
+            );
+            self.dlq.apply(&change).await?;
+        }
+        Ok(round)
     }
 
     /// Sends parked publish failures once: what an earlier attempt delivered
@@ -410,7 +460,6 @@ impl DlqService {
             )));
         }
         // A replay on this instance holds the gate while it publishes.
-        let _gate = self.gate.lock().await;
         match sequencing::skip(self.dlq.as_ref(), event_id, reason, now()).await? {
             Changed::Done(SkipDone { record, new_head }) => {
                 let message = match &new_head {

@@ -3,33 +3,35 @@
 //! published is parked in the DLQ; an order whose earlier event is parked has
 //! its later events parked behind it (`blocked_by`) so per-order order holds
 //! while other orders keep flowing.
+//!
+//! Several instances share the work by partition ([`partitions`]): each
+//! relays only the buckets of the partitions it leases, and writes a batch's
+//! outcome only under the fences of those leases, so a relay that lost a
+//! lease publishes nothing more and settles nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{watch, Mutex, Notify};
+use tokio::sync::{watch, Notify};
 
 use super::dlq::sequencing;
 use super::metrics::Metrics;
 use crate::domain::now;
 use crate::ports::{
     DlqSource, DlqStore, EventBus, FailureClass, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent,
-    PublishError, StoreError,
+    PublishError, Settled, Settlement, StoreError,
 };
 
 pub mod fault;
+pub mod partitions;
 pub mod retry;
 pub mod wire;
 
 pub use fault::{FaultSwitch, SwitchableBus};
+pub use partitions::{PartitionConfig, Partitions};
 pub use retry::{publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent};
 pub use wire::{message_for, POSITION_HEADER};
-
-/// Serialises everything that publishes an order's events (the relay and
-/// DLQ replays), so a replayed sequence and newer outbox rows of the same
-/// order cannot interleave.
-pub type PublishGate = Arc<Mutex<()>>;
 
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -42,6 +44,10 @@ pub struct RelayConfig {
     /// lets commits accumulate before the next batch. Bigger batches mean
     /// fewer bus and outbox transactions; this bounds the added publish lag.
     pub linger: Duration,
+    /// The longest one batch may take to publish (every attempt timing out,
+    /// plus the backoffs): a partition whose lease lasts less than this is
+    /// not published from until renewed.
+    pub publish_budget: Duration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -56,40 +62,55 @@ impl RelayReport {
     }
 }
 
+/// What the relay reads, writes and publishes to.
+pub struct RelayPorts {
+    pub outbox: Arc<dyn Outbox>,
+    pub dlq: Arc<dyn DlqStore>,
+    pub bus: Arc<dyn EventBus>,
+}
+
 pub struct OutboxRelay {
-    outbox: Arc<dyn Outbox>,
-    dlq: Arc<dyn DlqStore>,
-    bus: Arc<dyn EventBus>,
-    gate: PublishGate,
-    cfg: RelayConfig,
-    metrics: Arc<Metrics>,
-    wake: Arc<Notify>,
+    pub ports: RelayPorts,
+    pub partitions: Arc<Partitions>,
+    pub cfg: RelayConfig,
+    pub metrics: Arc<Metrics>,
+    /// Notified by each commit.
+    pub wake: Arc<Notify>,
 }
 
 impl OutboxRelay {
-    pub fn new(
-        outbox: Arc<dyn Outbox>,
-        dlq: Arc<dyn DlqStore>,
-        bus: Arc<dyn EventBus>,
-        gate: PublishGate,
-        cfg: RelayConfig,
-        metrics: Arc<Metrics>,
-        wake: Arc<Notify>,
-    ) -> Self {
-        Self {
-            outbox,
-            dlq,
-            bus,
-            gate,
-            cfg,
-            metrics,
-            wake,
+    /// Keeps this instance's partitions (heartbeat, renewal, fair share)
+    /// until `shutdown`, then gives them up.
+    pub async fn keep_partitions(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period = self.partitions.lease() / 3;
+        loop {
+            if let Err(e) = self.partitions.tick().await {
+                tracing::warn!(error = %e, "could not renew or balance relay partitions; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = shutdown.changed() => break,
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        if let Err(e) = self.partitions.leave().await {
+            tracing::warn!(error = %e, "could not release relay partitions; they lapse after one lease");
         }
     }
 
     /// Runs until `shutdown` turns true, draining the outbox whenever a
     /// commit wakes it (or every `idle_poll`).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let keeper = tokio::spawn(self.clone().keep_partitions(shutdown.clone()));
+        self.relay_until(&mut shutdown).await;
+        if let Err(e) = keeper.await {
+            tracing::warn!(error = %e, "the relay partition keeper stopped abnormally");
+        }
+    }
+
+    async fn relay_until(&self, shutdown: &mut watch::Receiver<bool>) {
         loop {
             if *shutdown.borrow() {
                 return;
@@ -119,10 +140,26 @@ impl OutboxRelay {
         }
     }
 
-    /// Takes one batch of outbox rows and delivers or parks every one of them.
+    /// Takes one batch of outbox rows of the partitions this instance holds
+    /// and delivers or parks every one of them.
     pub async fn run_once(&self) -> Result<RelayReport, StoreError> {
-        let _gate = self.gate.lock().await;
-        let batch = self.outbox.fetch_batch(self.cfg.batch_size).await?;
+        let _batch = self.partitions.batch.lock().await;
+        let budget = self.cfg.publish_budget;
+        let usable = self.partitions.usable(budget);
+        if usable.is_empty() {
+            return Ok(RelayReport::default());
+        }
+        let fences: Vec<_> = usable.iter().map(|(h, _)| h.fence).collect();
+        let ranges: Vec<_> = usable.iter().map(|(_, r)| r.clone()).collect();
+        // A predecessor (a crashed process, the instance this one took a
+        // partition from, or this one when a settle failed) may have
+        // published these without settling them: ask the bus before sending.
+        let maybe_sent = usable.iter().any(|(h, _)| h.maybe_sent);
+        let batch = self
+            .ports
+            .outbox
+            .fetch_batch(&ranges, self.cfg.batch_size)
+            .await?;
         if batch.is_empty() {
             return Ok(RelayReport::default());
         }
@@ -132,7 +169,7 @@ impl OutboxRelay {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let heads = sequencing::unresolved_heads(self.dlq.as_ref(), &aggregates).await?;
+        let heads = sequencing::unresolved_heads(self.ports.dlq.as_ref(), &aggregates).await?;
 
         let mut parked = Vec::new();
         let mut to_send: Vec<&OutboxMessage> = Vec::new();
@@ -152,11 +189,14 @@ impl OutboxRelay {
             .iter()
             .map(|m| message_for(&m.envelope, &self.cfg.topic, Some(m.position)))
             .collect();
-        // A predecessor (a crashed process, or the instance this one took
-        // the relay lease from) may have published these without settling
-        // them: ask the bus before sending.
-        let (bus, policy) = (self.bus.as_ref(), self.cfg.policy);
-        let results = if self.outbox.last_batch_maybe_sent() {
+        // The heads were read under the leases; sending needs them to last
+        // the whole publish, or a successor could send the same rows.
+        if !self.partitions.all_last(&fences, budget) {
+            return Ok(RelayReport::default());
+        }
+        self.partitions.mark_maybe_sent(&fences, true);
+        let (bus, policy) = (self.ports.bus.as_ref(), self.cfg.policy);
+        let results = if maybe_sent {
             republish(bus, policy, &messages, &self.metrics).await
         } else {
             publish_with_retry(bus, policy, &messages, &self.metrics).await
@@ -205,13 +245,39 @@ impl OutboxRelay {
                 }
             }
         }
-        Metrics::add(&self.metrics.events_published, delivered.len() as u64);
-        Metrics::add(&self.metrics.events_parked, parked.len() as u64);
-        self.outbox.settle(&delivered, &parked).await?;
-        Ok(RelayReport {
-            delivered: delivered.len(),
-            parked: parked.len(),
-        })
+        let settlement = Settlement {
+            holder: self.partitions.instance().to_owned(),
+            fences,
+            delivered,
+            parked,
+        };
+        match self.ports.outbox.settle(&settlement).await {
+            Ok(Settled::Done { held_back }) => {
+                self.partitions.mark_maybe_sent(&settlement.fences, false);
+                let parked = settlement.parked.len() - held_back.len();
+                Metrics::add(
+                    &self.metrics.events_published,
+                    settlement.delivered.len() as u64,
+                );
+                Metrics::add(&self.metrics.events_parked, parked as u64);
+                if !held_back.is_empty() {
+                    tracing::info!(
+                        rows = held_back.len(),
+                        "events left in the outbox: their DLQ head was resolved meanwhile"
+                    );
+                }
+                Ok(RelayReport {
+                    delivered: settlement.delivered.len(),
+                    parked,
+                })
+            }
+            Ok(Settled::Fenced(lost)) => {
+                Metrics::inc(&self.metrics.relay_fenced);
+                self.partitions.drop_fenced(&lost);
+                Ok(RelayReport::default())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn park(

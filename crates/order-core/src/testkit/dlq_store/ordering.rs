@@ -417,6 +417,9 @@ pub async fn a_change_whose_guard_fails_writes_nothing(dlq: Arc<dyn DlqStore>) {
             event_id: head.event_id.clone(),
             origin: Some("order-events/0/1".into()),
         },
+        Guard::NothingHeldBehind {
+            head: head.event_id.clone(),
+        },
     ];
     for guard in failing {
         let change = SequenceChange {
@@ -464,6 +467,9 @@ pub async fn a_change_whose_guard_fails_writes_nothing(dlq: Arc<dyn DlqStore>) {
             Guard::Origin {
                 event_id: head.event_id.clone(),
                 origin: None,
+            },
+            Guard::NothingHeldBehind {
+                head: b2.event_id.clone(),
             },
         ],
         steps,
