@@ -13,6 +13,7 @@ mod jobs;
 mod outbox;
 mod page;
 mod read_model;
+pub mod sql;
 
 pub use audit::*;
 pub use bus::*;
