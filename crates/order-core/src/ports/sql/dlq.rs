@@ -308,6 +308,11 @@ impl GuardedRows {
         })
     }
 
+    /// Whether the record of `event_id` is stored.
+    pub fn contains(&self, event_id: &str) -> bool {
+        self.0.contains_key(event_id)
+    }
+
     fn row(&self, event_id: &str) -> Option<&GuardedRow> {
         self.0.get(event_id)
     }
