@@ -22,33 +22,8 @@ use uuid::Uuid;
 
 use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, to_u64, ts, Db, Migration};
 
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/store/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "replay_claim",
-        sql: include_str!("../migrations/store/0002_replay_claim.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "audit",
-        sql: include_str!("../migrations/store/0003_audit.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "replay_jobs",
-        sql: include_str!("../migrations/store/0004_replay_jobs.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "failure_class",
-        sql: include_str!("../migrations/store/0005_failure_class.sql"),
-    },
-];
+pub(crate) const MIGRATIONS: &[Migration] =
+    order_core::write_side_migrations!(Migration, "../migrations/store/");
 
 /// Event store, current state, outbox and DLQ records in one SQLite file
 /// (WAL mode). Cheap to clone; clones share the connections.

@@ -97,3 +97,37 @@ pub trait EventStore: Send + Sync {
     /// Cheap round trip for health checks.
     async fn ping(&self) -> Result<(), StoreError>;
 }
+
+/// The write-side schema's migrations, listed once for both SQL adapters:
+/// each is the file `NNNN_name.sql`, applied once, in version order. An
+/// adapter invokes it with its own `Migration` type (fields `version: i64`,
+/// `name: &'static str`, `sql: &'static str`) and the folder of its SQL
+/// files, ending in `/` and relative to the invoking file (`include_str!`
+/// resolves paths from where the outermost macro is called):
+///
+/// ```ignore
+/// pub(crate) const MIGRATIONS: &[Migration] =
+///     order_core::write_side_migrations!(Migration, "../migrations/");
+/// ```
+///
+/// Append-only: a new migration is a new line here and a new file in every
+/// adapter's folder.
+#[macro_export]
+macro_rules! write_side_migrations {
+    ($migration:ident, $dir:literal) => {
+        $crate::write_side_migrations!(@list $migration, $dir;
+            1 "initial" "0001_initial.sql",
+            2 "replay_claim" "0002_replay_claim.sql",
+            3 "audit" "0003_audit.sql",
+            4 "replay_jobs" "0004_replay_jobs.sql",
+            5 "failure_class" "0005_failure_class.sql",
+        )
+    };
+    (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {
+        &[$($migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!($dir, $file)),
+        }),*]
+    };
+}
