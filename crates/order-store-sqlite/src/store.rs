@@ -7,20 +7,19 @@
 //! conflicting commit is rolled back alone, cached statements throughout.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use order_core::domain::{now, EventEnvelope, Order, OrderItem, OrderStatus, RecordedEvent};
+use order_core::domain::{now, Order, RecordedEvent};
 use order_core::ports::{
-    Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound,
+    Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow,
+    StoreError, StreamBound, EVENT_COLUMNS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, to_u64, ts, Db, Migration};
+use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, ts, Db, Migration};
 
 pub(crate) const MIGRATIONS: &[Migration] =
     order_core::write_side_migrations!(Migration, "../migrations/store/");
@@ -56,9 +55,6 @@ impl SqliteStore {
         self.db.path()
     }
 }
-
-const EVENT_COLUMNS: &str = "id, event_id, aggregate_id, aggregate_type, event_type, event_data, \
-     version, schema_version, occurred_on, correlation_id, causation_id";
 
 /// Why one commit of a batch failed: on its own (rolled back to its
 /// savepoint) or for the whole batch (the transaction is abandoned).
@@ -290,25 +286,20 @@ fn commit_batch_blocking(
 }
 
 fn decode_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.get(0).map_err(db_err)?;
-    let event_id: String = row.get(1).map_err(db_err)?;
-    let data: String = row.get(5).map_err(db_err)?;
     let occurred_on: String = row.get(8).map_err(db_err)?;
-    let envelope = EventEnvelope {
-        event_id: Uuid::parse_str(&event_id)
-            .map_err(|e| corrupt(format!("event {position}: bad event id {event_id:?}: {e}")))?,
+    RecordedEvent::try_from(EventRow {
+        position: row.get(0).map_err(db_err)?,
+        event_id: row.get(1).map_err(db_err)?,
         aggregate_id: row.get(2).map_err(db_err)?,
         aggregate_type: row.get(3).map_err(db_err)?,
         event_type: row.get(4).map_err(db_err)?,
-        version: to_u64(row.get(6).map_err(db_err)?)?,
+        event_data: row.get(5).map_err(db_err)?,
+        version: row.get(6).map_err(db_err)?,
         schema_version: row.get(7).map_err(db_err)?,
         occurred_on: parse_ts(&occurred_on)?,
         correlation_id: row.get(9).map_err(db_err)?,
         causation_id: row.get(10).map_err(db_err)?,
-        data: serde_json::from_str(&data)
-            .map_err(|e| corrupt(format!("event {position}: event_data is not JSON: {e}")))?,
-    };
-    Ok(RecordedEvent { position, envelope })
+    })
 }
 
 fn query_events<P: rusqlite::Params>(
@@ -323,10 +314,6 @@ fn query_events<P: rusqlite::Params>(
         out.push(decode_event(row)?);
     }
     Ok(out)
-}
-
-fn decimal(s: &str, what: &str) -> Result<Decimal, StoreError> {
-    Decimal::from_str(s).map_err(|e| corrupt(format!("{what} {s:?} is not a decimal: {e}")))
 }
 
 fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -357,10 +344,10 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     let Some((
         customer_id,
         restaurant_id,
-        total,
+        total_amount,
         status,
         payment_id,
-        reason,
+        cancellation_reason,
         created,
         updated,
         version,
@@ -377,31 +364,30 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     let mut rows = stmt.query([&key]).map_err(db_err)?;
     let mut items = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
-        let price: String = r.get(2).map_err(db_err)?;
-        items.push(OrderItem {
+        items.push(OrderItemRow {
             menu_item_id: r.get(0).map_err(db_err)?,
             name: r.get(1).map_err(db_err)?,
-            price: decimal(&price, "item price")?,
+            price: r.get(2).map_err(db_err)?,
             quantity: r.get(3).map_err(db_err)?,
         });
     }
     drop(rows);
     drop(stmt);
     tx.finish().map_err(db_err)?;
-    Ok(Some(Order {
+    Order::try_from(OrderRow {
         id,
         customer_id,
         restaurant_id,
-        items,
-        total_amount: decimal(&total, "total amount")?,
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("order {id}: unknown status {status:?}")))?,
+        total_amount,
+        status,
         payment_id,
-        cancellation_reason: reason,
+        cancellation_reason,
         created_at: parse_ts(&created)?,
         updated_at: parse_ts(&updated)?,
-        version: to_u64(version)?,
-    }))
+        version,
+        items,
+    })
+    .map(Some)
 }
 
 pub(crate) fn limit(n: usize) -> i64 {
