@@ -390,6 +390,14 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     .map(Some)
 }
 
+/// A round trip on `conn` (the health checks' ping).
+pub(crate) fn select_one(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("SELECT 1")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        .map(drop)
+        .map_err(db_err)
+}
+
 pub(crate) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -515,13 +523,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .read_async(|conn| {
-                conn.prepare_cached("SELECT 1")
-                    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                    .map(drop)
-                    .map_err(db_err)
-            })
-            .await
+        self.db.read_async(select_one).await
     }
 }
