@@ -16,7 +16,7 @@ use order_core::ports::{
     Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow,
     StoreError, StreamBound, EVENT_COLUMNS,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, ts, Db, Migration};
@@ -177,6 +177,22 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
     let o = &c.state;
     let id = o.id.to_string();
     let version = to_i64(o.version).map_err(Fail::Batch)?;
+    let total = o.total_amount.to_string();
+    let status = o.status.as_str();
+    let (created, updated) = (ts(&o.created_at), ts(&o.updated_at));
+    // ?1 to ?10 of both statements.
+    let mut args: Vec<&dyn ToSql> = vec![
+        &id,
+        &o.customer_id,
+        &o.restaurant_id,
+        &total,
+        &status,
+        &o.payment_id,
+        &o.cancellation_reason,
+        &created,
+        &updated,
+        &version,
+    ];
     if c.expected_version == 0 {
         conn.prepare_cached(
             "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
@@ -184,20 +200,11 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(batch)?
-        .execute(params![
-            id,
-            o.customer_id,
-            o.restaurant_id,
-            o.total_amount.to_string(),
-            o.status.as_str(),
-            o.payment_id,
-            o.cancellation_reason,
-            ts(&o.created_at),
-            ts(&o.updated_at),
-            version,
-        ])
+        .execute(&*args)
         .map_err(|e| classify(e, CommitError::VersionConflict))?;
     } else {
+        let expected = to_i64(c.expected_version).map_err(Fail::Batch)?;
+        args.push(&expected);
         let changed = conn
             .prepare_cached(
                 "UPDATE orders SET customer_id = ?2, restaurant_id = ?3, total_amount = ?4, \
@@ -205,19 +212,7 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
                  updated_at = ?9, version = ?10 WHERE id = ?1 AND version = ?11",
             )
             .map_err(batch)?
-            .execute(params![
-                id,
-                o.customer_id,
-                o.restaurant_id,
-                o.total_amount.to_string(),
-                o.status.as_str(),
-                o.payment_id,
-                o.cancellation_reason,
-                ts(&o.created_at),
-                ts(&o.updated_at),
-                version,
-                to_i64(c.expected_version).map_err(Fail::Batch)?,
-            ])
+            .execute(&*args)
             .map_err(batch)?;
         if changed == 0 {
             return Err(Fail::Commit(CommitError::VersionConflict));
