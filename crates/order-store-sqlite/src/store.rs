@@ -311,43 +311,39 @@ fn query_events<P: rusqlite::Params>(
     Ok(out)
 }
 
+/// An `orders` row (the columns `load_order_blocking` selects), its items
+/// still to be read.
+fn read_order(r: &Row<'_>, id: Uuid) -> Result<OrderRow, StoreError> {
+    Ok(OrderRow {
+        id,
+        customer_id: r.get(0).map_err(db_err)?,
+        restaurant_id: r.get(1).map_err(db_err)?,
+        total_amount: r.get(2).map_err(db_err)?,
+        status: r.get(3).map_err(db_err)?,
+        payment_id: r.get(4).map_err(db_err)?,
+        cancellation_reason: r.get(5).map_err(db_err)?,
+        created_at: parse_ts(&r.get::<_, String>(6).map_err(db_err)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(7).map_err(db_err)?)?,
+        version: r.get(8).map_err(db_err)?,
+        items: Vec::new(),
+    })
+}
+
 fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, StoreError> {
     // One read transaction: the order row and its items from one snapshot.
     let tx = conn.unchecked_transaction().map_err(db_err)?;
     let key = id.to_string();
-    let row = tx
+    let order = tx
         .prepare_cached(
             "SELECT customer_id, restaurant_id, total_amount, status, payment_id, \
              cancellation_reason, created_at, updated_at, version FROM orders WHERE id = ?1",
         )
         .map_err(db_err)?
-        .query_row([&key], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })
+        .query_row([&key], |r| Ok(read_order(r, id)))
         .optional()
-        .map_err(db_err)?;
-    let Some((
-        customer_id,
-        restaurant_id,
-        total_amount,
-        status,
-        payment_id,
-        cancellation_reason,
-        created,
-        updated,
-        version,
-    )) = row
-    else {
+        .map_err(db_err)?
+        .transpose()?;
+    let Some(mut order) = order else {
         return Ok(None);
     };
     let mut stmt = tx
@@ -357,9 +353,8 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
         )
         .map_err(db_err)?;
     let mut rows = stmt.query([&key]).map_err(db_err)?;
-    let mut items = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
-        items.push(OrderItemRow {
+        order.items.push(OrderItemRow {
             menu_item_id: r.get(0).map_err(db_err)?,
             name: r.get(1).map_err(db_err)?,
             price: r.get(2).map_err(db_err)?,
@@ -369,20 +364,7 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     drop(rows);
     drop(stmt);
     tx.finish().map_err(db_err)?;
-    Order::try_from(OrderRow {
-        id,
-        customer_id,
-        restaurant_id,
-        total_amount,
-        status,
-        payment_id,
-        cancellation_reason,
-        created_at: parse_ts(&created)?,
-        updated_at: parse_ts(&updated)?,
-        version,
-        items,
-    })
-    .map(Some)
+    Order::try_from(order).map(Some)
 }
 
 /// A round trip on `conn` (the health checks' ping).
@@ -487,19 +469,13 @@ impl EventStore for SqliteStore {
         let key = key.to_owned();
         self.db
             .read_async(move |conn| {
-                let row = conn
+                let row: Option<(String, String, String)> = conn
                     .prepare_cached(
                         "SELECT fingerprint, order_id, created_at FROM idempotency_keys \
                          WHERE key = ?1",
                     )
                     .map_err(db_err)?
-                    .query_row([&key], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    })
+                    .query_row([&key], |r| r.try_into())
                     .optional()
                     .map_err(db_err)?;
                 let Some((fingerprint, order_id, created_at)) = row else {
