@@ -18,33 +18,8 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "replay_claim",
-        sql: include_str!("../migrations/0002_replay_claim.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "audit",
-        sql: include_str!("../migrations/0003_audit.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "replay_jobs",
-        sql: include_str!("../migrations/0004_replay_jobs.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "failure_class",
-        sql: include_str!("../migrations/0005_failure_class.sql"),
-    },
-];
+pub(crate) const MIGRATIONS: &[Migration] =
+    order_core::write_side_migrations!(Migration, "../migrations/");
 
 /// Database used when the URL names none (the original service's).
 pub const DEFAULT_DATABASE: &str = "order_write_db";
