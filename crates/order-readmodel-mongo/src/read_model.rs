@@ -12,7 +12,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use order_core::domain::Order;
-use order_core::ports::{OrderFilter, Page, PageRequest, ReadModel, StoreError};
+use order_core::ports::{OrderField, OrderFilter, Page, PageRequest, ReadModel, StoreError};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -253,6 +253,15 @@ impl MongoReadModel {
     }
 }
 
+/// The document field a filter condition is on.
+fn field_name(field: OrderField) -> &'static str {
+    match field {
+        OrderField::CustomerId => "customerId",
+        OrderField::RestaurantId => "restaurantId",
+        OrderField::Status => "status",
+    }
+}
+
 #[async_trait]
 impl ReadModel for MongoReadModel {
     #[tracing::instrument(level = "debug", skip_all, fields(orders = ids.len()))]
@@ -340,14 +349,8 @@ impl ReadModel for MongoReadModel {
         page: PageRequest,
     ) -> Result<Page<Order>, StoreError> {
         let mut f = Document::new();
-        if let Some(c) = &filter.customer_id {
-            f.insert("customerId", c.as_str());
-        }
-        if let Some(r) = &filter.restaurant_id {
-            f.insert("restaurantId", r.as_str());
-        }
-        if let Some(s) = filter.status {
-            f.insert("status", s.as_str());
+        for (field, value) in filter.conditions() {
+            f.insert(field_name(field), value);
         }
         let total = self.count_matching(f.clone()).await?;
         let offset = page.offset();

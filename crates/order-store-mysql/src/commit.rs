@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 use order_core::domain::{now, EventEnvelope, Order, OrderItem};
 use order_core::ports::{Commit, CommitError, IdempotencyRecord, StoreError};
-use sqlx::mysql::MySqlConnection;
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlQueryResult};
+use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 use crate::db::{
@@ -113,6 +114,55 @@ fn classify(e: sqlx::Error, on_duplicate: CommitError) -> Fail {
 
 pub(crate) type Results = Vec<Result<Vec<i64>, CommitError>>;
 
+type Statement = Query<'static, MySql, MySqlArguments>;
+
+/// Runs one multi-row `{head} VALUES (?, …), …` for `part`; `bind` adds one
+/// row's `cols` values.
+async fn insert_chunk<T>(
+    conn: &mut MySqlConnection,
+    head: &str,
+    cols: usize,
+    part: &[T],
+    bind: &impl Fn(Statement, &T) -> Statement,
+) -> Result<MySqlQueryResult, sqlx::Error> {
+    let sql = format!("{head} VALUES {}", placeholders(part.len(), cols));
+    part.iter()
+        .fold(sqlx::query(AssertSqlSafe(sql)), bind)
+        .execute(conn)
+        .await
+}
+
+/// Inserts `rows` with one multi-row statement per chunk ([`insert_chunk`]);
+/// a rejected statement fails the commit with `on_duplicate` ([`classify`]).
+async fn insert_rows<T>(
+    conn: &mut MySqlConnection,
+    head: &str,
+    cols: usize,
+    rows: &[T],
+    on_duplicate: CommitError,
+    bind: impl Fn(Statement, &T) -> Statement,
+) -> Result<(), Fail> {
+    for range in chunks(rows.len()) {
+        insert_chunk(&mut *conn, head, cols, &rows[range], &bind)
+            .await
+            .map_err(|e| classify(e, on_duplicate.clone()))?;
+    }
+    Ok(())
+}
+
+/// Binds an order's current state, `customer_id` to `version` in column order.
+fn bind_state(q: Statement, o: &Order) -> Statement {
+    q.bind(&o.customer_id)
+        .bind(&o.restaurant_id)
+        .bind(o.total_amount.to_string())
+        .bind(o.status.as_str())
+        .bind(&o.payment_id)
+        .bind(&o.cancellation_reason)
+        .bind(naive(&o.created_at))
+        .bind(naive(&o.updated_at))
+        .bind(o.version as i64)
+}
+
 impl Inner {
     /// Inserts event rows (several commits' worth), returning their
     /// positions in the same order.
@@ -124,33 +174,30 @@ impl Inner {
         let mut positions = Vec::with_capacity(rows.len());
         for range in chunks(rows.len()) {
             let part = &rows[range];
-            let sql = format!(
-                "INSERT INTO event_store (event_id, aggregate_id, aggregate_type, event_type, \
-                 event_data, version, schema_version, occurred_on, correlation_id, causation_id) \
-                 VALUES {}",
-                placeholders(part.len(), 10)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in part {
-                q = q
-                    .bind(&r.event_id)
-                    .bind(&r.env.aggregate_id)
-                    .bind(&r.env.aggregate_type)
-                    .bind(&r.env.event_type)
-                    .bind(&r.data)
-                    .bind(r.version)
-                    .bind(i64::from(r.env.schema_version))
-                    .bind(naive(&r.env.occurred_on))
-                    .bind(&r.env.correlation_id)
-                    .bind(&r.env.causation_id);
-            }
             // UNIQUE(aggregate_id, version): another command wrote this
             // version first. UNIQUE(event_id): the event was already
             // stored. Either way the commit was decided on a stale state.
-            let done = q
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| classify(e, CommitError::VersionConflict))?;
+            let done = insert_chunk(
+                conn,
+                "INSERT INTO event_store (event_id, aggregate_id, aggregate_type, event_type, \
+                 event_data, version, schema_version, occurred_on, correlation_id, causation_id)",
+                10,
+                part,
+                &|q, r| {
+                    q.bind(&r.event_id)
+                        .bind(&r.env.aggregate_id)
+                        .bind(&r.env.aggregate_type)
+                        .bind(&r.env.event_type)
+                        .bind(&r.data)
+                        .bind(r.version)
+                        .bind(i64::from(r.env.schema_version))
+                        .bind(naive(&r.env.occurred_on))
+                        .bind(&r.env.correlation_id)
+                        .bind(&r.env.causation_id)
+                },
+            )
+            .await
+            .map_err(|e| classify(e, CommitError::VersionConflict))?;
             if self.consecutive_ids {
                 let first = i64::try_from(done.last_insert_id())
                     .map_err(|_| Fail::Batch(sqlx::Error::Protocol("bad insert id".into())))?;
@@ -182,112 +229,18 @@ impl Inner {
         Ok(positions)
     }
 
-    async fn insert_outbox(
-        &self,
-        conn: &mut MySqlConnection,
-        rows: &[(&EventRow<'_>, i64)],
-        created_at: chrono::NaiveDateTime,
-    ) -> Result<(), Fail> {
-        for range in chunks(rows.len()) {
-            let part = &rows[range];
-            let sql = format!(
-                "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at) VALUES {}",
-                placeholders(part.len(), 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (r, position) in part {
-                q = q
-                    .bind(*position)
-                    .bind(&r.event_id)
-                    .bind(&r.env.aggregate_id)
-                    .bind(&r.payload)
-                    .bind(created_at);
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(|e| classify(e, CommitError::VersionConflict))?;
-        }
-        Ok(())
-    }
-
-    async fn insert_keys(
-        &self,
-        conn: &mut MySqlConnection,
-        keys: &[&IdempotencyRecord],
-    ) -> Result<(), Fail> {
-        for range in chunks(keys.len()) {
-            let part = &keys[range];
-            let sql = format!(
-                "INSERT INTO idempotency_keys (`key`, fingerprint, order_id, created_at) VALUES {}",
-                placeholders(part.len(), 4)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for k in part {
-                q = q
-                    .bind(&k.key)
-                    .bind(&k.fingerprint)
-                    .bind(k.order_id.to_string())
-                    .bind(naive(&k.created_at));
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(|e| classify(e, CommitError::IdempotencyKeyTaken))?;
-        }
-        Ok(())
-    }
-
-    /// Inserts the current state of created orders.
-    async fn insert_orders(
-        &self,
-        conn: &mut MySqlConnection,
-        orders: &[&Order],
-    ) -> Result<(), Fail> {
-        for range in chunks(orders.len()) {
-            let part = &orders[range];
-            let sql = format!(
-                "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
-                 payment_id, cancellation_reason, created_at, updated_at, version) VALUES {}",
-                placeholders(part.len(), 10)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for o in part {
-                q = q
-                    .bind(o.id.to_string())
-                    .bind(&o.customer_id)
-                    .bind(&o.restaurant_id)
-                    .bind(o.total_amount.to_string())
-                    .bind(o.status.as_str())
-                    .bind(&o.payment_id)
-                    .bind(&o.cancellation_reason)
-                    .bind(naive(&o.created_at))
-                    .bind(naive(&o.updated_at))
-                    .bind(o.version as i64);
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(|e| classify(e, CommitError::VersionConflict))?;
-        }
-        Ok(())
-    }
-
     /// Version-guarded update of an existing order; its items are deleted
     /// (and written again with the others).
     async fn update_order(&self, conn: &mut MySqlConnection, c: &Prepared<'_>) -> Result<(), Fail> {
         let o = &c.commit.state;
-        let matched = sqlx::query(
-            "UPDATE orders SET customer_id = ?, restaurant_id = ?, total_amount = ?, status = ?, \
-             payment_id = ?, cancellation_reason = ?, created_at = ?, updated_at = ?, version = ? \
-             WHERE id = ? AND version = ?",
+        let matched = bind_state(
+            sqlx::query(
+                "UPDATE orders SET customer_id = ?, restaurant_id = ?, total_amount = ?, \
+                 status = ?, payment_id = ?, cancellation_reason = ?, created_at = ?, \
+                 updated_at = ?, version = ? WHERE id = ? AND version = ?",
+            ),
+            o,
         )
-        .bind(&o.customer_id)
-        .bind(&o.restaurant_id)
-        .bind(o.total_amount.to_string())
-        .bind(o.status.as_str())
-        .bind(&o.payment_id)
-        .bind(&o.cancellation_reason)
-        .bind(naive(&o.created_at))
-        .bind(naive(&o.updated_at))
-        .bind(o.version as i64)
         .bind(&c.order_id)
         .bind(c.commit.expected_version as i64)
         .execute(&mut *conn)
@@ -305,35 +258,6 @@ impl Inner {
         Ok(())
     }
 
-    async fn insert_items(
-        &self,
-        conn: &mut MySqlConnection,
-        items: &[(&str, usize, &OrderItem)],
-    ) -> Result<(), Fail> {
-        for range in chunks(items.len()) {
-            let part = &items[range];
-            let sql = format!(
-                "INSERT INTO order_items (order_id, line_no, menu_item_id, name, price, quantity) \
-                 VALUES {}",
-                placeholders(part.len(), 6)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (order_id, line, item) in part {
-                q = q
-                    .bind(*order_id)
-                    .bind(*line as i64)
-                    .bind(&item.menu_item_id)
-                    .bind(&item.name)
-                    .bind(item.price.to_string())
-                    .bind(i64::from(item.quantity));
-            }
-            q.execute(&mut *conn)
-                .await
-                .map_err(|e| classify(e, CommitError::VersionConflict))?;
-        }
-        Ok(())
-    }
-
     /// Writes `commits` with multi-row statements. Any commit-level failure
     /// aborts the attempt (the caller rolls back and goes commit by commit).
     async fn write_together(
@@ -346,7 +270,20 @@ impl Inner {
             .iter()
             .filter_map(|c| c.commit.idempotency.as_ref())
             .collect();
-        self.insert_keys(conn, &keys).await?;
+        insert_rows(
+            conn,
+            "INSERT INTO idempotency_keys (`key`, fingerprint, order_id, created_at)",
+            4,
+            &keys,
+            CommitError::IdempotencyKeyTaken,
+            |q, k| {
+                q.bind(&k.key)
+                    .bind(&k.fingerprint)
+                    .bind(k.order_id.to_string())
+                    .bind(naive(&k.created_at))
+            },
+        )
+        .await?;
 
         let rows: Vec<&EventRow<'_>> = commits.iter().flat_map(|c| c.events.iter()).collect();
         let positions = self.insert_events(conn, &rows).await?;
@@ -355,15 +292,37 @@ impl Inner {
             .copied()
             .zip(positions.iter().copied())
             .collect();
-        self.insert_outbox(conn, &with_positions, created_at)
-            .await?;
+        insert_rows(
+            conn,
+            "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at)",
+            5,
+            &with_positions,
+            CommitError::VersionConflict,
+            |q, (r, position)| {
+                q.bind(*position)
+                    .bind(&r.event_id)
+                    .bind(&r.env.aggregate_id)
+                    .bind(&r.payload)
+                    .bind(created_at)
+            },
+        )
+        .await?;
 
         let creates: Vec<&Order> = commits
             .iter()
             .filter(|c| c.commit.expected_version == 0)
             .map(|c| &c.commit.state)
             .collect();
-        self.insert_orders(conn, &creates).await?;
+        insert_rows(
+            conn,
+            "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
+             payment_id, cancellation_reason, created_at, updated_at, version)",
+            10,
+            &creates,
+            CommitError::VersionConflict,
+            |q, o| bind_state(q.bind(o.id.to_string()), o),
+        )
+        .await?;
         for c in commits.iter().filter(|c| c.commit.expected_version != 0) {
             self.update_order(conn, c).await?;
         }
@@ -378,7 +337,22 @@ impl Inner {
                     .map(|(line, item)| (c.order_id.as_str(), line, item))
             })
             .collect();
-        self.insert_items(conn, &items).await?;
+        insert_rows(
+            conn,
+            "INSERT INTO order_items (order_id, line_no, menu_item_id, name, price, quantity)",
+            6,
+            &items,
+            CommitError::VersionConflict,
+            |q, (order_id, line, item)| {
+                q.bind(*order_id)
+                    .bind(*line as i64)
+                    .bind(&item.menu_item_id)
+                    .bind(&item.name)
+                    .bind(item.price.to_string())
+                    .bind(i64::from(item.quantity))
+            },
+        )
+        .await?;
 
         let mut out = Vec::with_capacity(commits.len());
         let mut next = positions.into_iter();

@@ -18,33 +18,8 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "replay_claim",
-        sql: include_str!("../migrations/0002_replay_claim.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "audit",
-        sql: include_str!("../migrations/0003_audit.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "replay_jobs",
-        sql: include_str!("../migrations/0004_replay_jobs.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "failure_class",
-        sql: include_str!("../migrations/0005_failure_class.sql"),
-    },
-];
+pub(crate) const MIGRATIONS: &[Migration] =
+    order_core::write_side_migrations!(Migration, "../migrations/");
 
 /// Database used when the URL names none (the original service's).
 pub const DEFAULT_DATABASE: &str = "order_write_db";
@@ -513,6 +488,112 @@ pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
 /// `?, ?, ?`: an `IN (…)` list of `n` placeholders.
 pub(crate) fn in_list(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+// ---------------------------------------------------------------------------
+// Statements shared with the SQLite adapter (`order_core::ports::sql`)
+// ---------------------------------------------------------------------------
+
+use order_core::ports::sql::{ColumnReader, PageQuery, SqlValue, Statement};
+use order_core::ports::Page;
+use sqlx::mysql::{MySql, MySqlArguments, MySqlRow};
+use sqlx::Arguments;
+
+/// A row, read through [`ColumnReader`]: `DATETIME(6)` holds UTC.
+struct Cols<'a>(&'a MySqlRow);
+
+impl ColumnReader for Cols<'_> {
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.0.try_get(i).map_err(db_err)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.0.try_get(i).map_err(db_err)
+    }
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let t: Option<NaiveDateTime> = self.0.try_get(i).map_err(db_err)?;
+        Ok(t.map(utc))
+    }
+}
+
+/// `stmt` as a query, its values bound.
+pub(crate) fn query(
+    stmt: &Statement,
+) -> Result<sqlx::query::Query<'static, MySql, MySqlArguments>, sqlx::Error> {
+    let mut args = MySqlArguments::default();
+    for v in &stmt.args {
+        match v {
+            SqlValue::Null => args.add(None::<String>),
+            SqlValue::Text(s) => args.add(s.clone()),
+            SqlValue::Int(n) => args.add(*n),
+            SqlValue::Time(t) => args.add(naive(t)),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), args))
+}
+
+/// Reads `row` with one of the shared decoders.
+pub(crate) fn read_row<T>(
+    row: &MySqlRow,
+    read: impl FnOnce(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    read(&Cols(row))
+}
+
+/// A shared builder's or decoder's error inside a transaction that speaks
+/// `sqlx::Error` (it is not retried, and [`db_err`] makes it corrupt data).
+pub(crate) fn in_tx(e: StoreError) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(e))
+}
+
+/// Runs `stmt`; the number of rows it changed (MySQL counts a row
+/// matched but left as it was as unchanged).
+pub(crate) async fn execute(pool: &MySqlPool, stmt: &Statement) -> Result<u64, StoreError> {
+    let done = query(stmt)
+        .map_err(db_err)?
+        .execute(pool)
+        .await
+        .map_err(db_err)?;
+    Ok(done.rows_affected())
+}
+
+/// The rows of `stmt`, each read by `read`.
+pub(crate) async fn fetch<T>(
+    pool: &MySqlPool,
+    stmt: &Statement,
+    mut read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let rows = query(stmt)
+        .map_err(db_err)?
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(|row| read(&Cols(row))).collect()
+}
+
+/// The first row of `stmt`, if any.
+pub(crate) async fn fetch_optional<T>(
+    pool: &MySqlPool,
+    stmt: &Statement,
+    read: impl FnOnce(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let row = query(stmt)
+        .map_err(db_err)?
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?;
+    row.as_ref().map(|row| read(&Cols(row))).transpose()
+}
+
+/// A page and its total.
+pub(crate) async fn fetch_page<T>(
+    pool: &MySqlPool,
+    q: &PageQuery,
+    read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let content = fetch(pool, &q.rows, read).await?;
+    let total = fetch_optional(pool, &q.count, |r| r.int(0)).await?;
+    q.page(content, total.unwrap_or(0))
 }
 
 #[cfg(test)]

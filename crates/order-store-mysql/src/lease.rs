@@ -27,6 +27,18 @@ use crate::store::Inner;
 /// The lease's name in `relay_lease`.
 const OUTBOX: &str = "outbox";
 
+/// Takes the lease when it is free or expired, renews it when it is ours
+/// (binds: holder, lease in microseconds, name, holder).
+const TAKE: &str = "UPDATE relay_lease SET holder = ?, \
+     expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+     WHERE name = ? AND (holder = ? OR expires_at < UTC_TIMESTAMP(6))";
+
+/// Renews the lease only when it is ours (the same binds as [`TAKE`]; the
+/// holder it sets is the one it already has).
+const RENEW: &str = "UPDATE relay_lease SET holder = ?, \
+     expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+     WHERE name = ? AND holder = ?";
+
 /// An unsettled batch keeps the lease renewed for at most this many leases.
 pub(crate) const MAX_HOLD_FACTOR: u32 = 6;
 
@@ -88,27 +100,35 @@ impl Lease {
         .map_err(db_err)
     }
 
-    /// Takes the lease if it is free or expired, renews it if it is ours.
-    /// Returns whether this instance holds it now.
-    pub async fn acquire(&self, pool: &MySqlPool) -> Result<bool, StoreError> {
+    /// Runs [`TAKE`] or [`RENEW`]: makes this instance the holder until one
+    /// lease from now where the row's guard matches. Returns when the
+    /// statement was sent and whether it matched.
+    async fn extend(
+        &self,
+        pool: &MySqlPool,
+        statement: &'static str,
+    ) -> Result<(Instant, bool), StoreError> {
         let started = Instant::now();
         // The connection reports matched rows (CLIENT_FOUND_ROWS), so a
         // renewal within the same microsecond still counts as held.
-        let matched = sqlx::query(
-            "UPDATE relay_lease SET holder = ?, \
-             expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
-             WHERE name = ? AND (holder = ? OR expires_at < UTC_TIMESTAMP(6))",
-        )
-        .bind(&self.holder)
-        .bind(self.micros())
-        .bind(OUTBOX)
-        .bind(&self.holder)
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        let matched = sqlx::query(statement)
+            .bind(&self.holder)
+            .bind(self.micros())
+            .bind(OUTBOX)
+            .bind(&self.holder)
+            .execute(pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        Ok((started, matched > 0))
+    }
+
+    /// Takes the lease if it is free or expired, renews it if it is ours.
+    /// Returns whether this instance holds it now.
+    pub async fn acquire(&self, pool: &MySqlPool) -> Result<bool, StoreError> {
+        let (started, matched) = self.extend(pool, TAKE).await?;
         let mut state = self.state();
-        if matched > 0 {
+        if matched {
             let was_held = state.held_until.is_some_and(|u| started < u);
             state.held_until = Some(started + self.duration);
             if !was_held {
@@ -129,26 +149,15 @@ impl Lease {
 
     /// Renews the lease only if it is still ours.
     async fn renew(&self, pool: &MySqlPool) -> Result<bool, StoreError> {
-        let started = Instant::now();
-        let matched = sqlx::query(
-            "UPDATE relay_lease SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
-             WHERE name = ? AND holder = ?",
-        )
-        .bind(self.micros())
-        .bind(OUTBOX)
-        .bind(&self.holder)
-        .execute(pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
+        let (started, matched) = self.extend(pool, RENEW).await?;
         let mut state = self.state();
-        if matched > 0 {
+        if matched {
             state.held_until = Some(started + self.duration);
         } else {
             state.held_until = None;
             state.in_flight_since = None;
         }
-        Ok(matched > 0)
+        Ok(matched)
     }
 
     /// Gives the lease up (expires it now) if this instance holds it.

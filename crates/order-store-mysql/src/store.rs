@@ -4,19 +4,20 @@
 //! modules so each can be read without scrolling past the other; the relay
 //! lease is in [`crate::lease`], DLQ records in [`crate::dlq`].
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use order_core::domain::{EventEnvelope, Order, OrderItem, OrderStatus, RecordedEvent};
-use order_core::ports::{Commit, EventStore, IdempotencyRecord, StoreError, StreamBound};
-use rust_decimal::Decimal;
+use order_core::domain::{Order, RecordedEvent};
+use order_core::ports::{
+    Commit, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow, StoreError,
+    StreamBound, EVENT_COLUMNS,
+};
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use crate::commit::Results;
-use crate::db::{self, consecutive_ids, corrupt, db_err, naive, timed, to_u64, utc, MySqlConfig};
+use crate::db::{self, consecutive_ids, corrupt, db_err, naive, timed, utc, MySqlConfig};
 use crate::lease::Lease;
 
 /// Event store, current state, outbox and DLQ records on one MySQL/MariaDB
@@ -124,45 +125,28 @@ impl MySqlStore {
     }
 }
 
-const EVENT_COLUMNS: &str = "id, event_id, aggregate_id, aggregate_type, event_type, event_data, \
-     version, schema_version, occurred_on, correlation_id, causation_id";
-
 // ---------------------------------------------------------------------------
 // Reading
 // ---------------------------------------------------------------------------
 
 fn decode_event(row: &MySqlRow) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.try_get(0).map_err(db_err)?;
-    let event_id: String = row.try_get(1).map_err(db_err)?;
-    let data: String = row.try_get(5).map_err(db_err)?;
-    let schema_version: i64 = row.try_get(7).map_err(db_err)?;
-    let envelope = EventEnvelope {
-        event_id: Uuid::parse_str(&event_id)
-            .map_err(|e| corrupt(format!("event {position}: bad event id {event_id:?}: {e}")))?,
+    RecordedEvent::try_from(EventRow {
+        position: row.try_get(0).map_err(db_err)?,
+        event_id: row.try_get(1).map_err(db_err)?,
         aggregate_id: row.try_get(2).map_err(db_err)?,
         aggregate_type: row.try_get(3).map_err(db_err)?,
         event_type: row.try_get(4).map_err(db_err)?,
-        version: to_u64(row.try_get(6).map_err(db_err)?)?,
-        schema_version: u32::try_from(schema_version).map_err(|_| {
-            corrupt(format!(
-                "event {position}: bad schema version {schema_version}"
-            ))
-        })?,
+        event_data: row.try_get(5).map_err(db_err)?,
+        version: row.try_get(6).map_err(db_err)?,
+        schema_version: row.try_get(7).map_err(db_err)?,
         occurred_on: utc(row.try_get(8).map_err(db_err)?),
         correlation_id: row.try_get(9).map_err(db_err)?,
         causation_id: row.try_get(10).map_err(db_err)?,
-        data: serde_json::from_str(&data)
-            .map_err(|e| corrupt(format!("event {position}: event_data is not JSON: {e}")))?,
-    };
-    Ok(RecordedEvent { position, envelope })
+    })
 }
 
 fn decode_events(rows: &[MySqlRow]) -> Result<Vec<RecordedEvent>, StoreError> {
     rows.iter().map(decode_event).collect()
-}
-
-fn decimal(s: &str, what: &str) -> Result<Decimal, StoreError> {
-    Decimal::from_str(s).map_err(|e| corrupt(format!("{what} {s:?} is not a decimal: {e}")))
 }
 
 /// The order and its items from one JOIN (one statement, one snapshot).
@@ -175,32 +159,27 @@ fn decode_order(id: Uuid, rows: &[MySqlRow]) -> Result<Option<Order>, StoreError
         let Some(menu_item_id) = r.try_get::<Option<String>, _>(9).map_err(db_err)? else {
             continue;
         };
-        let price: String = r.try_get(11).map_err(db_err)?;
-        let quantity: i64 = r.try_get(12).map_err(db_err)?;
-        items.push(OrderItem {
+        items.push(OrderItemRow {
             menu_item_id,
             name: r.try_get(10).map_err(db_err)?,
-            price: decimal(&price, "item price")?,
-            quantity: u32::try_from(quantity)
-                .map_err(|_| corrupt(format!("order {id}: bad quantity {quantity}")))?,
+            price: r.try_get(11).map_err(db_err)?,
+            quantity: r.try_get(12).map_err(db_err)?,
         });
     }
-    let total: String = first.try_get(2).map_err(db_err)?;
-    let status: String = first.try_get(3).map_err(db_err)?;
-    Ok(Some(Order {
+    Order::try_from(OrderRow {
         id,
         customer_id: first.try_get(0).map_err(db_err)?,
         restaurant_id: first.try_get(1).map_err(db_err)?,
-        items,
-        total_amount: decimal(&total, "total amount")?,
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("order {id}: unknown status {status:?}")))?,
+        total_amount: first.try_get(2).map_err(db_err)?,
+        status: first.try_get(3).map_err(db_err)?,
         payment_id: first.try_get(4).map_err(db_err)?,
         cancellation_reason: first.try_get(5).map_err(db_err)?,
         created_at: utc(first.try_get(6).map_err(db_err)?),
         updated_at: utc(first.try_get(7).map_err(db_err)?),
-        version: to_u64(first.try_get(8).map_err(db_err)?)?,
-    }))
+        version: first.try_get(8).map_err(db_err)?,
+        items,
+    })
+    .map(Some)
 }
 
 #[async_trait]

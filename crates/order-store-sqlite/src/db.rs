@@ -313,3 +313,96 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
 pub(crate) fn to_u64(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| corrupt(format!("negative value {v} where a count was stored")))
 }
+
+// ---------------------------------------------------------------------------
+// Statements shared with the MySQL adapter (`order_core::ports::sql`)
+// ---------------------------------------------------------------------------
+
+use order_core::ports::sql::{ColumnReader, PageQuery, SqlValue, Statement};
+use order_core::ports::Page;
+use rusqlite::types::Value;
+
+/// A row, read through [`ColumnReader`]: timestamps are RFC 3339 text.
+struct Cols<'a, 'r>(&'a rusqlite::Row<'r>);
+
+impl ColumnReader for Cols<'_, '_> {
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        self.0.get(i).map_err(db_err)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        self.0.get(i).map_err(db_err)
+    }
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, StoreError> {
+        parse_opt_ts(self.0.get(i).map_err(db_err)?)
+    }
+}
+
+fn bound(args: &[SqlValue]) -> impl rusqlite::Params + '_ {
+    rusqlite::params_from_iter(args.iter().map(|a| match a {
+        SqlValue::Null => Value::Null,
+        SqlValue::Text(s) => Value::Text(s.clone()),
+        SqlValue::Int(n) => Value::Integer(*n),
+        SqlValue::Time(t) => Value::Text(ts(t)),
+    }))
+}
+
+/// Runs `stmt` (a cached prepared statement); the number of rows changed.
+pub(crate) fn execute(conn: &Connection, stmt: &Statement) -> Result<usize, StoreError> {
+    conn.prepare_cached(&stmt.sql)
+        .and_then(|mut s| s.execute(bound(&stmt.args)))
+        .map_err(db_err)
+}
+
+/// The rows of `stmt` (a cached prepared statement), each read by `read`.
+pub(crate) fn fetch<T>(
+    conn: &Connection,
+    stmt: &Statement,
+    read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut prepared = conn.prepare_cached(&stmt.sql).map_err(db_err)?;
+    read_all(&mut prepared, &stmt.args, read)
+}
+
+fn read_all<T>(
+    prepared: &mut rusqlite::Statement<'_>,
+    args: &[SqlValue],
+    mut read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = prepared.query(bound(args)).map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        out.push(read(&Cols(row))?);
+    }
+    Ok(out)
+}
+
+/// The first row of `stmt`, if any.
+pub(crate) fn fetch_optional<T>(
+    conn: &Connection,
+    stmt: &Statement,
+    read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    Ok(fetch(conn, stmt, read)?.into_iter().next())
+}
+
+/// A page and its total, on one snapshot. Not cached: a filter's
+/// statements come in many shapes and would push the command path's
+/// statements out of the cache.
+pub(crate) fn fetch_page<T>(
+    conn: &Connection,
+    q: &PageQuery,
+    read: impl FnMut(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    let content = read_all(
+        &mut tx.prepare(&q.rows.sql).map_err(db_err)?,
+        &q.rows.args,
+        read,
+    )?;
+    let total: i64 = tx
+        .prepare(&q.count.sql)
+        .and_then(|mut s| s.query_row(bound(&q.count.args), |r| r.get(0)))
+        .map_err(db_err)?;
+    tx.finish().map_err(db_err)?;
+    q.page(content, total)
+}

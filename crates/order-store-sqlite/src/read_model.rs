@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::Order;
-use order_core::ports::{OrderFilter, Page, PageRequest, ReadModel, StoreError};
+use order_core::ports::{OrderField, OrderFilter, Page, PageRequest, ReadModel, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::db::{corrupt, db_err, to_i64, to_u64, ts, Db, Migration};
+use crate::store::select_one;
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -49,6 +50,31 @@ impl SqliteReadModel {
 
 fn decode_doc(doc: &str) -> Result<Order, StoreError> {
     serde_json::from_str(doc).map_err(|e| corrupt(format!("order document is unreadable: {e}")))
+}
+
+/// The `order_views` column a filter condition is on.
+fn column(field: OrderField) -> &'static str {
+    match field {
+        OrderField::CustomerId => "customer_id",
+        OrderField::RestaurantId => "restaurant_id",
+        OrderField::Status => "status",
+    }
+}
+
+/// `WHERE …` for `filter` (empty when it has no condition) and its
+/// arguments, numbered from `?1`.
+fn where_clause(filter: &OrderFilter) -> (String, Vec<Value>) {
+    let mut clauses = Vec::new();
+    let mut args = Vec::new();
+    for (field, value) in filter.conditions() {
+        args.push(Value::Text(value.to_owned()));
+        clauses.push(format!("{} = ?{}", column(field), args.len()));
+    }
+    if clauses.is_empty() {
+        (String::new(), args)
+    } else {
+        (format!("WHERE {}", clauses.join(" AND ")), args)
+    }
 }
 
 fn query_docs(conn: &Connection, sql: &str, params: &[Value]) -> Result<Vec<Order>, StoreError> {
@@ -159,25 +185,7 @@ impl ReadModel for SqliteReadModel {
         filter: &OrderFilter,
         page: PageRequest,
     ) -> Result<Page<Order>, StoreError> {
-        let mut clauses = Vec::new();
-        let mut args = Vec::new();
-        if let Some(c) = &filter.customer_id {
-            args.push(Value::Text(c.clone()));
-            clauses.push(format!("customer_id = ?{}", args.len()));
-        }
-        if let Some(r) = &filter.restaurant_id {
-            args.push(Value::Text(r.clone()));
-            clauses.push(format!("restaurant_id = ?{}", args.len()));
-        }
-        if let Some(s) = filter.status {
-            args.push(Value::Text(s.as_str().to_owned()));
-            clauses.push(format!("status = ?{}", args.len()));
-        }
-        let filter_sql = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
+        let (filter_sql, args) = where_clause(filter);
         let size = i64::from(page.size.max(1));
         let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         self.db
@@ -232,13 +240,6 @@ impl ReadModel for SqliteReadModel {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .read_async(|conn| {
-                conn.prepare_cached("SELECT 1")
-                    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                    .map(drop)
-                    .map_err(db_err)
-            })
-            .await
+        self.db.read_async(select_one).await
     }
 }

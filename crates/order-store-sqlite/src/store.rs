@@ -7,48 +7,22 @@
 //! conflicting commit is rolled back alone, cached statements throughout.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use order_core::domain::{now, EventEnvelope, Order, OrderItem, OrderStatus, RecordedEvent};
+use order_core::domain::{now, Order, RecordedEvent};
 use order_core::ports::{
-    Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound,
+    Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow,
+    StoreError, StreamBound, EVENT_COLUMNS,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use rust_decimal::Decimal;
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 use uuid::Uuid;
 
-use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, to_u64, ts, Db, Migration};
+use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, ts, Db, Migration};
 
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "initial",
-        sql: include_str!("../migrations/store/0001_initial.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "replay_claim",
-        sql: include_str!("../migrations/store/0002_replay_claim.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "audit",
-        sql: include_str!("../migrations/store/0003_audit.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "replay_jobs",
-        sql: include_str!("../migrations/store/0004_replay_jobs.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "failure_class",
-        sql: include_str!("../migrations/store/0005_failure_class.sql"),
-    },
-];
+pub(crate) const MIGRATIONS: &[Migration] =
+    order_core::write_side_migrations!(Migration, "../migrations/store/");
 
 /// Event store, current state, outbox and DLQ records in one SQLite file
 /// (WAL mode). Cheap to clone; clones share the connections.
@@ -81,9 +55,6 @@ impl SqliteStore {
         self.db.path()
     }
 }
-
-const EVENT_COLUMNS: &str = "id, event_id, aggregate_id, aggregate_type, event_type, event_data, \
-     version, schema_version, occurred_on, correlation_id, causation_id";
 
 /// Why one commit of a batch failed: on its own (rolled back to its
 /// savepoint) or for the whole batch (the transaction is abandoned).
@@ -206,6 +177,22 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
     let o = &c.state;
     let id = o.id.to_string();
     let version = to_i64(o.version).map_err(Fail::Batch)?;
+    let total = o.total_amount.to_string();
+    let status = o.status.as_str();
+    let (created, updated) = (ts(&o.created_at), ts(&o.updated_at));
+    // ?1 to ?10 of both statements.
+    let mut args: Vec<&dyn ToSql> = vec![
+        &id,
+        &o.customer_id,
+        &o.restaurant_id,
+        &total,
+        &status,
+        &o.payment_id,
+        &o.cancellation_reason,
+        &created,
+        &updated,
+        &version,
+    ];
     if c.expected_version == 0 {
         conn.prepare_cached(
             "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
@@ -213,20 +200,11 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(batch)?
-        .execute(params![
-            id,
-            o.customer_id,
-            o.restaurant_id,
-            o.total_amount.to_string(),
-            o.status.as_str(),
-            o.payment_id,
-            o.cancellation_reason,
-            ts(&o.created_at),
-            ts(&o.updated_at),
-            version,
-        ])
+        .execute(&*args)
         .map_err(|e| classify(e, CommitError::VersionConflict))?;
     } else {
+        let expected = to_i64(c.expected_version).map_err(Fail::Batch)?;
+        args.push(&expected);
         let changed = conn
             .prepare_cached(
                 "UPDATE orders SET customer_id = ?2, restaurant_id = ?3, total_amount = ?4, \
@@ -234,19 +212,7 @@ fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
                  updated_at = ?9, version = ?10 WHERE id = ?1 AND version = ?11",
             )
             .map_err(batch)?
-            .execute(params![
-                id,
-                o.customer_id,
-                o.restaurant_id,
-                o.total_amount.to_string(),
-                o.status.as_str(),
-                o.payment_id,
-                o.cancellation_reason,
-                ts(&o.created_at),
-                ts(&o.updated_at),
-                version,
-                to_i64(c.expected_version).map_err(Fail::Batch)?,
-            ])
+            .execute(&*args)
             .map_err(batch)?;
         if changed == 0 {
             return Err(Fail::Commit(CommitError::VersionConflict));
@@ -315,25 +281,20 @@ fn commit_batch_blocking(
 }
 
 fn decode_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let position: i64 = row.get(0).map_err(db_err)?;
-    let event_id: String = row.get(1).map_err(db_err)?;
-    let data: String = row.get(5).map_err(db_err)?;
     let occurred_on: String = row.get(8).map_err(db_err)?;
-    let envelope = EventEnvelope {
-        event_id: Uuid::parse_str(&event_id)
-            .map_err(|e| corrupt(format!("event {position}: bad event id {event_id:?}: {e}")))?,
+    RecordedEvent::try_from(EventRow {
+        position: row.get(0).map_err(db_err)?,
+        event_id: row.get(1).map_err(db_err)?,
         aggregate_id: row.get(2).map_err(db_err)?,
         aggregate_type: row.get(3).map_err(db_err)?,
         event_type: row.get(4).map_err(db_err)?,
-        version: to_u64(row.get(6).map_err(db_err)?)?,
+        event_data: row.get(5).map_err(db_err)?,
+        version: row.get(6).map_err(db_err)?,
         schema_version: row.get(7).map_err(db_err)?,
         occurred_on: parse_ts(&occurred_on)?,
         correlation_id: row.get(9).map_err(db_err)?,
         causation_id: row.get(10).map_err(db_err)?,
-        data: serde_json::from_str(&data)
-            .map_err(|e| corrupt(format!("event {position}: event_data is not JSON: {e}")))?,
-    };
-    Ok(RecordedEvent { position, envelope })
+    })
 }
 
 fn query_events<P: rusqlite::Params>(
@@ -350,47 +311,39 @@ fn query_events<P: rusqlite::Params>(
     Ok(out)
 }
 
-fn decimal(s: &str, what: &str) -> Result<Decimal, StoreError> {
-    Decimal::from_str(s).map_err(|e| corrupt(format!("{what} {s:?} is not a decimal: {e}")))
+/// An `orders` row (the columns `load_order_blocking` selects), its items
+/// still to be read.
+fn read_order(r: &Row<'_>, id: Uuid) -> Result<OrderRow, StoreError> {
+    Ok(OrderRow {
+        id,
+        customer_id: r.get(0).map_err(db_err)?,
+        restaurant_id: r.get(1).map_err(db_err)?,
+        total_amount: r.get(2).map_err(db_err)?,
+        status: r.get(3).map_err(db_err)?,
+        payment_id: r.get(4).map_err(db_err)?,
+        cancellation_reason: r.get(5).map_err(db_err)?,
+        created_at: parse_ts(&r.get::<_, String>(6).map_err(db_err)?)?,
+        updated_at: parse_ts(&r.get::<_, String>(7).map_err(db_err)?)?,
+        version: r.get(8).map_err(db_err)?,
+        items: Vec::new(),
+    })
 }
 
 fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, StoreError> {
     // One read transaction: the order row and its items from one snapshot.
     let tx = conn.unchecked_transaction().map_err(db_err)?;
     let key = id.to_string();
-    let row = tx
+    let order = tx
         .prepare_cached(
             "SELECT customer_id, restaurant_id, total_amount, status, payment_id, \
              cancellation_reason, created_at, updated_at, version FROM orders WHERE id = ?1",
         )
         .map_err(db_err)?
-        .query_row([&key], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
-        })
+        .query_row([&key], |r| Ok(read_order(r, id)))
         .optional()
-        .map_err(db_err)?;
-    let Some((
-        customer_id,
-        restaurant_id,
-        total,
-        status,
-        payment_id,
-        reason,
-        created,
-        updated,
-        version,
-    )) = row
-    else {
+        .map_err(db_err)?
+        .transpose()?;
+    let Some(mut order) = order else {
         return Ok(None);
     };
     let mut stmt = tx
@@ -400,33 +353,26 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
         )
         .map_err(db_err)?;
     let mut rows = stmt.query([&key]).map_err(db_err)?;
-    let mut items = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
-        let price: String = r.get(2).map_err(db_err)?;
-        items.push(OrderItem {
+        order.items.push(OrderItemRow {
             menu_item_id: r.get(0).map_err(db_err)?,
             name: r.get(1).map_err(db_err)?,
-            price: decimal(&price, "item price")?,
+            price: r.get(2).map_err(db_err)?,
             quantity: r.get(3).map_err(db_err)?,
         });
     }
     drop(rows);
     drop(stmt);
     tx.finish().map_err(db_err)?;
-    Ok(Some(Order {
-        id,
-        customer_id,
-        restaurant_id,
-        items,
-        total_amount: decimal(&total, "total amount")?,
-        status: OrderStatus::parse(&status)
-            .ok_or_else(|| corrupt(format!("order {id}: unknown status {status:?}")))?,
-        payment_id,
-        cancellation_reason: reason,
-        created_at: parse_ts(&created)?,
-        updated_at: parse_ts(&updated)?,
-        version: to_u64(version)?,
-    }))
+    Order::try_from(order).map(Some)
+}
+
+/// A round trip on `conn` (the health checks' ping).
+pub(crate) fn select_one(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("SELECT 1")
+        .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+        .map(drop)
+        .map_err(db_err)
 }
 
 pub(crate) fn limit(n: usize) -> i64 {
@@ -523,19 +469,13 @@ impl EventStore for SqliteStore {
         let key = key.to_owned();
         self.db
             .read_async(move |conn| {
-                let row = conn
+                let row: Option<(String, String, String)> = conn
                     .prepare_cached(
                         "SELECT fingerprint, order_id, created_at FROM idempotency_keys \
                          WHERE key = ?1",
                     )
                     .map_err(db_err)?
-                    .query_row([&key], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                        ))
-                    })
+                    .query_row([&key], |r| r.try_into())
                     .optional()
                     .map_err(db_err)?;
                 let Some((fingerprint, order_id, created_at)) = row else {
@@ -554,13 +494,6 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .read_async(|conn| {
-                conn.prepare_cached("SELECT 1")
-                    .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
-                    .map(drop)
-                    .map_err(db_err)
-            })
-            .await
+        self.db.read_async(select_one).await
     }
 }

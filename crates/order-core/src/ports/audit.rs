@@ -101,42 +101,6 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
 }
 
-/// An `audit_log` row as both databases hand it over, before it is
-/// checked; [`TryFrom`] decides what a damaged row is, once for every
-/// adapter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuditRow {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub principal: String,
-    pub role: String,
-    pub action: String,
-    pub target: Option<String>,
-    pub parameters: String,
-    pub result: String,
-}
-
-impl TryFrom<AuditRow> for AuditEntry {
-    type Error = StoreError;
-
-    fn try_from(r: AuditRow) -> Result<Self, StoreError> {
-        let id = r.id;
-        let bad = |what: String| StoreError::Corrupt(format!("audit entry {id}: {what}"));
-        Ok(AuditEntry {
-            id,
-            action: AuditAction::parse(&r.action)
-                .ok_or_else(|| bad(format!("unknown action {:?}", r.action)))?,
-            parameters: serde_json::from_str(&r.parameters)
-                .map_err(|e| bad(format!("unreadable parameters: {e}")))?,
-            at: r.at,
-            principal: r.principal,
-            role: r.role,
-            target: r.target,
-            result: r.result,
-        })
-    }
-}
-
 /// Which entries [`AuditLog::list`] returns; every field narrows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {

@@ -107,66 +107,6 @@ pub struct ReplayJob {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
-/// A `dlq_replay_jobs` row as both databases hand it over (text, integers,
-/// instants), before it is checked; [`TryFrom`] decides what a damaged row
-/// is, once for every adapter.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JobRow {
-    pub id: String,
-    pub principal: String,
-    pub role: String,
-    pub filter: String,
-    pub status: String,
-    /// matched, processed, replayed, failed, skipped, published.
-    pub counts: [i64; 6],
-    pub message: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub runner: Option<String>,
-    pub lease_until: Option<DateTime<Utc>>,
-}
-
-/// The columns of a [`JobRow`], in its field order, for `SELECT` lists.
-pub const JOB_COLUMNS: &str = "id, principal, role, filter, status, matched, processed, \
-     replayed, failed, skipped, published, message, created_at, updated_at, finished_at, \
-     runner, lease_until";
-
-impl TryFrom<JobRow> for ReplayJob {
-    type Error = StoreError;
-
-    fn try_from(r: JobRow) -> Result<Self, StoreError> {
-        let bad = |what: String| StoreError::Corrupt(format!("job {}: {what}", r.id));
-        let [matched, processed, replayed, failed, skipped, published] = r
-            .counts
-            .map(|n| u64::try_from(n).map_err(|_| bad(format!("negative counter {n}"))));
-        Ok(ReplayJob {
-            id: Uuid::parse_str(&r.id)
-                .map_err(|e| StoreError::Corrupt(format!("job id {:?}: {e}", r.id)))?,
-            filter: serde_json::from_str(&r.filter)
-                .map_err(|e| bad(format!("unreadable filter: {e}")))?,
-            status: JobStatus::parse(&r.status)
-                .ok_or_else(|| bad(format!("unknown status {:?}", r.status)))?,
-            counters: JobCounters {
-                matched: matched?,
-                processed: processed?,
-                replayed: replayed?,
-                failed: failed?,
-                skipped: skipped?,
-                published: published?,
-            },
-            principal: r.principal,
-            role: r.role,
-            message: r.message,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            finished_at: r.finished_at,
-            runner: r.runner,
-            lease_until: r.lease_until,
-        })
-    }
-}
-
 /// Result of [`ReplayJobStore::cancel`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobCancelled {

@@ -2,7 +2,8 @@
 //! Adapters (SQLite, MySQL, Kafka, MongoDB, the embedded bus) implement them
 //! and translate their driver errors into the error types defined here before
 //! anything leaves the adapter. Every port has a contract suite in
-//! [`crate::testkit`] that every adapter must pass.
+//! [`crate::testkit`] that every adapter must pass. [`sql`] holds what the
+//! two SQL adapters share (statements, row mapping), still without a driver.
 
 mod audit;
 mod bus;
@@ -14,6 +15,7 @@ mod outbox;
 mod page;
 mod read_model;
 mod relay_lease;
+pub mod sql;
 
 pub use audit::*;
 pub use bus::*;

@@ -20,6 +20,29 @@ pub struct OrderFilter {
     pub status: Option<OrderStatus>,
 }
 
+/// A field an [`OrderFilter`] condition is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderField {
+    CustomerId,
+    RestaurantId,
+    Status,
+}
+
+impl OrderFilter {
+    /// The conditions that are set, each `field = value`, always in the
+    /// order customer, restaurant, status. A read model matches the orders
+    /// that meet all of them.
+    pub fn conditions(&self) -> impl Iterator<Item = (OrderField, &str)> {
+        [
+            (OrderField::CustomerId, self.customer_id.as_deref()),
+            (OrderField::RestaurantId, self.restaurant_id.as_deref()),
+            (OrderField::Status, self.status.map(OrderStatus::as_str)),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| Some((field, value?)))
+    }
+}
+
 /// The query-side store. It only stores documents; the projector folds
 /// events in the core so every adapter applies the same logic.
 #[async_trait]
@@ -46,4 +69,26 @@ pub trait ReadModel: Send + Sync {
     async fn count(&self) -> Result<u64, StoreError>;
 
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_are_the_set_fields_in_a_fixed_order() {
+        assert_eq!(OrderFilter::default().conditions().count(), 0);
+        let filter = OrderFilter {
+            customer_id: Some("c-1".into()),
+            restaurant_id: None,
+            status: Some(OrderStatus::Confirmed),
+        };
+        assert_eq!(
+            filter.conditions().collect::<Vec<_>>(),
+            [
+                (OrderField::CustomerId, "c-1"),
+                (OrderField::Status, OrderStatus::Confirmed.as_str()),
+            ]
+        );
+    }
 }

@@ -1,0 +1,74 @@
+//! The `audit_log` table: its statements and row mapping.
+
+use super::Checked;
+use super::ColumnReader;
+use super::PageQuery;
+use super::SqlValue;
+use super::Statement;
+use super::Where;
+use crate::ports::AuditAction;
+use crate::ports::AuditEntry;
+use crate::ports::AuditFilter;
+use crate::ports::NewAuditEntry;
+use crate::ports::PageRequest;
+use crate::ports::StoreError;
+
+/// The columns [`read_entry`] reads, in its order.
+pub const COLUMNS: &str = "id, at, principal, role, action, target, parameters, result";
+
+/// An entry from a row of [`COLUMNS`].
+pub fn read_entry(r: &dyn ColumnReader) -> Result<AuditEntry, StoreError> {
+    let id = r.int(0)?;
+    let c = Checked::new(r, COLUMNS, format!("audit entry {id}"));
+    Ok(AuditEntry {
+        id,
+        at: r.time(1)?,
+        principal: r.text(2)?,
+        role: r.text(3)?,
+        action: c.parsed(4, AuditAction::parse)?,
+        target: r.opt_text(5)?,
+        parameters: c.json(6)?,
+        result: r.text(7)?,
+    })
+}
+
+pub fn insert(e: &NewAuditEntry) -> Statement {
+    Statement::new(
+        "INSERT INTO audit_log (at, principal, role, action, target, parameters, result) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            SqlValue::from(e.at),
+            SqlValue::from(&e.principal),
+            SqlValue::from(&e.role),
+            SqlValue::from(e.action.as_str()),
+            SqlValue::from(e.target.as_ref()),
+            SqlValue::from(e.parameters.to_string()),
+            SqlValue::from(&e.result),
+        ],
+    )
+}
+
+/// The entry [`insert`] stored, given the id the database gave it.
+pub fn inserted(e: NewAuditEntry, id: i64) -> AuditEntry {
+    AuditEntry {
+        id,
+        principal: e.principal,
+        role: e.role,
+        action: e.action,
+        target: e.target,
+        parameters: e.parameters,
+        result: e.result,
+        at: e.at,
+    }
+}
+
+/// Matching entries, newest first (`at` desc, then id desc).
+pub fn list(f: &AuditFilter, page: PageRequest) -> PageQuery {
+    let filter = Where::default()
+        .and("principal = ?", f.principal.as_ref())
+        .and("action = ?", f.action.map(|a| a.as_str()))
+        .and("target = ?", f.target.as_ref())
+        .and("at >= ?", f.from)
+        .and("at < ?", f.to);
+    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", page)
+}

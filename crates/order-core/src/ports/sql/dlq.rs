@@ -1,0 +1,385 @@
+//! The `dlq_replay_records` table: its statements, row mapping, and the
+//! check of a [`SequenceChange`]'s guards on the rows it names.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use chrono::DateTime;
+use chrono::Utc;
+
+use super::in_list;
+use super::int;
+use super::literals;
+use super::unsigned;
+use super::Checked;
+use super::ColumnReader;
+use super::PageQuery;
+use super::SqlValue;
+use super::Statement;
+use super::Where;
+use crate::ports::DlqRecord;
+use crate::ports::DlqSource;
+use crate::ports::DlqStats;
+use crate::ports::DlqStatus;
+use crate::ports::FailureClass;
+use crate::ports::Guard;
+use crate::ports::NewDlqRecord;
+use crate::ports::PageRequest;
+use crate::ports::SequenceChange;
+use crate::ports::SequenceMember;
+use crate::ports::Step;
+use crate::ports::StoreError;
+
+/// The columns [`read_record`] reads, in its order.
+pub const COLUMNS: &str = "id, event_id, aggregate_id, event_type, version, original_event, \
+     failure_reason, failure_class, failure_time, status, replay_attempt_time, replay_result, \
+     replay_failure_class, replay_attempts, source, blocked_by, topic, origin";
+
+/// `'PENDING', 'FAILED'`: the statuses still waiting for an operator.
+fn unresolved() -> String {
+    let statuses = DlqStatus::ALL.into_iter().filter(|s| s.is_unresolved());
+    literals(statuses.map(DlqStatus::as_str))
+}
+
+/// A record from a row of [`COLUMNS`].
+pub fn read_record(r: &dyn ColumnReader) -> Result<DlqRecord, StoreError> {
+    let id = r.int(0)?;
+    let c = Checked::new(r, COLUMNS, format!("DLQ record {id}"));
+    Ok(DlqRecord {
+        id,
+        event_id: r.text(1)?,
+        aggregate_id: r.text(2)?,
+        event_type: r.text(3)?,
+        version: c.opt_number(4)?,
+        original_event: r.text(5)?,
+        failure_reason: r.text(6)?,
+        failure_class: c.opt_parsed(7, FailureClass::parse)?,
+        failure_time: r.time(8)?,
+        status: c.parsed(9, DlqStatus::parse)?,
+        replay_attempt_time: r.opt_time(10)?,
+        replay_result: r.opt_text(11)?,
+        replay_failure_class: c.opt_parsed(12, FailureClass::parse)?,
+        replay_attempts: c.number(13)?,
+        source: c.parsed(14, DlqSource::parse)?,
+        blocked_by: r.opt_text(15)?,
+        topic: r.text(16)?,
+        origin: r.opt_text(17)?,
+    })
+}
+
+/// Inserts `records` as PENDING with no replay attempts, in one multi-row
+/// statement (what happens to an event id already stored is the
+/// adapter's).
+pub fn insert(records: &[&NewDlqRecord]) -> Result<Statement, StoreError> {
+    let mut args = Vec::with_capacity(records.len() * 12);
+    for r in records {
+        args.extend([
+            SqlValue::from(&r.event_id),
+            SqlValue::from(&r.aggregate_id),
+            SqlValue::from(&r.event_type),
+            r.version.map(int).transpose()?.into(),
+            SqlValue::from(&r.original_event),
+            SqlValue::from(&r.failure_reason),
+            SqlValue::from(r.failure_class.map(FailureClass::as_str)),
+            SqlValue::from(r.failure_time),
+            SqlValue::from(r.source.as_str()),
+            SqlValue::from(r.blocked_by.as_ref()),
+            SqlValue::from(&r.topic),
+            SqlValue::from(r.origin.as_ref()),
+        ]);
+    }
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?)";
+    Ok(Statement::new(
+        format!(
+            "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, version, \
+             original_event, failure_reason, failure_class, failure_time, status, \
+             replay_attempts, source, blocked_by, topic, origin) VALUES {}",
+            vec![row; records.len()].join(", ")
+        ),
+        args,
+    ))
+}
+
+pub fn get(event_id: &str) -> Statement {
+    Statement::new(
+        format!("SELECT {COLUMNS} FROM dlq_replay_records WHERE event_id = ?"),
+        [SqlValue::from(event_id)],
+    )
+}
+
+/// Records, newest failure first, optionally of one status.
+pub fn list(status: Option<DlqStatus>, page: PageRequest) -> PageQuery {
+    PageQuery::new(
+        COLUMNS,
+        "dlq_replay_records",
+        Where::default().and("status = ?", status.map(DlqStatus::as_str)),
+        "failure_time DESC, id DESC",
+        page,
+    )
+}
+
+/// The counts of [`read_stats`], in one statement (one snapshot).
+pub fn stats() -> Statement {
+    let count =
+        |status: DlqStatus| format!("COUNT(CASE WHEN status = '{}' THEN 1 END)", status.as_str());
+    Statement::new(
+        format!(
+            "SELECT {}, {}, {}, {}, COUNT(*), \
+             COUNT(CASE WHEN status = 'PENDING' AND blocked_by IS NOT NULL THEN 1 END), \
+             MIN(CASE WHEN status IN ({}) THEN failure_time END) \
+             FROM dlq_replay_records",
+            count(DlqStatus::Pending),
+            count(DlqStatus::Replayed),
+            count(DlqStatus::Failed),
+            count(DlqStatus::Skipped),
+            unresolved()
+        ),
+        [],
+    )
+}
+
+pub fn read_stats(r: &dyn ColumnReader) -> Result<DlqStats, StoreError> {
+    Ok(DlqStats {
+        pending_count: r.count(0)?,
+        replayed_count: r.count(1)?,
+        failed_count: r.count(2)?,
+        skipped_count: r.count(3)?,
+        total_count: r.count(4)?,
+        blocked_count: r.count(5)?,
+        oldest_pending_failure_time: r.opt_time(6)?,
+    })
+}
+
+/// Unresolved publish-side records of these aggregates, read by
+/// [`read_member`].
+pub fn unresolved_publish<'a>(aggregate_ids: impl IntoIterator<Item = &'a str>) -> Statement {
+    let args: Vec<SqlValue> = aggregate_ids.into_iter().map(SqlValue::from).collect();
+    Statement::new(
+        format!(
+            "SELECT aggregate_id, event_id, version, id FROM dlq_replay_records \
+             WHERE aggregate_id IN ({}) AND source = 'PUBLISH' AND status IN ({})",
+            in_list(args.len()),
+            unresolved()
+        ),
+        args,
+    )
+}
+
+pub fn read_member(r: &dyn ColumnReader) -> Result<SequenceMember, StoreError> {
+    Ok(SequenceMember {
+        aggregate_id: r.text(0)?,
+        event_id: r.text(1)?,
+        version: r.opt_int(2)?.map(unsigned).transpose()?,
+        id: r.int(3)?,
+    })
+}
+
+/// Unresolved records held behind `head`, in version order, then id order.
+pub fn blocked_behind(head: &str) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by = ? \
+             AND status IN ({}) ORDER BY version, id",
+            unresolved()
+        ),
+        [SqlValue::from(head)],
+    )
+}
+
+/// Claims an unresolved record for `claimant` until `until` when the claim
+/// is free, expired before `now`, or already `claimant`'s.
+pub fn claim(
+    event_id: &str,
+    claimant: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Statement {
+    Statement::new(
+        format!(
+            "UPDATE dlq_replay_records SET replay_claimed_by = ?, replay_claimed_until = ? \
+             WHERE event_id = ? AND status IN ({}) AND (replay_claimed_by IS NULL \
+             OR replay_claimed_by = ? OR replay_claimed_until < ?)",
+            unresolved()
+        ),
+        [
+            SqlValue::from(claimant),
+            SqlValue::from(until),
+            SqlValue::from(event_id),
+            SqlValue::from(claimant),
+            SqlValue::from(now),
+        ],
+    )
+}
+
+/// Gives back `claimant`'s claim (another's is left alone).
+pub fn release(event_id: &str, claimant: &str) -> Statement {
+    Statement::new(
+        "UPDATE dlq_replay_records SET replay_claimed_by = NULL, replay_claimed_until = NULL \
+         WHERE event_id = ? AND replay_claimed_by = ?",
+        [SqlValue::from(event_id), SqlValue::from(claimant)],
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Sequence changes
+// ---------------------------------------------------------------------------
+
+/// Every event id a change names, sorted and without repeats (so two
+/// changes that lock their rows in this order never deadlock).
+pub fn named(change: &SequenceChange) -> Vec<&str> {
+    let mut named: Vec<&str> = Vec::new();
+    for g in &change.guards {
+        named.push(match g {
+            Guard::Status { event_id, .. }
+            | Guard::Unclaimed { event_id }
+            | Guard::HeldBehind { event_id, .. }
+            | Guard::Origin { event_id, .. } => event_id,
+        });
+    }
+    for s in &change.steps {
+        match s {
+            Step::SetStatus { event_ids, .. } => named.extend(event_ids.iter().map(String::as_str)),
+            Step::MakeHead { event_id } | Step::Reopen { event_id, .. } => named.push(event_id),
+            Step::MoveHeld { from, to } => named.extend([from.as_str(), to.as_str()]),
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    named
+}
+
+/// The rows of these event ids as [`GuardedRows::add`] reads them, in
+/// event-id order (an adapter that locks them appends its lock clause).
+pub fn guarded_rows(event_ids: &[&str]) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT event_id, status, blocked_by, origin, replay_claimed_by, \
+             replay_claimed_until FROM dlq_replay_records WHERE event_id IN ({}) \
+             ORDER BY event_id",
+            in_list(event_ids.len())
+        ),
+        event_ids.iter().copied().map(SqlValue::from),
+    )
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GuardedRow {
+    status: String,
+    blocked_by: Option<String>,
+    origin: Option<String>,
+    claimed_by: Option<String>,
+    claimed_until: Option<DateTime<Utc>>,
+}
+
+/// The rows a change names, as they are inside the transaction that
+/// writes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GuardedRows(HashMap<String, GuardedRow>);
+
+impl GuardedRows {
+    /// Adds a row of [`guarded_rows`].
+    pub fn add(&mut self, r: &dyn ColumnReader) -> Result<(), StoreError> {
+        let row = GuardedRow {
+            status: r.text(1)?,
+            blocked_by: r.opt_text(2)?,
+            origin: r.opt_text(3)?,
+            claimed_by: r.opt_text(4)?,
+            claimed_until: r.opt_time(5)?,
+        };
+        self.0.insert(r.text(0)?, row);
+        Ok(())
+    }
+
+    /// Whether every guard of `change` holds on these rows.
+    pub fn hold(&self, change: &SequenceChange) -> bool {
+        change.guards.iter().all(|g| match g {
+            Guard::Status { event_id, any_of } => self
+                .row(event_id)
+                .is_some_and(|r| any_of.iter().any(|s| s.as_str() == r.status)),
+            Guard::Unclaimed { event_id } => self.row(event_id).is_some_and(|r| {
+                r.claimed_by.is_none() || r.claimed_until.is_none_or(|u| u < change.at)
+            }),
+            Guard::HeldBehind { event_id, head } => {
+                self.row(event_id).is_some_and(|r| &r.blocked_by == head)
+            }
+            Guard::Origin { event_id, origin } => {
+                self.row(event_id).is_some_and(|r| &r.origin == origin)
+            }
+        })
+    }
+
+    /// Whether the record of `event_id` is stored.
+    pub fn contains(&self, event_id: &str) -> bool {
+        self.0.contains_key(event_id)
+    }
+
+    fn row(&self, event_id: &str) -> Option<&GuardedRow> {
+        self.0.get(event_id)
+    }
+}
+
+/// The statements that write `step` at `at`; `chunks` splits a list of
+/// `n` event ids into the ranges of one `IN (…)` list each.
+pub fn step_statements(
+    step: &Step,
+    at: DateTime<Utc>,
+    chunks: impl Fn(usize) -> Vec<Range<usize>>,
+) -> Vec<Statement> {
+    match step {
+        Step::SetStatus {
+            event_ids,
+            from,
+            to,
+            result,
+            failure_class,
+            count_attempt,
+        } => chunks(event_ids.len())
+            .into_iter()
+            .map(|range| {
+                let part = &event_ids[range];
+                let mut args = vec![
+                    SqlValue::from(to.as_str()),
+                    SqlValue::from(result),
+                    SqlValue::from(at),
+                    SqlValue::from(failure_class.map(FailureClass::as_str)),
+                    SqlValue::Int(i64::from(*count_attempt)),
+                ];
+                args.extend(part.iter().map(SqlValue::from));
+                Statement::new(
+                    format!(
+                        "UPDATE dlq_replay_records SET status = ?, replay_result = ?, \
+                         replay_attempt_time = ?, replay_failure_class = ?, \
+                         replay_attempts = replay_attempts + ? \
+                         WHERE event_id IN ({}) AND status IN ({})",
+                        in_list(part.len()),
+                        literals(from.iter().map(|s| s.as_str()))
+                    ),
+                    args,
+                )
+            })
+            .collect(),
+        Step::MakeHead { event_id } => vec![Statement::new(
+            "UPDATE dlq_replay_records SET blocked_by = NULL WHERE event_id = ?",
+            [SqlValue::from(event_id)],
+        )],
+        Step::MoveHeld { from, to } => vec![Statement::new(
+            "UPDATE dlq_replay_records SET blocked_by = ? WHERE blocked_by = ? AND event_id <> ?",
+            [SqlValue::from(to), SqlValue::from(from), SqlValue::from(to)],
+        )],
+        Step::Reopen {
+            event_id,
+            reason,
+            failure_time,
+            origin,
+        } => vec![Statement::new(
+            "UPDATE dlq_replay_records SET status = 'PENDING', failure_reason = ?, \
+             failure_time = ?, origin = ?, replay_failure_class = NULL WHERE event_id = ?",
+            [
+                SqlValue::from(reason),
+                SqlValue::from(failure_time),
+                SqlValue::from(origin.as_ref()),
+                SqlValue::from(event_id),
+            ],
+        )],
+    }
+}

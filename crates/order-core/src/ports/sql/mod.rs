@@ -1,0 +1,318 @@
+//! What the SQL adapters (SQLite and MySQL) share, without a driver: the
+//! statements both databases accept (`?` placeholders, bound in order), the
+//! WHERE clauses built from the ports' filters, and the mapping of result
+//! columns to the ports' types, so every column list, statement and
+//! per-column check is written once.
+//!
+//! An adapter implements [`ColumnReader`] once for its row type and binds
+//! [`SqlValue`]s with one helper. What really differs between the databases
+//! (row locks, upserts, how multi-row statements are chunked, the driver's
+//! "rows affected") stays in the adapter.
+
+pub mod audit;
+pub mod dlq;
+pub mod jobs;
+
+use chrono::DateTime;
+use chrono::Utc;
+
+use super::error::StoreError;
+use super::page::Page;
+use super::page::PageRequest;
+
+/// A value bound to a `?` placeholder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SqlValue {
+    Null,
+    Text(String),
+    Int(i64),
+    /// An instant, stored the adapter's way (SQLite: RFC 3339 text,
+    /// MySQL: `DATETIME(6)` in UTC).
+    Time(DateTime<Utc>),
+}
+
+impl From<&str> for SqlValue {
+    fn from(s: &str) -> Self {
+        SqlValue::Text(s.to_owned())
+    }
+}
+
+impl From<&String> for SqlValue {
+    fn from(s: &String) -> Self {
+        SqlValue::Text(s.clone())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(s: String) -> Self {
+        SqlValue::Text(s)
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(n: i64) -> Self {
+        SqlValue::Int(n)
+    }
+}
+
+impl From<DateTime<Utc>> for SqlValue {
+    fn from(t: DateTime<Utc>) -> Self {
+        SqlValue::Time(t)
+    }
+}
+
+impl From<&DateTime<Utc>> for SqlValue {
+    fn from(t: &DateTime<Utc>) -> Self {
+        SqlValue::Time(*t)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(SqlValue::Null, Into::into)
+    }
+}
+
+/// `u64` → a signed 64-bit integer column.
+pub fn int(v: u64) -> Result<SqlValue, StoreError> {
+    i64::try_from(v)
+        .map(SqlValue::Int)
+        .map_err(|_| StoreError::Corrupt(format!("{v} does not fit an integer column")))
+}
+
+/// A signed integer column → `u64` (counts, versions).
+pub fn unsigned(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v)
+        .map_err(|_| StoreError::Corrupt(format!("negative value {v} where a count was stored")))
+}
+
+/// A statement and the values of its placeholders, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub sql: String,
+    pub args: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<String>, args: impl IntoIterator<Item = SqlValue>) -> Self {
+        Self {
+            sql: sql.into(),
+            args: args.into_iter().collect(),
+        }
+    }
+
+    /// The statement with `sql` appended (a database's own clause, such
+    /// as `FOR UPDATE`).
+    pub fn then(mut self, sql: &str) -> Self {
+        self.sql.push_str(sql);
+        self
+    }
+}
+
+/// The columns of one result row, read by position. Each adapter
+/// implements the three `opt_` methods for its driver; a NULL where a
+/// value must be is a corrupt row.
+pub trait ColumnReader {
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn opt_time(&self, i: usize) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        not_null(i, self.opt_text(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        not_null(i, self.opt_int(i)?)
+    }
+    fn time(&self, i: usize) -> Result<DateTime<Utc>, StoreError> {
+        not_null(i, self.opt_time(i)?)
+    }
+    /// A count or version: non-negative.
+    fn count(&self, i: usize) -> Result<u64, StoreError> {
+        unsigned(self.int(i)?)
+    }
+}
+
+fn not_null<T>(i: usize, v: Option<T>) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Corrupt(format!("column {i} is NULL")))
+}
+
+/// The columns of one row of a port's table, checked: a value the port
+/// never stores is reported as corrupt, naming the row and the column.
+pub(crate) struct Checked<'a> {
+    r: &'a dyn ColumnReader,
+    /// The `SELECT` list the row was read with.
+    columns: &'static str,
+    row: String,
+}
+
+impl<'a> Checked<'a> {
+    pub(crate) fn new(r: &'a dyn ColumnReader, columns: &'static str, row: String) -> Self {
+        Self { r, columns, row }
+    }
+
+    fn bad(&self, i: usize, what: impl std::fmt::Display) -> StoreError {
+        let column = self.columns.split(',').nth(i).map_or("?", str::trim);
+        StoreError::Corrupt(format!("{}: {column} {what}", self.row))
+    }
+
+    /// A text column holding one of an enum's names.
+    pub(crate) fn parsed<T>(
+        &self,
+        i: usize,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let v = self.r.text(i)?;
+        parse(&v).ok_or_else(|| self.bad(i, format_args!("unknown value {v:?}")))
+    }
+
+    pub(crate) fn opt_parsed<T>(
+        &self,
+        i: usize,
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        match self.r.opt_text(i)? {
+            Some(v) => parse(&v)
+                .map(Some)
+                .ok_or_else(|| self.bad(i, format_args!("unknown value {v:?}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// An integer column holding a count or version of type `T`.
+    pub(crate) fn number<T: TryFrom<i64>>(&self, i: usize) -> Result<T, StoreError> {
+        let n = self.r.int(i)?;
+        T::try_from(n).map_err(|_| self.bad(i, format_args!("out of range: {n}")))
+    }
+
+    pub(crate) fn opt_number<T: TryFrom<i64>>(&self, i: usize) -> Result<Option<T>, StoreError> {
+        match self.r.opt_int(i)? {
+            Some(n) => T::try_from(n)
+                .map(Some)
+                .map_err(|_| self.bad(i, format_args!("out of range: {n}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// A text column holding a JSON document.
+    pub(crate) fn json(&self, i: usize) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(&self.r.text(i)?)
+            .map_err(|e| self.bad(i, format_args!("unreadable: {e}")))
+    }
+}
+
+/// `?, ?, ?`: `n` placeholders.
+pub fn in_list(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `'PENDING', 'FAILED'`: constants of the ports' own enums, written into
+/// the SQL (they are never user input).
+pub(crate) fn literals<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    values
+        .into_iter()
+        .map(|v| format!("'{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Conditions joined with `AND`, each with its bound value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Where {
+    clauses: Vec<&'static str>,
+    args: Vec<SqlValue>,
+}
+
+impl Where {
+    /// Adds `clause` (one `?`) with its value, when there is one.
+    pub fn and(mut self, clause: &'static str, value: Option<impl Into<SqlValue>>) -> Self {
+        if let Some(v) = value {
+            self.clauses.push(clause);
+            self.args.push(v.into());
+        }
+        self
+    }
+
+    /// ` WHERE a AND b`, or nothing.
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+/// One page of a table's matching rows and the count of all of them.
+/// Adapters run both on one snapshot where the database allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageQuery {
+    pub rows: Statement,
+    pub count: Statement,
+    pub page: PageRequest,
+}
+
+impl PageQuery {
+    pub fn new(
+        columns: &str,
+        table: &str,
+        filter: Where,
+        order_by: &str,
+        page: PageRequest,
+    ) -> Self {
+        let cond = filter.sql();
+        let size = i64::from(page.size.max(1));
+        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
+        let mut args = filter.args.clone();
+        args.extend([SqlValue::Int(size), SqlValue::Int(offset)]);
+        Self {
+            rows: Statement::new(
+                format!("SELECT {columns} FROM {table}{cond} ORDER BY {order_by} LIMIT ? OFFSET ?"),
+                args,
+            ),
+            count: Statement::new(format!("SELECT COUNT(*) FROM {table}{cond}"), filter.args),
+            page,
+        }
+    }
+
+    /// The page of `content`, `total` rows matching in all.
+    pub fn page<T>(&self, content: Vec<T>, total: i64) -> Result<Page<T>, StoreError> {
+        Ok(Page::new(content, self.page, unsigned(total)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn where_clauses_join_what_is_given() {
+        let w = Where::default()
+            .and("a = ?", Some("x"))
+            .and("b = ?", None::<&str>)
+            .and("c < ?", Some(3i64));
+        assert_eq!(w.sql(), " WHERE a = ? AND c < ?");
+        assert_eq!(w.args, [SqlValue::from("x"), SqlValue::Int(3)]);
+        assert_eq!(Where::default().sql(), "");
+    }
+
+    #[test]
+    fn page_queries_bind_the_filter_then_limit_and_offset() {
+        let q = PageQuery::new(
+            "id",
+            "t",
+            Where::default().and("a = ?", Some("x")),
+            "id DESC",
+            PageRequest { page: 2, size: 10 },
+        );
+        assert_eq!(
+            q.rows.sql,
+            "SELECT id FROM t WHERE a = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+        );
+        assert_eq!(
+            q.rows.args,
+            [SqlValue::from("x"), SqlValue::Int(10), SqlValue::Int(20)]
+        );
+        assert_eq!(q.count.sql, "SELECT COUNT(*) FROM t WHERE a = ?");
+        assert_eq!(q.count.args, [SqlValue::from("x")]);
+    }
+}
