@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use order_core::domain::{now, EventEnvelope, Order, OrderItem};
-use order_core::ports::{Commit, CommitError, IdempotencyRecord, StoreError};
+use order_core::ports::{bucket_of, Commit, CommitError, IdempotencyRecord, StoreError};
 use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlQueryResult};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Executor, Row};
@@ -294,8 +294,8 @@ impl Inner {
             .collect();
         insert_rows(
             conn,
-            "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at)",
-            5,
+            "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at, bucket)",
+            6,
             &with_positions,
             CommitError::VersionConflict,
             |q, (r, position)| {
@@ -304,6 +304,7 @@ impl Inner {
                     .bind(&r.env.aggregate_id)
                     .bind(&r.payload)
                     .bind(created_at)
+                    .bind(bucket_of(&r.env.aggregate_id))
             },
         )
         .await?;

@@ -33,8 +33,6 @@ pub struct MySqlConfig {
     pub url: String,
     /// Size of the connection pool (default 16).
     pub max_connections: u32,
-    /// How long the relay lease lasts without renewal (default 10 s).
-    pub lease_duration: Duration,
     /// Longest wait for a connection, including connecting (default 5 s);
     /// after it the operation fails with `StoreError::Unavailable`.
     pub acquire_timeout: Duration,
@@ -54,7 +52,6 @@ impl MySqlConfig {
         Self {
             url: url.into(),
             max_connections: 16,
-            lease_duration: Duration::from_secs(10),
             acquire_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
             read_back_positions: false,
@@ -63,11 +60,6 @@ impl MySqlConfig {
 
     pub fn with_max_connections(mut self, n: u32) -> Self {
         self.max_connections = n.max(1);
-        self
-    }
-
-    pub fn with_lease_duration(mut self, d: Duration) -> Self {
-        self.lease_duration = d.max(Duration::from_millis(100));
         self
     }
 

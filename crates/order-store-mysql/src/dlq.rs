@@ -106,7 +106,16 @@ async fn apply_change(
     conn: &mut MySqlConnection,
     change: &SequenceChange,
 ) -> Result<bool, sqlx::Error> {
-    let rows = lock_records(conn, &dlq::named(change)).await?;
+    let mut rows = lock_records(conn, &dlq::named(change)).await?;
+    let heads = dlq::emptiness_checked(change);
+    if !heads.is_empty() {
+        // A locking read: sees what a relay parked behind a head and
+        // committed after this transaction began.
+        let held = dlq::unresolved_behind(&heads).then(" FOR UPDATE");
+        for row in query(&held)?.fetch_all(&mut *conn).await? {
+            read_row(&row, |r| rows.add_held(r)).map_err(in_tx)?;
+        }
+    }
     if !rows.hold(change) {
         return Ok(false);
     }

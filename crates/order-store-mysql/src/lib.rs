@@ -15,8 +15,10 @@
 //!   missing.
 //! - Group commit: one transaction per batch, multi-row INSERTs first and
 //!   a SAVEPOINT per commit when a commit conflicts (see `commit.rs`).
-//! - Several instances: outbox rows go only to the instance holding the
-//!   relay lease kept in the `relay_lease` table (see `lease.rs`).
+//! - Several instances: [`RelayLeases`](order_core::ports::RelayLeases)
+//!   partitions in `relay_partitions` with fencing epochs (see `leases.rs`);
+//!   an instance fetches only its partitions' buckets, and a settle writes
+//!   only while its fences hold (see `outbox.rs`).
 //! - Driver errors are translated here: duplicate keys of a commit become
 //!   `CommitError::VersionConflict` / `IdempotencyKeyTaken`, connection
 //!   trouble, timeouts and lost lock races `StoreError::Unavailable`,
@@ -27,7 +29,7 @@ mod commit;
 mod db;
 mod dlq;
 mod jobs;
-mod lease;
+mod leases;
 mod outbox;
 mod store;
 

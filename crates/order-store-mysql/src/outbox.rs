@@ -1,91 +1,114 @@
 //! The outbox side of [`MySqlStore`](crate::MySqlStore), apart from the
 //! event store because the relay, not the command path, drives it and it
-//! answers to the relay lease rather than to commits.
+//! answers to the relay's partition leases ([`crate::leases`]) rather than
+//! to commits.
 
 use async_trait::async_trait;
-use order_core::ports::{Outbox, OutboxMessage, OutboxStats, ParkedEvent, StoreError};
-use sqlx::mysql::MySqlConnection;
-use sqlx::{AssertSqlSafe, Row};
+use order_core::ports::sql::outbox::{self, SettlePlan};
+use order_core::ports::{
+    bucket_of, Outbox, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
+};
+use sqlx::mysql::{MySqlConnection, MySqlPool};
+use sqlx::Row;
 
 use crate::db::{
-    self, chunks, corrupt, db_err, in_list, is_duplicate, is_retryable, retry_pause, to_u64, utc,
-    TX_RETRIES,
+    self, chunks, db_err, fetch, in_tx, is_duplicate, is_retryable, query, read_row, retry_pause,
+    to_u64, utc, TX_RETRIES,
 };
 use crate::dlq::insert_dlq_records;
 use crate::store::MySqlStore;
 
-/// Deletes outbox rows by position.
-async fn delete_outbox(conn: &mut MySqlConnection, positions: &[i64]) -> Result<(), sqlx::Error> {
-    for range in chunks(positions.len()) {
-        let part = &positions[range];
-        let sql = format!(
-            "DELETE FROM outbox WHERE position IN ({})",
-            in_list(part.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for p in part {
-            q = q.bind(*p);
+/// Gives rows written before buckets existed their bucket (run at connect).
+pub(crate) async fn assign_buckets(pool: &MySqlPool) -> Result<(), StoreError> {
+    loop {
+        let rows = fetch(pool, &outbox::unbucketed(500), |r| {
+            Ok((r.int(0)?, r.text(1)?))
+        })
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        q.execute(&mut *conn).await?;
+        for (position, aggregate_id) in &rows {
+            db::execute(
+                pool,
+                &outbox::set_bucket(*position, bucket_of(aggregate_id)),
+            )
+            .await?;
+        }
     }
-    Ok(())
+}
+
+/// The settle inside its transaction: the fences and the heads named are
+/// locked first (`FOR UPDATE`, in key order), then the plan decides.
+async fn settle_in(conn: &mut MySqlConnection, s: &Settlement) -> Result<Settled, sqlx::Error> {
+    let mut plan = SettlePlan::new(s);
+    if !s.fences.is_empty() {
+        let lock = outbox::fence_rows(&s.fences).then(" FOR UPDATE");
+        for row in query(&lock)?.fetch_all(&mut *conn).await? {
+            read_row(&row, |r| plan.add_fence(r)).map_err(in_tx)?;
+        }
+    }
+    let fenced = plan.fenced(s);
+    if !fenced.is_empty() {
+        return Ok(Settled::Fenced(fenced));
+    }
+    for stmt in plan.head_queries(500) {
+        for row in query(&stmt.then(" FOR UPDATE"))?
+            .fetch_all(&mut *conn)
+            .await?
+        {
+            read_row(&row, |r| plan.add_head(r)).map_err(in_tx)?;
+        }
+    }
+    let mut done: Vec<i64> = s.delivered.clone();
+    let mut held_back = Vec::new();
+    let mut records = Vec::new();
+    for p in &s.parked {
+        if plan.holds_back(p) {
+            held_back.push(p.position);
+        } else {
+            records.push(p.record.clone());
+            done.push(p.position);
+        }
+    }
+    insert_dlq_records(&mut *conn, &records).await?;
+    for range in chunks(done.len()) {
+        query(&outbox::delete(&done[range]))?
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(Settled::Done { held_back })
 }
 
 #[async_trait]
 impl Outbox for MySqlStore {
-    /// Only the instance holding the relay lease gets rows; every other
-    /// instance gets an empty batch until the lease runs out.
-    async fn fetch_batch(&self, limit: usize) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.timed("fetch outbox", async {
-            if !self.inner.lease.acquire(self.pool()).await? {
-                return Ok(Vec::new());
-            }
-            let rows = sqlx::query(
-                "SELECT position, payload, created_at FROM outbox ORDER BY position LIMIT ?",
-            )
-            .bind(db::limit(limit))
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err)?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let position: i64 = r.try_get(0).map_err(db_err)?;
-                let payload: String = r.try_get(1).map_err(db_err)?;
-                out.push(OutboxMessage {
-                    position,
-                    envelope: serde_json::from_str(&payload).map_err(|e| {
-                        corrupt(format!("outbox row {position} is not an envelope: {e}"))
-                    })?,
-                    created_at: utc(r.try_get(2).map_err(db_err)?),
-                });
-            }
-            self.inner.lease.batch_taken(!out.is_empty());
-            Ok(out)
-        })
+    async fn fetch_batch(
+        &self,
+        buckets: &[std::ops::Range<u32>],
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let Some(stmt) = outbox::fetch(buckets, limit) else {
+            return Ok(Vec::new());
+        };
+        self.timed(
+            "fetch outbox",
+            fetch(self.pool(), &stmt, outbox::read_message),
+        )
         .await
     }
 
-    fn last_batch_maybe_sent(&self) -> bool {
-        self.inner.lease.last_batch_fresh()
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(delivered = delivered.len(), parked = parked.len()))]
-    async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError> {
-        self.inner.lease.batch_settled();
-        if delivered.is_empty() && parked.is_empty() {
-            return Ok(());
-        }
-        let mut positions: Vec<i64> = delivered.to_vec();
-        positions.extend(parked.iter().map(|p| p.position));
-        let records: Vec<_> = parked.iter().map(|p| p.record.clone()).collect();
+    #[tracing::instrument(level = "debug", skip_all, fields(delivered = s.delivered.len(), parked = s.parked.len()))]
+    async fn settle(&self, s: &Settlement) -> Result<Settled, StoreError> {
         self.timed("settle outbox", async {
             let mut attempt = 0;
             loop {
-                let result: Result<(), sqlx::Error> = async {
+                let result: Result<Settled, sqlx::Error> = async {
                     let mut tx = self.pool().begin().await?;
-                    insert_dlq_records(&mut tx, &records).await?;
-                    delete_outbox(&mut tx, &positions).await?;
-                    tx.commit().await
+                    let settled = settle_in(&mut tx, s).await?;
+                    if matches!(settled, Settled::Done { .. }) {
+                        tx.commit().await?;
+                    }
+                    Ok(settled)
                 }
                 .await;
                 match result {

@@ -2,7 +2,7 @@
 //! connection setup and the event store's reads. The write path
 //! ([`crate::commit`]) and the outbox ([`crate::outbox`]) live in their own
 //! modules so each can be read without scrolling past the other; the relay
-//! lease is in [`crate::lease`], DLQ records in [`crate::dlq`].
+//! partition leases are in [`crate::leases`], DLQ records in [`crate::dlq`].
 
 use std::sync::Arc;
 
@@ -18,10 +18,9 @@ use uuid::Uuid;
 
 use crate::commit::Results;
 use crate::db::{self, consecutive_ids, corrupt, db_err, naive, timed, utc, MySqlConfig};
-use crate::lease::Lease;
 
 /// Event store, current state, outbox and DLQ records on one MySQL/MariaDB
-/// database. Cheap to clone; clones share the pool and the relay lease.
+/// database. Cheap to clone; clones share the pool.
 #[derive(Clone)]
 pub struct MySqlStore {
     pub(crate) inner: Arc<Inner>,
@@ -33,21 +32,19 @@ pub(crate) struct Inner {
     pub cfg: MySqlConfig,
     /// Positions of a multi-row INSERT are `first .. first + n`.
     pub consecutive_ids: bool,
-    pub lease: Lease,
 }
 
 impl std::fmt::Debug for MySqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlStore")
             .field("database", &self.inner.database)
-            .field("instance_id", &self.inner.lease.holder())
             .finish()
     }
 }
 
 impl MySqlStore {
-    /// Connects with the default configuration (pool of 16, 10 s relay
-    /// lease), creating the database if missing and applying migrations.
+    /// Connects with the default configuration (pool of 16), creating the
+    /// database if missing and applying migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(MySqlConfig::new(url)).await
     }
@@ -56,19 +53,15 @@ impl MySqlStore {
     pub async fn connect_with(cfg: MySqlConfig) -> Result<Self, StoreError> {
         let (pool, database) = db::open_pool(&cfg).await?;
         let consecutive_ids = !cfg.read_back_positions && consecutive_ids(&pool).await?;
-        let lease = Lease::new(cfg.lease_duration);
-        lease.ensure_row(&pool).await?;
+        crate::outbox::assign_buckets(&pool).await?;
         let inner = Arc::new(Inner {
             pool,
             database,
             cfg,
             consecutive_ids,
-            lease,
         });
-        Lease::start_heartbeat(Arc::downgrade(&inner));
         tracing::info!(
             database = %inner.database,
-            instance = %inner.lease.holder(),
             consecutive_ids,
             "connected to MySQL"
         );
@@ -87,28 +80,8 @@ impl MySqlStore {
         &self.inner.database
     }
 
-    /// The random id this instance holds the relay lease under.
-    pub fn instance_id(&self) -> &str {
-        self.inner.lease.holder()
-    }
-
-    /// Whether this instance held the relay lease at its last outbox fetch
-    /// or renewal (and that lease has not run out since).
-    pub fn holds_relay_lease(&self) -> bool {
-        self.inner.lease.held()
-    }
-
-    /// Gives the relay lease up at once (when shutting down), so another
-    /// instance need not wait for it to expire.
-    pub async fn release_relay_lease(&self) -> Result<(), StoreError> {
-        self.inner.lease.release(&self.inner.pool).await
-    }
-
-    /// Releases the relay lease and closes the pool.
+    /// Closes the pool.
     pub async fn close(&self) {
-        if let Err(e) = self.release_relay_lease().await {
-            tracing::warn!(error = %e, "could not release the relay lease");
-        }
         self.inner.pool.close().await;
     }
 

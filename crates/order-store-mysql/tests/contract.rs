@@ -13,12 +13,7 @@ use order_core::testkit::StoreHandles;
 async fn store() -> (StoreHandles, TestDb) {
     let db = TestDb::new();
     let store = Arc::new(db.store().await);
-    let handles = StoreHandles {
-        events: store.clone(),
-        outbox: store.clone(),
-        dlq: store,
-    };
-    (handles, db)
+    (StoreHandles::of(store), db)
 }
 
 async fn dlq() -> (Arc<dyn DlqStore>, TestDb) {
@@ -41,6 +36,7 @@ async fn jobs() -> (Arc<dyn ReplayJobStore>, TestDb) {
 
 order_core::event_store_contract!(store);
 order_core::outbox_contract!(store);
+order_core::relay_leases_contract!(store);
 order_core::dlq_store_contract!(dlq);
 order_core::audit_log_contract!(audit);
 order_core::replay_job_store_contract!(jobs);
@@ -54,12 +50,7 @@ mod read_back_positions {
     async fn store() -> (StoreHandles, TestDb) {
         let db = TestDb::new();
         let store = Arc::new(db.store_with(|c| c.with_read_back_positions(true)).await);
-        let handles = StoreHandles {
-            events: store.clone(),
-            outbox: store.clone(),
-            dlq: store,
-        };
-        (handles, db)
+        (StoreHandles::of(store), db)
     }
 
     order_core::event_store_contract!(store);

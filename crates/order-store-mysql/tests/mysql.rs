@@ -1,5 +1,6 @@
 //! MySQL-specific behaviour the shared contract suites cannot see: stored
-//! v1 events, the relay lease between instances, migrations, and error
+//! v1 events, relay partitions between versions and the lock a settle and a
+//! replay meet on, migrations, and error
 //! translation when the server is unreachable.
 
 mod common;
@@ -7,7 +8,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestDb;
-use order_core::ports::{EventStore, Outbox, StoreError};
+use order_core::app::relay::parked_record;
+use order_core::ports::{
+    bucket_of, DlqStore, EventStore, Outbox, ParkedEvent, RelayLeases, Settled, Settlement,
+    StoreError, ALL_BUCKETS,
+};
 use order_core::testkit::fixtures::{at, create};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
 use order_store_mysql::{MySqlConfig, MySqlStore};
@@ -58,86 +63,143 @@ async fn money_is_stored_as_exact_decimal_text() {
     assert_eq!(total, "32.30");
 }
 
+/// Rolling upgrade: while an instance of a version before relay partitions
+/// still holds the single `relay_lease`, no partition is claimed (both
+/// would relay the same rows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_lease_holder_gets_outbox_rows_and_another_takes_over_after_expiry() {
+async fn no_partition_is_claimed_while_an_earlier_version_holds_the_relay_lease() {
     let db = TestDb::new();
-    let lease = Duration::from_secs(1);
-    let a = db.store_with(|c| c.with_lease_duration(lease)).await;
-    let b = db.store_with(|c| c.with_lease_duration(lease)).await;
-    assert_ne!(a.instance_id(), b.instance_id());
-    for i in 0..3 {
-        a.commit_batch(vec![create(&format!("cust-{i}"), "rest-1", at(i))])
-            .await
-            .expect("batch")[0]
-            .clone()
-            .expect("commit");
-    }
-
-    let got_a = a.fetch_batch(100).await.expect("fetch a");
-    assert_eq!(got_a.len(), 3, "the first fetcher takes the lease");
-    assert!(a.holds_relay_lease());
-    assert!(
-        b.fetch_batch(100).await.expect("fetch b").is_empty(),
-        "another instance gets nothing while the lease is held"
-    );
-    assert!(!b.holds_relay_lease());
-
-    // The holder keeps renewing by fetching; b stays shut out past the
-    // original expiry.
-    let until = Instant::now() + lease + Duration::from_millis(500);
-    while Instant::now() < until {
-        a.settle(&[], &[]).await.expect("settle");
-        assert_eq!(a.fetch_batch(100).await.expect("fetch a").len(), 3);
-        assert!(b.fetch_batch(100).await.expect("fetch b").is_empty());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    // The holder delivers one row and stops renewing (settled: nothing in
-    // flight, so the heartbeat does not renew either).
-    a.settle(&[got_a[0].position], &[]).await.expect("settle");
-    assert!(b.fetch_batch(100).await.expect("fetch b").is_empty());
-    tokio::time::sleep(lease + Duration::from_millis(300)).await;
-    let got_b = b.fetch_batch(100).await.expect("fetch b");
-    assert_eq!(
-        got_b.iter().map(|m| m.position).collect::<Vec<_>>(),
-        got_a[1..].iter().map(|m| m.position).collect::<Vec<_>>(),
-        "after expiry the other instance takes over where the holder left off"
-    );
-    assert!(b.holds_relay_lease());
-    assert!(
-        a.fetch_batch(100).await.expect("fetch a").is_empty(),
-        "the old holder is shut out now"
-    );
-    assert!(!a.holds_relay_lease());
-
-    // Releasing hands the lease over at once.
-    b.settle(&[], &[]).await.expect("settle");
-    b.release_relay_lease().await.expect("release");
-    assert_eq!(a.fetch_batch(100).await.expect("fetch a").len(), 2);
+    let store = db.store().await;
+    store.layout(2).await.expect("layout");
+    let mut raw = db.raw().await;
+    raw.execute(
+        "UPDATE relay_lease SET holder = 'old-version', \
+         expires_at = UTC_TIMESTAMP(6) + INTERVAL 1 MINUTE WHERE name = 'outbox'",
+    )
+    .await
+    .expect("old holder");
+    let seen = store.partitions().await.expect("partitions")[0].fence();
+    let ttl = Duration::from_secs(30);
+    assert_eq!(store.claim(seen, "new", ttl).await.expect("claim"), None);
+    raw.execute("UPDATE relay_lease SET expires_at = UTC_TIMESTAMP(6) WHERE name = 'outbox'")
+        .await
+        .expect("old holder stops");
+    assert!(store
+        .claim(seen, "new", ttl)
+        .await
+        .expect("claim")
+        .is_some());
 }
 
+/// Outbox rows written before migration 0006 get their bucket at connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unsettled_batch_keeps_the_lease_renewed() {
+async fn outbox_rows_from_before_buckets_get_theirs_at_connect() {
     let db = TestDb::new();
-    let lease = Duration::from_millis(600);
-    let a = db.store_with(|c| c.with_lease_duration(lease)).await;
-    let b = db.store_with(|c| c.with_lease_duration(lease)).await;
-    a.commit_batch(vec![create("cust-1", "rest-1", at(0))])
-        .await
-        .expect("batch")[0]
+    let store = db.store().await;
+    let c = create("cust-1", "rest-1", at(0));
+    store.commit_batch(vec![c.clone()]).await.expect("batch")[0]
         .clone()
         .expect("commit");
-    assert_eq!(a.fetch_batch(10).await.expect("fetch").len(), 1);
-    // A publish that takes longer than the lease: the heartbeat renews it.
-    tokio::time::sleep(lease * 3).await;
-    assert!(
-        b.fetch_batch(10).await.expect("fetch b").is_empty(),
-        "a batch in flight is not taken over"
+    let mut raw = db.raw().await;
+    raw.execute("UPDATE outbox SET bucket = -1")
+        .await
+        .expect("downgrade");
+    store.close().await;
+    let store = db.store().await;
+    let bucket = bucket_of(&c.state.id.to_string());
+    let rows = store
+        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 10)
+        .await
+        .expect("fetch");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bucket, bucket);
+}
+
+/// The race between a relay parking behind a head and a replay on another
+/// instance resolving that head, decided by the head row's lock: a settle
+/// that has to wait for the replay's final mark sees the head resolved and
+/// leaves its event in the outbox instead of holding it behind nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_waiting_on_a_replay_of_its_head_leaves_the_event_in_the_outbox() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    store.layout(1).await.expect("layout");
+    let seen = store.partitions().await.expect("partitions")[0].fence();
+    let fence = store
+        .claim(seen, "relay-a", Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("free");
+    let v1 = create("cust-1", "rest-1", at(0));
+    let p1 = store.commit_batch(vec![v1.clone()]).await.expect("batch")[0]
+        .clone()
+        .expect("commit");
+    let head_id = v1.events[0].event_id.to_string();
+    let park = |position: i64, env: &order_core::domain::EventEnvelope, head: Option<String>| {
+        ParkedEvent {
+            position,
+            record: parked_record(env, "order-events", "down".into(), None, head),
+        }
+    };
+    let settle = |parked: Vec<ParkedEvent>| Settlement {
+        holder: "relay-a".into(),
+        fences: vec![fence],
+        delivered: vec![],
+        parked,
+    };
+    assert_eq!(
+        store
+            .settle(&settle(vec![park(p1[0], &v1.events[0], None)]))
+            .await
+            .expect("park the head"),
+        Settled::Done { held_back: vec![] }
     );
-    // When the holder goes away, its lease runs out.
-    drop(a);
-    tokio::time::sleep(lease * 2).await;
-    assert_eq!(b.fetch_batch(10).await.expect("fetch b").len(), 1);
+    let t = order_core::testkit::fixtures::transition(
+        &v1.state,
+        &[order_core::testkit::fixtures::confirm("pay-1")],
+        at(5),
+    );
+    let p2 = store.commit_batch(vec![t.clone()]).await.expect("batch")[0]
+        .clone()
+        .expect("commit");
+
+    // Instance B's replay holds the head's row lock and marks it replayed.
+    let mut b = db.raw().await;
+    b.execute("BEGIN").await.expect("begin");
+    sqlx::query("SELECT status FROM dlq_replay_records WHERE event_id = ? FOR UPDATE")
+        .bind(&head_id)
+        .fetch_one(&mut b)
+        .await
+        .expect("lock the head");
+    // Instance A parks v2 behind the head meanwhile: it waits for the lock.
+    let a = {
+        let store = store.clone();
+        let s = settle(vec![park(p2[0], &t.events[0], Some(head_id.clone()))]);
+        tokio::spawn(async move { store.settle(&s).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!a.is_finished(), "the settle waits on the head's lock");
+    sqlx::query("UPDATE dlq_replay_records SET status = 'REPLAYED' WHERE event_id = ?")
+        .bind(&head_id)
+        .execute(&mut b)
+        .await
+        .expect("mark replayed");
+    b.execute("COMMIT").await.expect("commit");
+
+    let outcome = a.await.expect("join").expect("settle");
+    assert_eq!(
+        outcome,
+        Settled::Done {
+            held_back: vec![p2[0]]
+        }
+    );
+    let left = store.fetch_batch(&[ALL_BUCKETS], 10).await.expect("fetch");
+    assert_eq!(left.len(), 1, "v2 stays for the next batch");
+    assert!(store
+        .get(&t.events[0].event_id.to_string())
+        .await
+        .expect("get")
+        .is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +217,7 @@ async fn migrations_are_idempotent_and_recorded() {
             .fetch_all(&mut raw)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     let engines: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
     )

@@ -57,6 +57,10 @@ fn apply_change(conn: &Connection, change: &SequenceChange) -> Result<bool, Stor
     for range in in_chunks(named.len()) {
         fetch(conn, &dlq::guarded_rows(&named[range]), |r| rows.add(r))?;
     }
+    let heads = dlq::emptiness_checked(change);
+    if !heads.is_empty() {
+        fetch(conn, &dlq::unresolved_behind(&heads), |r| rows.add_held(r))?;
+    }
     if !rows.hold(change) {
         return Ok(false);
     }

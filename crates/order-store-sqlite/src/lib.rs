@@ -26,6 +26,7 @@ mod bus;
 mod db;
 mod dlq;
 mod jobs;
+mod leases;
 mod outbox;
 mod read_model;
 mod store;

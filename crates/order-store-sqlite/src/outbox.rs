@@ -1,83 +1,95 @@
 //! The outbox side of [`SqliteStore`](crate::SqliteStore), apart from the
 //! event store because the relay, not the command path, drives it: it
-//! reads and deletes what commits wrote, and parks events in the DLQ.
-
-use std::sync::atomic::Ordering;
+//! reads and deletes what commits wrote, and parks events in the DLQ, under
+//! the relay's partition leases (see [`crate::leases`]).
 
 use async_trait::async_trait;
-use order_core::ports::{Outbox, OutboxMessage, OutboxStats, ParkedEvent, StoreError};
-use rusqlite::TransactionBehavior;
+use order_core::ports::sql::outbox::{self, SettlePlan};
+use order_core::ports::{
+    bucket_of, Outbox, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
+};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::db::{corrupt, db_err, parse_ts, to_u64};
+use crate::db::{db_err, execute, fetch, parse_ts, to_u64};
 use crate::dlq::insert_dlq_record;
-use crate::store::{limit, SqliteStore};
+use crate::store::SqliteStore;
+
+/// Most positions in one `IN (…)` list.
+const CHUNK: usize = 500;
+
+/// Gives rows written before buckets existed their bucket (run at open).
+pub(crate) fn assign_buckets(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let rows = fetch(conn, &outbox::unbucketed(CHUNK), |r| {
+            Ok((r.int(0)?, r.text(1)?))
+        })?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        for (position, aggregate_id) in &rows {
+            execute(&tx, &outbox::set_bucket(*position, bucket_of(aggregate_id)))?;
+        }
+        tx.commit().map_err(db_err)?;
+    }
+}
+
+fn settle_in(conn: &Connection, s: &Settlement) -> Result<Settled, StoreError> {
+    let mut plan = SettlePlan::new(s);
+    if !s.fences.is_empty() {
+        fetch(conn, &outbox::fence_rows(&s.fences), |r| plan.add_fence(r))?;
+    }
+    let fenced = plan.fenced(s);
+    if !fenced.is_empty() {
+        return Ok(Settled::Fenced(fenced));
+    }
+    for stmt in plan.head_queries(CHUNK) {
+        fetch(conn, &stmt, |r| plan.add_head(r))?;
+    }
+    let mut done: Vec<i64> = s.delivered.clone();
+    let mut held_back = Vec::new();
+    for p in &s.parked {
+        if plan.holds_back(p) {
+            held_back.push(p.position);
+        } else {
+            insert_dlq_record(conn, &p.record)?;
+            done.push(p.position);
+        }
+    }
+    for part in done.chunks(CHUNK) {
+        execute(conn, &outbox::delete(part))?;
+    }
+    Ok(Settled::Done { held_back })
+}
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn fetch_batch(&self, limit_n: usize) -> Result<Vec<OutboxMessage>, StoreError> {
-        let rows = self
-            .db
-            .read_async(move |conn| {
-                let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT position, payload, created_at FROM outbox \
-                         ORDER BY position LIMIT ?1",
-                    )
-                    .map_err(db_err)?;
-                let mut rows = stmt.query([limit(limit_n)]).map_err(db_err)?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next().map_err(db_err)? {
-                    let position: i64 = r.get(0).map_err(db_err)?;
-                    let payload: String = r.get(1).map_err(db_err)?;
-                    let created_at: String = r.get(2).map_err(db_err)?;
-                    out.push(OutboxMessage {
-                        position,
-                        envelope: serde_json::from_str(&payload).map_err(|e| {
-                            corrupt(format!("outbox row {position} is not an envelope: {e}"))
-                        })?,
-                        created_at: parse_ts(&created_at)?,
-                    });
-                }
-                Ok(out)
-            })
-            .await?;
-        if !rows.is_empty() {
-            // The previous process may have crashed between publishing and settling.
-            let (pending, last) = &*self.first_batch;
-            last.store(pending.swap(false, Ordering::SeqCst), Ordering::SeqCst);
-        }
-        Ok(rows)
+    async fn fetch_batch(
+        &self,
+        buckets: &[std::ops::Range<u32>],
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let Some(stmt) = outbox::fetch(buckets, limit) else {
+            return Ok(Vec::new());
+        };
+        self.db
+            .read_async(move |conn| fetch(conn, &stmt, outbox::read_message))
+            .await
     }
 
-    fn last_batch_maybe_sent(&self) -> bool {
-        self.first_batch.1.load(Ordering::SeqCst)
-    }
-
-    #[tracing::instrument(level = "debug", skip_all, fields(delivered = delivered.len(), parked = parked.len()))]
-    async fn settle(&self, delivered: &[i64], parked: &[ParkedEvent]) -> Result<(), StoreError> {
-        if delivered.is_empty() && parked.is_empty() {
-            return Ok(());
-        }
-        let delivered = delivered.to_vec();
-        let parked = parked.to_vec();
+    #[tracing::instrument(level = "debug", skip_all, fields(delivered = s.delivered.len(), parked = s.parked.len()))]
+    async fn settle(&self, s: &Settlement) -> Result<Settled, StoreError> {
+        let s = s.clone();
         self.db
             .write_async(move |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(db_err)?;
-                {
-                    let mut delete = tx
-                        .prepare_cached("DELETE FROM outbox WHERE position = ?1")
-                        .map_err(db_err)?;
-                    for p in &delivered {
-                        delete.execute([p]).map_err(db_err)?;
-                    }
-                    for p in &parked {
-                        insert_dlq_record(&tx, &p.record)?;
-                        delete.execute([p.position]).map_err(db_err)?;
-                    }
-                }
-                tx.commit().map_err(db_err)
+                let settled = settle_in(&tx, &s)?;
+                tx.commit().map_err(db_err)?;
+                Ok(settled)
             })
             .await
     }

@@ -7,14 +7,13 @@
 //! conflicting commit is rolled back alone, cached statements throughout.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::{now, Order, RecordedEvent};
 use order_core::ports::{
-    Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow,
-    StoreError, StreamBound, EVENT_COLUMNS,
+    bucket_of, Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow,
+    OrderRow, StoreError, StreamBound, EVENT_COLUMNS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 use uuid::Uuid;
@@ -29,21 +28,16 @@ pub(crate) const MIGRATIONS: &[Migration] =
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) db: Arc<Db>,
-    /// See [`Outbox::last_batch_maybe_sent`]: (no batch taken yet, the last
-    /// one was the first).
-    ///
-    /// [`Outbox::last_batch_maybe_sent`]: order_core::ports::Outbox::last_batch_maybe_sent
-    pub(crate) first_batch: Arc<(AtomicBool, AtomicBool)>,
 }
 
 impl SqliteStore {
     /// Opens the database at `path`, creating the parent directories and the
     /// file, and applies pending migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: Db::open(path.as_ref(), MIGRATIONS)?,
-            first_batch: Arc::new((AtomicBool::new(true), AtomicBool::new(false))),
-        })
+        let db = Db::open(path.as_ref(), MIGRATIONS)?;
+        db.write(crate::outbox::assign_buckets)?;
+        db.write(crate::leases::void_dead_leases)?;
+        Ok(Self { db })
     }
 
     /// Creates or upgrades the schema at `path` and closes it again.
@@ -153,8 +147,8 @@ fn write_commit(conn: &Connection, c: &Commit, created_at: &str) -> Result<Vec<i
         .map_err(|e| classify(e, CommitError::VersionConflict))?;
         let position = conn.last_insert_rowid();
         conn.prepare_cached(
-            "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (position, event_id, aggregate_id, payload, created_at, bucket) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .map_err(batch)?
         .execute(params![
@@ -162,7 +156,8 @@ fn write_commit(conn: &Connection, c: &Commit, created_at: &str) -> Result<Vec<i
             event_id,
             env.aggregate_id,
             payload,
-            created_at
+            created_at,
+            bucket_of(&env.aggregate_id)
         ])
         .map_err(batch)?;
         positions.push(position);

@@ -15,12 +15,7 @@ fn temp_dir() -> TempDir {
 async fn store() -> (StoreHandles, TempDir) {
     let dir = temp_dir();
     let store = Arc::new(SqliteStore::open(dir.path().join("db/orders.db")).expect("open store"));
-    let handles = StoreHandles {
-        events: store.clone(),
-        outbox: store.clone(),
-        dlq: store,
-    };
-    (handles, dir)
+    (StoreHandles::of(store), dir)
 }
 
 async fn dlq() -> (Arc<dyn DlqStore>, TempDir) {
@@ -55,6 +50,7 @@ async fn bus() -> (Arc<dyn EventBus>, TempDir) {
 
 order_core::event_store_contract!(store);
 order_core::outbox_contract!(store);
+order_core::relay_leases_contract!(store);
 order_core::dlq_store_contract!(dlq);
 order_core::audit_log_contract!(audit);
 order_core::replay_job_store_contract!(jobs);

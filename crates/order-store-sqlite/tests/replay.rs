@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use order_core::app::{
-    AppError, Auditor, DlqService, Metrics, Principal, PublishGate, RetryPolicy,
-};
+use order_core::app::{AppError, Auditor, DlqService, Metrics, Principal, RetryPolicy};
 use order_core::domain::now;
 use order_core::ports::{DlqStatus, DlqStore, EventBus};
 use order_core::testkit::fixtures::{at, dlq_record};
@@ -32,7 +30,6 @@ fn service(w: &World) -> DlqService {
     DlqService::new(
         w.store.clone(),
         w.bus.clone(),
-        PublishGate::default(),
         RetryPolicy::default(),
         "order-events".into(),
         Arc::new(Metrics::default()),

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::ports::{
-    CommitError, EventBus, EventStore, Outbox, ReadModel, StoreError, StreamBound,
+    bucket_of, CommitError, EventBus, EventStore, Outbox, ReadModel, StoreError, StreamBound,
+    ALL_BUCKETS,
 };
 use order_core::testkit::fixtures::{at, create, message, poll_n};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
@@ -59,7 +60,7 @@ async fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("schema_migrations");
-    assert_eq!(applied, 5, "every migration recorded once");
+    assert_eq!(applied, 6, "every migration recorded once");
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal mode");
@@ -110,9 +111,38 @@ async fn undecodable_rows_are_corrupt() {
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
-        store.fetch_batch(10).await,
+        store.fetch_batch(&[ALL_BUCKETS], 10).await,
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// Outbox rows written before migration 0006 had no bucket: the store
+/// gives them their order's bucket when it is opened.
+#[tokio::test]
+async fn outbox_rows_from_before_buckets_get_theirs_at_open() {
+    let dir = temp_dir();
+    let path = dir.path().join("orders.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let c = create("cust-1", "rest-1", at(0));
+    store
+        .commit_batch(vec![c.clone()])
+        .await
+        .expect("commit")
+        .remove(0)
+        .expect("committed");
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("raw");
+    raw.execute_batch("UPDATE outbox SET bucket = -1")
+        .expect("downgrade");
+    drop(raw);
+    let store = SqliteStore::open(&path).expect("reopen");
+    let bucket = bucket_of(&c.state.id.to_string());
+    let rows = store
+        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 10)
+        .await
+        .expect("fetch");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bucket, bucket);
 }
 
 #[tokio::test]
@@ -233,7 +263,10 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
     // Back to the schema before migration 5, with rows as it stored them.
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
-        "DELETE FROM schema_migrations WHERE version = 5;
+        "DELETE FROM schema_migrations WHERE version >= 5;
+         DROP TABLE relay_partitions;
+         DROP TABLE relay_instances;
+         ALTER TABLE outbox DROP COLUMN bucket;
          ALTER TABLE dlq_replay_records DROP COLUMN failure_class;
          ALTER TABLE dlq_replay_records DROP COLUMN replay_failure_class;",
     )

@@ -251,6 +251,7 @@ macro_rules! write_side_migrations {
             3 "audit" "0003_audit.sql",
             4 "replay_jobs" "0004_replay_jobs.sql",
             5 "failure_class" "0005_failure_class.sql",
+            6 "relay_partitions" "0006_relay_partitions.sql",
         )
     };
     (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {

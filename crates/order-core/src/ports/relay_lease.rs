@@ -23,6 +23,9 @@ use super::error::StoreError;
 /// part of every stored outbox row. Partition counts up to this are valid.
 pub const BUCKETS: u32 = 1024;
 
+/// Every bucket: what a relay holding every partition fetches.
+pub const ALL_BUCKETS: Range<u32> = 0..BUCKETS;
+
 /// The bucket of an order: FNV-1a of its id, modulo [`BUCKETS`].
 pub fn bucket_of(aggregate_id: &str) -> u32 {
     let mut h: u32 = 0x811c_9dc5;

@@ -63,6 +63,21 @@ pub struct StoreHandles {
     pub leases: Arc<dyn RelayLeases>,
 }
 
+impl StoreHandles {
+    /// Every handle on one store.
+    pub fn of<S>(store: Arc<S>) -> Self
+    where
+        S: EventStore + Outbox + DlqStore + RelayLeases + 'static,
+    {
+        Self {
+            events: store.clone(),
+            outbox: store.clone(),
+            dlq: store.clone(),
+            leases: store,
+        }
+    }
+}
+
 /// What a suite factory returns: the handles themselves, or the handles with
 /// a guard that is dropped only after the case has finished.
 pub trait Fixture<H> {

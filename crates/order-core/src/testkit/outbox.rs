@@ -10,16 +10,15 @@ use crate::app::relay::parked_record;
 use crate::domain::{EventEnvelope, Transition};
 use crate::ports::{
     bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, OutboxMessage,
-    ParkedEvent, Settled, Settlement, BUCKETS,
+    ParkedEvent, Settled, Settlement, ALL_BUCKETS, BUCKETS,
 };
 use std::time::Duration;
 
-const EVERY_BUCKET: std::ops::Range<u32> = 0..BUCKETS;
 const HOLDER: &str = "relay-under-test";
 
 async fn fetch(h: &StoreHandles, limit: usize) -> Vec<OutboxMessage> {
     h.outbox
-        .fetch_batch(&[EVERY_BUCKET], limit)
+        .fetch_batch(&[ALL_BUCKETS], limit)
         .await
         .expect("fetch_batch")
 }
@@ -141,7 +140,7 @@ pub async fn fetch_batch_takes_only_the_given_buckets(h: StoreHandles) {
     let bucket = bucket_of(&first.aggregate_id);
     let got = h
         .outbox
-        .fetch_batch(&[bucket..bucket + 1], 100)
+        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 100)
         .await
         .expect("fetch");
     assert!(!got.is_empty());

@@ -74,9 +74,28 @@ struct HeldRound {
     found_earlier: usize,
 }
 
+/// Per-order turns inside one process: striped locks keyed by the order's
+/// bucket, so replays of one order wait for each other and replays of
+/// other orders mostly do not.
+struct OrderTurns([tokio::sync::Mutex<()>; 64]);
+
+impl Default for OrderTurns {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl OrderTurns {
+    async fn lock(&self, aggregate_id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let stripe = crate::ports::bucket_of(aggregate_id) as usize % self.0.len();
+        self.0[stripe].lock().await
+    }
+}
+
 pub struct DlqService {
     /// Names this process in replay claims.
     instance: String,
+    order_turns: OrderTurns,
     pub(super) dlq: Arc<dyn DlqStore>,
     pub(super) bus: Arc<dyn EventBus>,
     pub(super) policy: RetryPolicy,
@@ -96,6 +115,7 @@ impl DlqService {
     ) -> Self {
         Self {
             instance: Uuid::now_v7().to_string(),
+            order_turns: OrderTurns::default(),
             dlq,
             bus,
             policy,
@@ -179,6 +199,11 @@ impl DlqService {
         event_id: &str,
         prechecked: Option<&HashSet<String>>,
     ) -> Result<ReplayOutcome, AppError> {
+        // Replays of one order in this process take turns (a second replay
+        // of a record then finds it REPLAYED); other instances are kept out
+        // by the claim below, and orders in other stripes do not wait.
+        let order = self.get(event_id).await?.aggregate_id;
+        let _turn = self.order_turns.lock(&order).await;
         let rec = self.get(event_id).await?;
         if !rec.status.is_unresolved() {
             return Ok(ReplayOutcome {

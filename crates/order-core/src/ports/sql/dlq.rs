@@ -234,6 +234,7 @@ pub fn named(change: &SequenceChange) -> Vec<&str> {
             | Guard::Unclaimed { event_id }
             | Guard::HeldBehind { event_id, .. }
             | Guard::Origin { event_id, .. } => event_id,
+            Guard::NothingHeldBehind { head } => head,
         });
     }
     for s in &change.steps {
@@ -246,6 +247,33 @@ pub fn named(change: &SequenceChange) -> Vec<&str> {
     named.sort_unstable();
     named.dedup();
     named
+}
+
+/// The heads a change's [`Guard::NothingHeldBehind`] guards name.
+pub fn emptiness_checked(change: &SequenceChange) -> Vec<&str> {
+    change
+        .guards
+        .iter()
+        .filter_map(|g| match g {
+            Guard::NothingHeldBehind { head } => Some(head.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many unresolved records are held behind each of `heads` (heads with
+/// none have no row), as [`GuardedRows::add_held`] reads them. Run it after
+/// the heads are locked: a relay locks a head before parking behind it.
+pub fn unresolved_behind(heads: &[&str]) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT blocked_by, COUNT(*) FROM dlq_replay_records \
+             WHERE blocked_by IN ({}) AND status IN ({}) GROUP BY blocked_by",
+            in_list(heads.len()),
+            unresolved()
+        ),
+        heads.iter().copied().map(SqlValue::from),
+    )
 }
 
 /// The rows of these event ids as [`GuardedRows::add`] reads them, in
@@ -274,7 +302,11 @@ struct GuardedRow {
 /// The rows a change names, as they are inside the transaction that
 /// writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GuardedRows(HashMap<String, GuardedRow>);
+pub struct GuardedRows {
+    rows: HashMap<String, GuardedRow>,
+    /// Unresolved records held behind a head, for the heads asked about.
+    held: HashMap<String, u64>,
+}
 
 impl GuardedRows {
     /// Adds a row of [`guarded_rows`].
@@ -286,7 +318,13 @@ impl GuardedRows {
             claimed_by: r.opt_text(4)?,
             claimed_until: r.opt_time(5)?,
         };
-        self.0.insert(r.text(0)?, row);
+        self.rows.insert(r.text(0)?, row);
+        Ok(())
+    }
+
+    /// Adds a row of [`unresolved_behind`].
+    pub fn add_held(&mut self, r: &dyn ColumnReader) -> Result<(), StoreError> {
+        self.held.insert(r.text(0)?, r.count(1)?);
         Ok(())
     }
 
@@ -305,16 +343,17 @@ impl GuardedRows {
             Guard::Origin { event_id, origin } => {
                 self.row(event_id).is_some_and(|r| &r.origin == origin)
             }
+            Guard::NothingHeldBehind { head } => self.held.get(head).is_none_or(|n| *n == 0),
         })
     }
 
     /// Whether the record of `event_id` is stored.
     pub fn contains(&self, event_id: &str) -> bool {
-        self.0.contains_key(event_id)
+        self.rows.contains_key(event_id)
     }
 
     fn row(&self, event_id: &str) -> Option<&GuardedRow> {
-        self.0.get(event_id)
+        self.rows.get(event_id)
     }
 }
 

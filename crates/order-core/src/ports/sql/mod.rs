@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod dlq;
 pub mod jobs;
+pub mod outbox;
 
 use chrono::DateTime;
 use chrono::Utc;
