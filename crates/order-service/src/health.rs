@@ -93,10 +93,11 @@ impl Health {
     /// The store-backed gauges of `/metrics`. A store that does not answer
     /// leaves its gauges at zero rather than failing the scrape.
     pub async fn gauges(&self) -> Gauges {
-        let (outbox, dlq, head) = tokio::join!(
+        let (outbox, dlq, head, orphans) = tokio::join!(
             bounded(self.outbox.stats()),
             bounded(self.dlq_store.stats()),
             bounded(self.event_store.head_position()),
+            bounded(self.dlq_store.orphaned_holds()),
         );
         let mut g = Gauges {
             bus_down: self.fault.is_down(),
@@ -120,6 +121,10 @@ impl Health {
                 g.dlq_oldest_pending_age_secs = age_secs(s.oldest_pending_failure_time);
             }
             Err(e) => tracing::debug!(error = %e, "metrics: DLQ stats unavailable"),
+        }
+        match orphans {
+            Ok(n) => g.dlq_orphaned_holds = n,
+            Err(e) => tracing::debug!(error = %e, "metrics: orphaned holds unavailable"),
         }
         match head {
             Ok(h) => g.event_store_head = h,

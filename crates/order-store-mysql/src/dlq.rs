@@ -247,6 +247,15 @@ impl DlqStore for MySqlStore {
         .await
     }
 
+    async fn orphaned_holds(&self) -> Result<u64, StoreError> {
+        self.timed("DLQ orphaned holds", async {
+            fetch_optional(self.pool(), &dlq::orphaned_holds(), |r| r.count(0))
+                .await
+                .map(Option::unwrap_or_default)
+        })
+        .await
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(steps = change.steps.len()))]
     async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError> {
         self.timed("DLQ sequence change", async {

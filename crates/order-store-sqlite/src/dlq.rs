@@ -171,6 +171,13 @@ impl DlqStore for SqliteStore {
             .await
     }
 
+    async fn orphaned_holds(&self) -> Result<u64, StoreError> {
+        self.db
+            .read_async(|conn| fetch_optional(conn, &dlq::orphaned_holds(), |r| r.count(0)))
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(steps = change.steps.len()))]
     async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError> {
         let change = change.clone();

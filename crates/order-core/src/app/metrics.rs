@@ -113,6 +113,8 @@ pub struct Gauges {
     pub outbox_oldest_age_secs: f64,
     pub dlq_by_status: Vec<(&'static str, u64)>,
     pub dlq_oldest_pending_age_secs: f64,
+    /// Unresolved DLQ records held behind a resolved head (should be 0).
+    pub dlq_orphaned_holds: u64,
     pub event_store_head: i64,
     pub bus_down: bool,
 }
@@ -299,6 +301,12 @@ impl Metrics {
             "orders_dlq_oldest_pending_age_seconds",
             "Age of the oldest unresolved DLQ record.",
             g.dlq_oldest_pending_age_secs,
+        );
+        gauge(
+            &mut o,
+            "orders_dlq_orphaned_holds",
+            "Unresolved DLQ records held behind a resolved head; the sequencing rules keep it at 0.",
+            g.dlq_orphaned_holds,
         );
         gauge(
             &mut o,

@@ -304,4 +304,9 @@ pub trait DlqStore: Send + Sync {
     /// Writes `change` in one transaction. False (nothing written) when one
     /// of its guards does not hold.
     async fn apply(&self, change: &SequenceChange) -> Result<bool, StoreError>;
+
+    /// Unresolved records held behind a head that is resolved or missing.
+    /// The sequencing rules keep this at 0; it is exported as the
+    /// `orders_dlq_orphaned_holds` gauge so a breach is seen.
+    async fn orphaned_holds(&self) -> Result<u64, StoreError>;
 }

@@ -30,7 +30,9 @@ pub mod wire;
 
 pub use fault::{FaultSwitch, SwitchableBus};
 pub use partitions::{PartitionConfig, Partitions};
-pub use retry::{publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent};
+pub use retry::{
+    publish_while, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
+};
 pub use wire::{message_for, POSITION_HEADER};
 
 #[derive(Clone, Debug)]
@@ -196,11 +198,20 @@ impl OutboxRelay {
         }
         self.partitions.mark_maybe_sent(&fences, true);
         let (bus, policy) = (self.ports.bus.as_ref(), self.cfg.policy);
-        let results = if maybe_sent {
-            republish(bus, policy, &messages, &self.metrics).await
-        } else {
-            publish_with_retry(bus, policy, &messages, &self.metrics).await
-        };
+        let attempt_budget = budget / policy.max_attempts.max(1);
+        let may_retry = || self.partitions.all_last(&fences, attempt_budget);
+        let results = publish_while(
+            bus,
+            policy,
+            &messages,
+            &self.metrics,
+            maybe_sent,
+            &may_retry,
+        )
+        .await;
+        // Only a relay that still holds its leases decides what to park; one
+        // whose lease ran out meanwhile leaves the failures in the outbox.
+        let firm = self.partitions.all_last(&fences, Duration::ZERO);
 
         let acked_at = now();
         let mut delivered = Vec::new();
@@ -212,6 +223,7 @@ impl OutboxRelay {
                     let lag = (acked_at - m.created_at).num_microseconds().unwrap_or(0);
                     self.metrics.publish_lag.observe_secs(lag as f64 / 1e6);
                 }
+                Err(_) if !firm => {}
                 Err(e) => {
                     let agg = m.envelope.aggregate_id.clone();
                     match new_heads.get(&agg) {

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use crate::app::metrics::Metrics;
 use crate::ports::{partition_buckets, Fence, RelayLeases, StoreError};
 
-/// Most partitions claimed or released per tick, so a scale-out or a
-/// rolling restart moves work gradually.
+/// Most partitions released per tick, so a scale-out moves work from live
+/// instances gradually (free partitions are claimed at once).
 pub const MOVES_PER_TICK: usize = 4;
 
 #[derive(Clone, Debug)]
@@ -203,7 +203,8 @@ impl Partitions {
             .filter(|s| s.is_free())
             .map(|s| s.fence())
             .collect();
-        let mut wanted = (share - mine).min(MOVES_PER_TICK);
+        // Claims are not throttled: a free partition has nobody relaying it.
+        let mut wanted = share - mine;
         for seen in free {
             if wanted == 0 {
                 break;

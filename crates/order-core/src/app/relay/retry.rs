@@ -61,7 +61,22 @@ pub async fn publish_with_retry(
     messages: &[BusMessage],
     metrics: &Metrics,
 ) -> Vec<SendResult> {
-    send(bus, policy, messages, metrics, false).await
+    send(bus, policy, messages, metrics, false, &|| true).await
+}
+
+/// [`publish_with_retry`] (or [`republish`] when `maybe_sent`) that sends a
+/// retry only while `may_retry()` says so: the relay stops retrying once
+/// its partition leases would not outlast another attempt; what was not
+/// delivered then keeps its last error.
+pub async fn publish_while(
+    bus: &dyn EventBus,
+    policy: RetryPolicy,
+    messages: &[BusMessage],
+    metrics: &Metrics,
+    maybe_sent: bool,
+    may_retry: &(dyn Fn() -> bool + Sync),
+) -> Vec<SendResult> {
+    send(bus, policy, messages, metrics, maybe_sent, may_retry).await
 }
 
 /// [`publish_with_retry`] for messages an earlier attempt may already have
@@ -73,7 +88,7 @@ pub async fn republish(
     messages: &[BusMessage],
     metrics: &Metrics,
 ) -> Vec<SendResult> {
-    send(bus, policy, messages, metrics, true).await
+    send(bus, policy, messages, metrics, true, &|| true).await
 }
 
 /// [`publish_with_retry`] for messages already looked for on the bus
@@ -111,6 +126,7 @@ async fn send(
     messages: &[BusMessage],
     metrics: &Metrics,
     maybe_sent: bool,
+    may_retry: &(dyn Fn() -> bool + Sync),
 ) -> Vec<SendResult> {
     let mut results: Vec<SendResult> = vec![Ok(Sent::Now); messages.len()];
     // Messages an earlier attempt may have delivered.
@@ -205,6 +221,9 @@ async fn send(
             "publish failed; retrying after backoff"
         );
         tokio::time::sleep(policy.delay_after(attempt)).await;
+        if !may_retry() {
+            return results;
+        }
         attempt += 1;
         todo = retry;
     }

@@ -249,6 +249,20 @@ pub fn named(change: &SequenceChange) -> Vec<&str> {
     named
 }
 
+/// The count of unresolved records held behind a resolved or missing head.
+pub fn orphaned_holds() -> Statement {
+    Statement::new(
+        format!(
+            "SELECT COUNT(*) FROM dlq_replay_records r \
+             LEFT JOIN dlq_replay_records h ON h.event_id = r.blocked_by \
+             WHERE r.blocked_by IS NOT NULL AND r.status IN ({unresolved}) \
+             AND (h.event_id IS NULL OR h.status NOT IN ({unresolved}))",
+            unresolved = unresolved()
+        ),
+        [],
+    )
+}
+
 /// The heads a change's [`Guard::NothingHeldBehind`] guards name.
 pub fn emptiness_checked(change: &SequenceChange) -> Vec<&str> {
     change

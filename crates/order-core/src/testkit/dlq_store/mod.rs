@@ -99,4 +99,9 @@ async fn assert_no_orphaned_holds(dlq: &Arc<dyn DlqStore>, when: &str) {
             );
         }
     }
+    assert_eq!(
+        dlq.orphaned_holds().await.expect("orphaned_holds"),
+        0,
+        "{when}: the store's own count agrees"
+    );
 }

@@ -373,6 +373,31 @@ pub async fn a_held_record_never_points_at_a_resolved_head(dlq: Arc<dyn DlqStore
         last.blocked_by, None,
         "the failed record heads what is left"
     );
+    // A head resolved with nothing to guard it leaves its held records
+    // orphaned; the store counts them (the gauge operators alert on).
+    let other = sequence(&dlq, "agg-2").await;
+    let held = dlq
+        .blocked_behind(&other[0].event_id)
+        .await
+        .expect("blocked_behind");
+    assert!(!held.is_empty());
+    let unguarded = SequenceChange {
+        at: at(12),
+        guards: vec![],
+        steps: vec![Step::SetStatus {
+            event_ids: vec![other[0].event_id.clone()],
+            from: sequencing::UNRESOLVED.to_vec(),
+            to: DlqStatus::Replayed,
+            result: "x".into(),
+            failure_class: None,
+            count_attempt: false,
+        }],
+    };
+    assert!(dlq.apply(&unguarded).await.expect("apply"));
+    assert_eq!(
+        dlq.orphaned_holds().await.expect("orphaned_holds"),
+        held.len() as u64
+    );
 }
 
 pub async fn a_change_whose_guard_fails_writes_nothing(dlq: Arc<dyn DlqStore>) {
