@@ -1,5 +1,6 @@
 //! The command line: `order-service [serve]`, `order-service migrate`,
-//! `order-service rebuild-read-model`, and the operator commands
+//! `order-service rebuild-read-model`, `order-service relay-partitions`,
+//! and the operator commands
 //! `order-service dlq …` ([`dlq`]), a client of a running service.
 
 pub mod client;
@@ -31,6 +32,14 @@ pub enum Command {
     Migrate,
     /// Rebuild the read model from the event store (offline), print the report.
     RebuildReadModel,
+    /// Show the relay partitions (holder, epoch, lease) of the database;
+    /// with `--set N`, change their number (safe while instances run: the
+    /// new partitions are claimed only once every old lease ran out).
+    RelayPartitions {
+        /// The new number of partitions (1 to 1024).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        set: Option<u32>,
+    },
     /// Operate the DLQ of a running service through its HTTP API.
     Dlq(Box<dlq::DlqArgs>),
 }
@@ -61,6 +70,13 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
                     "read model rebuilt: {} events, {} orders in {} ms ({} events/s)",
                     r.events, r.orders, r.millis, r.events_per_second
                 );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        },
+        Command::RelayPartitions { set } => match startup::relay_partitions(&config, set).await {
+            Ok(table) => {
+                print!("{table}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&e),

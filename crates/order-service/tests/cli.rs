@@ -439,3 +439,43 @@ async fn the_api_key_is_sent_from_the_flag_or_order_api_key() {
         assert_eq!(out.status.code(), Some(1));
     }
 }
+
+/// `order-service relay-partitions` on the embedded profile: one partition
+/// covering every bucket; `--set 4` rewrites the layout, and the new
+/// partitions start with epochs above the old one's.
+#[test]
+fn relay_partitions_shows_and_changes_the_layout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("orders.db");
+    let env = [
+        ("ORDER_DATABASE_URL", format!("sqlite://{}", db.display())),
+        (
+            "ORDER_READ_MODEL_PATH",
+            dir.path().join("read.db").display().to_string(),
+        ),
+        (
+            "ORDER_BUS_PATH",
+            dir.path().join("bus.db").display().to_string(),
+        ),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let shown = cli_with_env(&["relay-partitions"], &env);
+    assert_eq!(shown.status.code(), Some(0), "{}", stderr(&shown));
+    let lines: Vec<String> = stdout(&shown).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "a header and one partition: {lines:?}");
+    assert!(lines[1].contains("0..1024"), "{lines:?}");
+    assert!(lines[1].contains("(free)"), "{lines:?}");
+
+    let set = cli_with_env(&["relay-partitions", "--set", "4"], &env);
+    assert_eq!(set.status.code(), Some(0), "{}", stderr(&set));
+    let lines: Vec<String> = stdout(&set).lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[3].contains("768..1024"), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l.contains(" 1  ")),
+        "epoch 1 everywhere: {lines:?}"
+    );
+
+    let refused = cli_with_env(&["relay-partitions", "--set", "0"], &env);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+}

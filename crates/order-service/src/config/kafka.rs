@@ -14,6 +14,8 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Partitions of the events topic when the service creates it.
     pub partitions: i32,
+    /// Partitions of the DLQ topic when the service creates it.
+    pub dlq_partitions: i32,
     /// How long one publish attempt may take before it counts as failed.
     pub publish_timeout: Duration,
     /// librdkafka `max.poll.interval.ms` of the consumers.
@@ -47,6 +49,7 @@ pub(super) fn parse_kafka(p: &Parser<'_>) -> Result<Option<KafkaSettings>, Confi
             Some(KafkaSettings {
                 brokers,
                 partitions: p.int("kafka_partitions", 1, 10_000)? as i32,
+                dlq_partitions: p.int("kafka_dlq_partitions", 1, 10_000)? as i32,
                 publish_timeout: Duration::from_millis(p.int(
                     "publish_timeout_ms",
                     100,

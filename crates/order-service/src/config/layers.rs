@@ -24,6 +24,7 @@ pub(super) const KEYS: &[&str] = &[
     "bus_path",
     "kafka_brokers",
     "kafka_partitions",
+    "kafka_dlq_partitions",
     "kafka_max_poll_interval_ms",
     "publish_timeout_ms",
     "mongodb_uri",

@@ -151,6 +151,7 @@ pub(super) async fn open_bus(config: &Config) -> Result<Arc<dyn EventBus>, Start
                 events_topic: config.topic_events.clone(),
                 dlq_topic: config.topic_dlq.clone(),
                 partitions: k.partitions,
+                dlq_partitions: k.dlq_partitions,
                 max_poll_interval: k.max_poll_interval,
                 ..KafkaConfig::new(k.brokers.clone())
             };

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use order_core::app::{Auditor, DlqService, OrderQueries};
 
 pub use self::backends::{lock_database, open_backends, Backends};
-pub use self::offline::{migrate, rebuild_read_model};
+pub use self::offline::{migrate, rebuild_read_model, relay_partitions};
 pub use self::server::{spawn_app, RunningApp};
 pub use self::state::{AppState, BusSwitch, Orders, Services};
 pub use self::workers::Workers;

@@ -54,6 +54,38 @@ pub async fn rebuild_read_model(config: &Config) -> Result<RebuildReport, Startu
         .map_err(|e| StartupError::Other(format!("rebuild failed: {e}")))
 }
 
+/// `order-service relay-partitions [--set N]`: the relay partition layout
+/// of the configured database, after changing it to `set` partitions.
+pub async fn relay_partitions(config: &Config, set: Option<u32>) -> Result<String, StartupError> {
+    let backends = open_backends(config).await?;
+    let leases = backends.leases;
+    let failed = |e: order_core::ports::StoreError| StartupError::Other(e.to_string());
+    leases
+        .layout(config.relay_partition_count())
+        .await
+        .map_err(failed)?;
+    if let Some(n) = set {
+        leases.repartition(n).await.map_err(failed)?;
+    }
+    let mut out = String::from("partition  buckets      epoch  holder (lease)\n");
+    let rows = leases.partitions().await.map_err(failed)?;
+    let count = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+    for p in &rows {
+        let b = order_core::ports::partition_buckets(p.partition, count);
+        let holder = match (p.holder.as_str(), p.live) {
+            ("", true) => "(none; claimable once the old leases ran out)".to_owned(),
+            ("", false) => "(free)".to_owned(),
+            (h, true) => h.to_owned(),
+            (h, false) => format!("{h} (lapsed)"),
+        };
+        out.push_str(&format!(
+            "{:>9}  {:>4}..{:<5}  {:>5}  {holder}\n",
+            p.partition, b.start, b.end, p.epoch
+        ));
+    }
+    Ok(out)
+}
+
 /// A bus for offline tools: a rebuild reads the event store only.
 struct OfflineBus;
 

@@ -202,6 +202,39 @@ impl ProdService {
         kill9(&mut self.child);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`…) to the process.
+    fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let sent = std::process::Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status()
+                .expect("kill runs");
+            assert!(sent.success(), "kill -{signal} {}", c.id());
+        }
+    }
+
+    /// Freezes the process (`SIGSTOP`): it neither runs nor dies.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process run again (`SIGCONT`).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Graceful shutdown (`SIGTERM`), waiting up to 40 s for the exit.
+    pub async fn terminate(&mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while self.is_running() {
+            assert!(Instant::now() < deadline, "no exit 40 s after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.child = None;
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child
