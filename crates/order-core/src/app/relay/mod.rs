@@ -151,12 +151,12 @@ impl OutboxRelay {
         if usable.is_empty() {
             return Ok(RelayReport::default());
         }
-        let fences: Vec<_> = usable.iter().map(|(h, _)| h.fence).collect();
-        let ranges: Vec<_> = usable.iter().map(|(_, r)| r.clone()).collect();
+        let fences: Vec<_> = usable.iter().map(|h| h.fence).collect();
+        let ranges: Vec<_> = usable.iter().map(|h| h.buckets.clone()).collect();
         // A predecessor (a crashed process, the instance this one took a
         // partition from, or this one when a settle failed) may have
         // published these without settling them: ask the bus before sending.
-        let maybe_sent = usable.iter().any(|(h, _)| h.maybe_sent);
+        let maybe_sent = usable.iter().any(|h| h.maybe_sent);
         let batch = self
             .ports
             .outbox

@@ -33,6 +33,9 @@ pub struct PartitionConfig {
 #[derive(Clone, Debug)]
 pub(super) struct Held {
     pub fence: Fence,
+    /// The partition's buckets in the layout it was claimed under (a
+    /// repartition fences the old leases; until then they keep these).
+    pub buckets: std::ops::Range<u32>,
     /// Local time until which the lease is surely ours.
     pub deadline: Instant,
     /// Rows of this partition may be on the bus without being settled: the
@@ -90,13 +93,12 @@ impl Partitions {
 
     /// The held partitions whose lease lasts at least `budget` more, with
     /// their buckets and whether their rows may have been sent already.
-    pub(super) fn usable(&self, budget: Duration) -> Vec<(Held, std::ops::Range<u32>)> {
-        let count = *self.count.lock().unwrap_or_else(PoisonError::into_inner);
+    pub(super) fn usable(&self, budget: Duration) -> Vec<Held> {
         let now = Instant::now();
         self.held()
             .values()
             .filter(|h| h.deadline > now + budget)
-            .map(|h| (h.clone(), partition_buckets(h.fence.partition, count)))
+            .cloned()
             .collect()
     }
 
@@ -178,10 +180,9 @@ impl Partitions {
         let share = count.div_ceil(live) as usize;
         let mine = self.held().len();
         if mine > share {
-            // Between batches only: a running batch keeps its partitions.
-            let Ok(_batch) = self.batch.try_lock() else {
-                return Ok(());
-            };
+            // Between batches only: a running batch keeps its partitions
+            // (the lock is fair, so this waits for one batch at most).
+            let _batch = self.batch.lock().await;
             let surplus: Vec<Fence> = self
                 .held()
                 .values()
@@ -218,6 +219,7 @@ impl Partitions {
                     fence.partition,
                     Held {
                         fence,
+                        buckets: partition_buckets(fence.partition, count),
                         deadline: sent + ttl,
                         maybe_sent: true,
                     },
