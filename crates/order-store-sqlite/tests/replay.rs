@@ -7,7 +7,7 @@ use order_core::app::{
     AppError, Auditor, DlqService, Metrics, Principal, PublishGate, RetryPolicy,
 };
 use order_core::domain::now;
-use order_core::ports::{DlqStatus, DlqStore, EventBus};
+use order_core::ports::{DlqStatus, DlqStore, EventBus, ReplayClaim};
 use order_core::testkit::fixtures::{at, dlq_record};
 use order_store_sqlite::{EmbeddedBus, SqliteStore};
 
@@ -53,16 +53,13 @@ async fn a_record_claimed_by_another_instance_is_not_published_twice() {
         .await
         .expect("insert");
     let t = now();
-    assert!(w
-        .store
-        .claim_replay(
-            &rec.event_id,
-            "other-instance",
-            t,
-            t + chrono::TimeDelta::seconds(60)
-        )
-        .await
-        .expect("claim"));
+    let claim = ReplayClaim {
+        event_id: &rec.event_id,
+        claimant: "other-instance",
+        now: t,
+        until: t + chrono::TimeDelta::seconds(60),
+    };
+    assert!(w.store.claim_replay(claim).await.expect("claim"));
 
     let err = service(&w)
         .replay(&Principal::system(), &rec.event_id)
