@@ -272,7 +272,7 @@ async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_action_is_audited_under_the_principal_that_asked() {
     use order_core::app::{BulkReplayRequest, Role};
-    use order_core::ports::{AuditAction, AuditFilter, AuditLog, PageRequest};
+    use order_core::ports::{AuditAction, AuditFilter, AuditLog, AuditQuery, PageRequest};
 
     let w = world();
     let head = dlq_record("agg-1", 1, None, at(0));
@@ -314,13 +314,11 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
     let err = svc.reset(&bob, "unknown").await.expect_err("unknown");
     assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
 
-    let page = AuditLog::list(
-        w.store.as_ref(),
-        &AuditFilter::default(),
-        PageRequest { page: 0, size: 10 },
-    )
-    .await
-    .expect("audit");
+    let all = AuditQuery {
+        filter: AuditFilter::default(),
+        page: PageRequest { page: 0, size: 10 },
+    };
+    let page = AuditLog::list(w.store.as_ref(), &all).await.expect("audit");
     let got: Vec<(&str, &str, AuditAction, Option<&str>, &str)> = page
         .content
         .iter()
@@ -376,13 +374,16 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
         ]
     );
     assert_eq!(page.content[4].parameters["reason"], " poison ");
+    let alice = AuditFilter {
+        principal: Some("alice-key".into()),
+        ..AuditFilter::default()
+    };
     let only_alice = AuditLog::list(
         w.store.as_ref(),
-        &AuditFilter {
-            principal: Some("alice-key".into()),
-            ..AuditFilter::default()
+        &AuditQuery {
+            filter: alice,
+            ..all
         },
-        PageRequest { page: 0, size: 10 },
     )
     .await
     .expect("audit");

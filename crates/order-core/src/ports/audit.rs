@@ -113,6 +113,13 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// [`AuditLog::list`]: a page of the entries `filter` matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    pub page: PageRequest,
+}
+
 /// Who did what to the DLQ (and the test/admin switches). Append-only: the
 /// port has no way to change or remove an entry.
 #[async_trait]
@@ -121,9 +128,5 @@ pub trait AuditLog: Send + Sync {
     async fn append(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
 
     /// Matching entries, newest first (`at` desc, then id desc).
-    async fn list(
-        &self,
-        filter: &AuditFilter,
-        page: PageRequest,
-    ) -> Result<Page<AuditEntry>, StoreError>;
+    async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
 }

@@ -8,9 +8,8 @@ use super::Statement;
 use super::Where;
 use crate::ports::AuditAction;
 use crate::ports::AuditEntry;
-use crate::ports::AuditFilter;
+use crate::ports::AuditQuery;
 use crate::ports::NewAuditEntry;
-use crate::ports::PageRequest;
 use crate::ports::StoreError;
 
 /// The columns [`read_entry`] reads, in its order.
@@ -63,12 +62,13 @@ pub fn inserted(e: NewAuditEntry, id: i64) -> AuditEntry {
 }
 
 /// Matching entries, newest first (`at` desc, then id desc).
-pub fn list(f: &AuditFilter, page: PageRequest) -> PageQuery {
+pub fn list(q: &AuditQuery) -> PageQuery {
+    let f = &q.filter;
     let filter = Where::default()
         .and("principal = ?", f.principal.as_ref())
         .and("action = ?", f.action.map(|a| a.as_str()))
         .and("target = ?", f.target.as_ref())
         .and("at >= ?", f.from)
         .and("at < ?", f.to);
-    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", page)
+    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", q.page)
 }
