@@ -325,11 +325,11 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
         .rev()
         .map(|e| {
             (
-                e.principal.as_str(),
-                e.role.as_str(),
-                e.action,
-                e.target.as_deref(),
-                e.result.as_str(),
+                e.entry.principal.as_str(),
+                e.entry.role.as_str(),
+                e.entry.action,
+                e.entry.target.as_deref(),
+                e.entry.result.as_str(),
             )
         })
         .collect();
@@ -373,7 +373,7 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
             ),
         ]
     );
-    assert_eq!(page.content[4].parameters["reason"], " poison ");
+    assert_eq!(page.content[4].entry.parameters["reason"], " poison ");
     let alice = AuditFilter {
         principal: Some("alice-key".into()),
         ..AuditFilter::default()

@@ -19,8 +19,7 @@ pub const COLUMNS: &str = "id, at, principal, role, action, target, parameters, 
 pub fn read_entry(r: &dyn ColumnReader) -> Result<AuditEntry, StoreError> {
     let id = r.int(0)?;
     let c = Checked::new(r, COLUMNS, format!("audit entry {id}"));
-    Ok(AuditEntry {
-        id,
+    let entry = NewAuditEntry {
         at: r.time(1)?,
         principal: r.text(2)?,
         role: r.text(3)?,
@@ -28,7 +27,8 @@ pub fn read_entry(r: &dyn ColumnReader) -> Result<AuditEntry, StoreError> {
         target: r.opt_text(5)?,
         parameters: c.json(6)?,
         result: r.text(7)?,
-    })
+    };
+    Ok(AuditEntry { id, entry })
 }
 
 pub fn insert(e: &NewAuditEntry) -> Statement {
@@ -48,17 +48,8 @@ pub fn insert(e: &NewAuditEntry) -> Statement {
 }
 
 /// The entry [`insert`] stored, given the id the database gave it.
-pub fn inserted(e: NewAuditEntry, id: i64) -> AuditEntry {
-    AuditEntry {
-        id,
-        principal: e.principal,
-        role: e.role,
-        action: e.action,
-        target: e.target,
-        parameters: e.parameters,
-        result: e.result,
-        at: e.at,
-    }
+pub fn inserted(entry: NewAuditEntry, id: i64) -> AuditEntry {
+    AuditEntry { id, entry }
 }
 
 /// Matching entries, newest first (`at` desc, then id desc).
