@@ -12,7 +12,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use order_core::domain::Order;
-use order_core::ports::{OrderField, OrderFilter, Page, PageRequest, ReadModel, StoreError};
+use order_core::ports::{OrderField, OrderQuery, Page, ReadModel, StoreError};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -343,11 +343,8 @@ impl ReadModel for MongoReadModel {
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
-    async fn query(
-        &self,
-        filter: &OrderFilter,
-        page: PageRequest,
-    ) -> Result<Page<Order>, StoreError> {
+    async fn query(&self, query: &OrderQuery) -> Result<Page<Order>, StoreError> {
+        let (filter, page) = (&query.filter, query.page);
         let mut f = Document::new();
         for (field, value) in filter.conditions() {
             f.insert(field_name(field), value);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::Client;
 use order_core::domain::{Order, OrderStatus};
-use order_core::ports::{OrderFilter, PageRequest, ReadModel, StoreError};
+use order_core::ports::{OrderFilter, OrderQuery, PageRequest, ReadModel, StoreError};
 use order_core::testkit::fixtures::{at, dec, order_doc};
 use order_readmodel_mongo::{MongoOptions, MongoReadModel, DEFAULT_COLLECTION};
 use uuid::Uuid;
@@ -209,7 +209,10 @@ async fn bench_upsert_throughput() {
         ..OrderFilter::default()
     };
     let page = rm
-        .query(&filter, PageRequest { page: 2, size: 20 })
+        .query(&OrderQuery {
+            filter,
+            page: PageRequest { page: 2, size: 20 },
+        })
         .await
         .expect("query");
     assert_eq!(page.content.len(), 20);
@@ -220,7 +223,10 @@ async fn bench_upsert_throughput() {
     );
     let started = Instant::now();
     let all = rm
-        .query(&OrderFilter::default(), PageRequest { page: 0, size: 20 })
+        .query(&OrderQuery {
+            filter: OrderFilter::default(),
+            page: PageRequest { page: 0, size: 20 },
+        })
         .await
         .expect("query");
     assert_eq!(all.total_elements, TOTAL as u64);

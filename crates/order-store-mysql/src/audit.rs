@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use order_core::ports::sql::audit;
 use order_core::ports::{
-    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Page, PageRequest, StoreError, AUDIT_TEXT_MAX,
+    AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Page, StoreError, AUDIT_TEXT_MAX,
 };
 
 use crate::db::{corrupt, db_err, fetch_page, fit, query};
@@ -37,12 +37,8 @@ impl AuditLog for MySqlStore {
         .await
     }
 
-    async fn list(
-        &self,
-        filter: &AuditFilter,
-        page: PageRequest,
-    ) -> Result<Page<AuditEntry>, StoreError> {
-        let q = audit::list(filter, page);
+    async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
+        let q = audit::list(query);
         self.timed(
             "list audit entries",
             fetch_page(self.pool(), &q, audit::read_entry),

@@ -8,11 +8,10 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, SequenceChange,
-    SequenceMember, StoreError,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
+    SequenceChange, SequenceMember, StoreError,
 };
 use sqlx::mysql::MySqlConnection;
 
@@ -225,14 +224,8 @@ impl DlqStore for MySqlStore {
         .await
     }
 
-    async fn claim_replay(
-        &self,
-        event_id: &str,
-        claimant: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let claim = dlq::claim(event_id, claimant, now, until);
+    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
+        let claim = dlq::claim(&claim);
         self.timed("claim a DLQ record for replay", async {
             Ok(execute(self.pool(), &claim).await? == 1)
         })

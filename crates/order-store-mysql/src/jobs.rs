@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use order_core::ports::sql::jobs::{self, RunnerWrite};
+use order_core::ports::sql::jobs;
 use order_core::ports::{
-    JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
-    ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
+    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, NewReplayJob, Page, PageRequest,
+    ReplayJob, ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
 };
 use uuid::Uuid;
 
@@ -58,12 +58,8 @@ impl ReplayJobStore for MySqlStore {
         .await
     }
 
-    async fn leasable_jobs(
-        &self,
-        runner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let q = jobs::leasable(&runner_id(runner), now);
+    async fn leasable_jobs(&self, by: &str, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let q = jobs::leasable(&runner_id(by), now);
         self.timed(
             "find leasable replay jobs",
             fetch(self.pool(), &q, jobs::read_id),
@@ -71,70 +67,54 @@ impl ReplayJobStore for MySqlStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn lease_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<ReplayJob>, StoreError> {
-        let runner = runner_id(runner);
-        let lease = jobs::lease(id, &runner, now, until);
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %lease.id))]
+    async fn lease_job(&self, lease: JobLease<'_>) -> Result<Option<ReplayJob>, StoreError> {
+        let runner = runner_id(lease.runner);
+        let q = jobs::lease(&JobLease {
+            runner: &runner,
+            ..lease
+        });
         self.timed("lease a replay job", async {
-            execute(self.pool(), &lease).await?;
+            execute(self.pool(), &q).await?;
             // A renewal to the same instant changes no row: read back instead
             // of trusting rows_affected.
-            Ok(jobs::leased_by(self.fetch_job(id).await?, &runner))
+            Ok(jobs::leased_by(self.fetch_job(lease.id).await?, &runner))
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn save_job_progress(
-        &self,
-        id: Uuid,
-        runner: &str,
-        counters: &JobCounters,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let runner = runner_id(runner);
-        let save = jobs::runner_write(id, &runner, counters, now, RunnerWrite::Progress { until })?;
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %progress.lease.id))]
+    async fn save_job_progress(&self, progress: JobProgress<'_>) -> Result<bool, StoreError> {
+        let runner = runner_id(progress.lease.runner);
+        let lease = JobLease {
+            runner: &runner,
+            ..progress.lease
+        };
+        let save = jobs::progress(&JobProgress { lease, ..progress })?;
         self.timed("save replay job progress", async {
             execute(self.pool(), &save).await?;
             // Unchanged counters change no row: read back, as for a lease.
-            Ok(jobs::leased_by(self.fetch_job(id).await?, &runner).is_some())
+            Ok(jobs::leased_by(self.fetch_job(lease.id).await?, &runner).is_some())
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id, status = status.as_str()))]
-    async fn finish_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        status: JobStatus,
-        counters: &JobCounters,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let end = RunnerWrite::Finish { status, message };
-        let finish = jobs::runner_write(id, &runner_id(runner), counters, now, end)?;
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %end.id, status = end.status.as_str()))]
+    async fn finish_job(&self, end: JobEnd<'_>) -> Result<bool, StoreError> {
+        let runner = runner_id(end.runner);
+        let finish = jobs::finish(&JobEnd {
+            runner: &runner,
+            ..end
+        })?;
         self.timed("finish a replay job", async {
             Ok(execute(self.pool(), &finish).await? == 1)
         })
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn cancel_job(
-        &self,
-        id: Uuid,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<JobCancelled, StoreError> {
-        let cancel = jobs::cancel(id, message, now);
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %cancel.id))]
+    async fn cancel_job(&self, cancel: JobCancel<'_>) -> Result<JobCancelled, StoreError> {
+        let (id, cancel) = (cancel.id, jobs::cancel(&cancel));
         self.timed("cancel a replay job", async {
             let changed = execute(self.pool(), &cancel).await? == 1;
             Ok(jobs::cancelled(changed, self.fetch_job(id).await?))

@@ -4,9 +4,7 @@
 
 use async_trait::async_trait;
 use order_core::ports::sql::audit;
-use order_core::ports::{
-    AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Page, PageRequest, StoreError,
-};
+use order_core::ports::{AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Page, StoreError};
 
 use crate::db::{execute, fetch_page};
 use crate::store::SqliteStore;
@@ -24,12 +22,8 @@ impl AuditLog for SqliteStore {
             .await
     }
 
-    async fn list(
-        &self,
-        filter: &AuditFilter,
-        page: PageRequest,
-    ) -> Result<Page<AuditEntry>, StoreError> {
-        let q = audit::list(filter, page);
+    async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
+        let q = audit::list(query);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, audit::read_entry))
             .await

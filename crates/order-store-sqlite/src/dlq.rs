@@ -8,11 +8,10 @@
 use std::ops::Range;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, SequenceChange,
-    SequenceMember, StoreError,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
+    SequenceChange, SequenceMember, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -151,14 +150,8 @@ impl DlqStore for SqliteStore {
             .await
     }
 
-    async fn claim_replay(
-        &self,
-        event_id: &str,
-        claimant: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let claim = dlq::claim(event_id, claimant, now, until);
+    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
+        let claim = dlq::claim(&claim);
         self.db
             .write_async(move |conn| Ok(execute(conn, &claim)? == 1))
             .await

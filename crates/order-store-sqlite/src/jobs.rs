@@ -4,10 +4,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use order_core::ports::sql::jobs::{self, RunnerWrite};
+use order_core::ports::sql::jobs;
 use order_core::ports::{
-    JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob,
-    ReplayJobStore, StoreError,
+    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, NewReplayJob, Page, PageRequest,
+    ReplayJob, ReplayJobStore, StoreError,
 };
 use rusqlite::Connection;
 use uuid::Uuid;
@@ -43,26 +43,16 @@ impl ReplayJobStore for SqliteStore {
             .await
     }
 
-    async fn leasable_jobs(
-        &self,
-        runner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError> {
-        let q = jobs::leasable(runner, now);
+    async fn leasable_jobs(&self, by: &str, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        let q = jobs::leasable(by, now);
         self.db
             .read_async(move |conn| fetch(conn, &q, jobs::read_id))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn lease_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<ReplayJob>, StoreError> {
-        let lease = jobs::lease(id, runner, now, until);
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %lease.id))]
+    async fn lease_job(&self, lease: JobLease<'_>) -> Result<Option<ReplayJob>, StoreError> {
+        let (id, lease) = (lease.id, jobs::lease(&lease));
         self.db
             .write_async(move |conn| match execute(conn, &lease)? {
                 0 => Ok(None),
@@ -71,46 +61,25 @@ impl ReplayJobStore for SqliteStore {
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn save_job_progress(
-        &self,
-        id: Uuid,
-        runner: &str,
-        counters: &JobCounters,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let save = jobs::runner_write(id, runner, counters, now, RunnerWrite::Progress { until })?;
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %progress.lease.id))]
+    async fn save_job_progress(&self, progress: JobProgress<'_>) -> Result<bool, StoreError> {
+        let save = jobs::progress(&progress)?;
         self.db
             .write_async(move |conn| Ok(execute(conn, &save)? == 1))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id, status = status.as_str()))]
-    async fn finish_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        status: JobStatus,
-        counters: &JobCounters,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let end = RunnerWrite::Finish { status, message };
-        let finish = jobs::runner_write(id, runner, counters, now, end)?;
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %end.id, status = end.status.as_str()))]
+    async fn finish_job(&self, end: JobEnd<'_>) -> Result<bool, StoreError> {
+        let finish = jobs::finish(&end)?;
         self.db
             .write_async(move |conn| Ok(execute(conn, &finish)? == 1))
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %id))]
-    async fn cancel_job(
-        &self,
-        id: Uuid,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<JobCancelled, StoreError> {
-        let cancel = jobs::cancel(id, message, now);
+    #[tracing::instrument(level = "debug", skip_all, fields(job_id = %cancel.id))]
+    async fn cancel_job(&self, cancel: JobCancel<'_>) -> Result<JobCancelled, StoreError> {
+        let (id, cancel) = (cancel.id, jobs::cancel(&cancel));
         self.db
             .write_async(move |conn| {
                 let changed = execute(conn, &cancel)? == 1;

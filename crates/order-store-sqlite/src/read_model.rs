@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::Order;
-use order_core::ports::{OrderField, OrderFilter, Page, PageRequest, ReadModel, StoreError};
+use order_core::ports::{OrderField, OrderFilter, OrderQuery, Page, ReadModel, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, TransactionBehavior};
 use uuid::Uuid;
@@ -180,12 +180,9 @@ impl ReadModel for SqliteReadModel {
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
-    async fn query(
-        &self,
-        filter: &OrderFilter,
-        page: PageRequest,
-    ) -> Result<Page<Order>, StoreError> {
-        let (filter_sql, args) = where_clause(filter);
+    async fn query(&self, query: &OrderQuery) -> Result<Page<Order>, StoreError> {
+        let (filter_sql, args) = where_clause(&query.filter);
+        let page = query.page;
         let size = i64::from(page.size.max(1));
         let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
         self.db

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use order_core::app::{AppError, Auditor, DlqService, Metrics, Principal, RetryPolicy};
 use order_core::domain::now;
-use order_core::ports::{DlqStatus, DlqStore, EventBus};
+use order_core::ports::{DlqStatus, DlqStore, EventBus, ReplayClaim};
 use order_core::testkit::fixtures::{at, dlq_record};
 use order_store_sqlite::{EmbeddedBus, SqliteStore};
 
@@ -50,16 +50,13 @@ async fn a_record_claimed_by_another_instance_is_not_published_twice() {
         .await
         .expect("insert");
     let t = now();
-    assert!(w
-        .store
-        .claim_replay(
-            &rec.event_id,
-            "other-instance",
-            t,
-            t + chrono::TimeDelta::seconds(60)
-        )
-        .await
-        .expect("claim"));
+    let claim = ReplayClaim {
+        event_id: &rec.event_id,
+        claimant: "other-instance",
+        now: t,
+        until: t + chrono::TimeDelta::seconds(60),
+    };
+    assert!(w.store.claim_replay(claim).await.expect("claim"));
 
     let err = service(&w)
         .replay(&Principal::system(), &rec.event_id)
@@ -272,7 +269,7 @@ async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_action_is_audited_under_the_principal_that_asked() {
     use order_core::app::{BulkReplayRequest, Role};
-    use order_core::ports::{AuditAction, AuditFilter, AuditLog, PageRequest};
+    use order_core::ports::{AuditAction, AuditFilter, AuditLog, AuditQuery, PageRequest};
 
     let w = world();
     let head = dlq_record("agg-1", 1, None, at(0));
@@ -314,24 +311,22 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
     let err = svc.reset(&bob, "unknown").await.expect_err("unknown");
     assert!(matches!(err, AppError::NotFound(_)), "{err:?}");
 
-    let page = AuditLog::list(
-        w.store.as_ref(),
-        &AuditFilter::default(),
-        PageRequest { page: 0, size: 10 },
-    )
-    .await
-    .expect("audit");
+    let all = AuditQuery {
+        filter: AuditFilter::default(),
+        page: PageRequest { page: 0, size: 10 },
+    };
+    let page = AuditLog::list(w.store.as_ref(), &all).await.expect("audit");
     let got: Vec<(&str, &str, AuditAction, Option<&str>, &str)> = page
         .content
         .iter()
         .rev()
         .map(|e| {
             (
-                e.principal.as_str(),
-                e.role.as_str(),
-                e.action,
-                e.target.as_deref(),
-                e.result.as_str(),
+                e.entry.principal.as_str(),
+                e.entry.role.as_str(),
+                e.entry.action,
+                e.entry.target.as_deref(),
+                e.entry.result.as_str(),
             )
         })
         .collect();
@@ -375,14 +370,17 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
             ),
         ]
     );
-    assert_eq!(page.content[4].parameters["reason"], " poison ");
+    assert_eq!(page.content[4].entry.parameters["reason"], " poison ");
+    let alice = AuditFilter {
+        principal: Some("alice-key".into()),
+        ..AuditFilter::default()
+    };
     let only_alice = AuditLog::list(
         w.store.as_ref(),
-        &AuditFilter {
-            principal: Some("alice-key".into()),
-            ..AuditFilter::default()
+        &AuditQuery {
+            filter: alice,
+            ..all
         },
-        PageRequest { page: 0, size: 10 },
     )
     .await
     .expect("audit");

@@ -222,7 +222,9 @@ async fn the_read_model_lives_in_its_own_file() {
 
 #[tokio::test]
 async fn the_audit_log_refuses_updates_and_deletes() {
-    use order_core::ports::{AuditAction, AuditFilter, AuditLog, NewAuditEntry, PageRequest};
+    use order_core::ports::{
+        AuditAction, AuditFilter, AuditLog, AuditQuery, NewAuditEntry, PageRequest,
+    };
     let dir = temp_dir();
     let path = dir.path().join("orders.db");
     let store = SqliteStore::open(&path).expect("open");
@@ -244,7 +246,10 @@ async fn the_audit_log_refuses_updates_and_deletes() {
     let delete = raw.execute("DELETE FROM audit_log", []);
     assert!(delete.is_err(), "a delete is refused");
     let page = store
-        .list(&AuditFilter::default(), PageRequest { page: 0, size: 10 })
+        .list(&AuditQuery {
+            filter: AuditFilter::default(),
+            page: PageRequest { page: 0, size: 10 },
+        })
         .await
         .expect("list");
     assert_eq!(page.content, [entry]);

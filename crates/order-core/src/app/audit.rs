@@ -15,8 +15,7 @@ use super::error::AppError;
 use super::principal::Principal;
 use crate::domain::now;
 use crate::ports::{
-    AuditAction, AuditEntry, AuditFilter, AuditLog, NewAuditEntry, Page, PageRequest,
-    AUDIT_TEXT_MAX,
+    AuditAction, AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Page, AUDIT_TEXT_MAX,
 };
 
 /// Appends audit entries and reads them back. Cheap to clone.
@@ -86,12 +85,8 @@ impl Auditor {
     }
 
     /// Matching entries, newest first.
-    pub async fn list(
-        &self,
-        filter: &AuditFilter,
-        page: PageRequest,
-    ) -> Result<Page<AuditEntry>, AppError> {
-        Ok(self.log.list(filter, page).await?)
+    pub async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, AppError> {
+        Ok(self.log.list(query).await?)
     }
 }
 

@@ -72,7 +72,8 @@ impl AuditAction {
 pub const AUDIT_TEXT_MAX: usize = 255;
 
 /// An audit entry to append.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewAuditEntry {
     pub principal: String,
     /// The principal's role (`viewer`, `operator`, `admin`).
@@ -87,18 +88,13 @@ pub struct NewAuditEntry {
     pub at: DateTime<Utc>,
 }
 
-/// A stored audit entry.
+/// A stored audit entry: the appended entry and the id the log gave it. It
+/// serializes flat, `id` first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     pub id: i64,
-    pub principal: String,
-    pub role: String,
-    pub action: AuditAction,
-    pub target: Option<String>,
-    pub parameters: serde_json::Value,
-    pub result: String,
-    pub at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub entry: NewAuditEntry,
 }
 
 /// Which entries [`AuditLog::list`] returns; every field narrows.
@@ -113,6 +109,13 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// [`AuditLog::list`]: a page of the entries `filter` matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub filter: AuditFilter,
+    pub page: PageRequest,
+}
+
 /// Who did what to the DLQ (and the test/admin switches). Append-only: the
 /// port has no way to change or remove an entry.
 #[async_trait]
@@ -121,9 +124,33 @@ pub trait AuditLog: Send + Sync {
     async fn append(&self, entry: &NewAuditEntry) -> Result<AuditEntry, StoreError>;
 
     /// Matching entries, newest first (`at` desc, then id desc).
-    async fn list(
-        &self,
-        filter: &AuditFilter,
-        page: PageRequest,
-    ) -> Result<Page<AuditEntry>, StoreError>;
+    async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_stored_entry_serializes_flat_in_field_order() {
+        let at = Utc.timestamp_opt(1_700_000_000, 123_456_000).single();
+        let entry = AuditEntry {
+            id: 7,
+            entry: NewAuditEntry {
+                principal: "ci-key".to_owned(),
+                role: "admin".to_owned(),
+                action: AuditAction::DlqReplayJobCancel,
+                target: None,
+                parameters: serde_json::json!({ "dryRun": true }),
+                result: "OK".to_owned(),
+                at: at.expect("a valid instant"),
+            },
+        };
+        let json = serde_json::to_string(&entry).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"id":7,"principal":"ci-key","role":"admin","action":"DLQ_REPLAY_JOB_CANCEL","target":null,"parameters":{"dryRun":true},"result":"OK","at":"2023-11-14T22:13:20.123456Z"}"#
+        );
+    }
 }

@@ -255,6 +255,16 @@ pub struct SequenceChange {
     pub steps: Vec<Step>,
 }
 
+/// [`DlqStore::claim_replay`]: `claimant` claims record `event_id` at
+/// `now`, until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayClaim<'a> {
+    pub event_id: &'a str,
+    pub claimant: &'a str,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
 /// The DLQ records. Adapters store and find; every rule (what heads a
 /// sequence, who takes over, what may change) is decided in the core.
 #[async_trait]
@@ -287,16 +297,10 @@ pub trait DlqStore: Send + Sync {
     async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError>;
 
     /// Claims an unresolved (PENDING or FAILED) record for a replay until
-    /// `until`, so replays on several instances never publish it twice.
-    /// True when `claimant` holds the claim now: it was free, had expired
-    /// (before `now`), or was already `claimant`'s.
-    async fn claim_replay(
-        &self,
-        event_id: &str,
-        claimant: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    /// `claim.until`, so replays on several instances never publish it
+    /// twice. True when `claim.claimant` holds the claim now: it was free,
+    /// had expired (before `claim.now`), or was already the claimant's.
+    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError>;
 
     /// Gives back `claimant`'s claim on a record (another's is left alone).
     async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError>;

@@ -107,7 +107,46 @@ pub struct ReplayJob {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
-/// Result of [`ReplayJobStore::cancel`].
+/// [`ReplayJobStore::lease_job`]: `runner` takes (or renews) job `id` at
+/// `now`, until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobLease<'a> {
+    pub id: Uuid,
+    pub runner: &'a str,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// [`ReplayJobStore::save_job_progress`]: the runner saves the job's
+/// counters and renews its lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobProgress<'a> {
+    pub lease: JobLease<'a>,
+    pub counters: JobCounters,
+}
+
+/// [`ReplayJobStore::finish_job`]: `runner` ends job `id` at `now` with a
+/// final `status`, its counters and a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobEnd<'a> {
+    pub id: Uuid,
+    pub runner: &'a str,
+    pub status: JobStatus,
+    pub counters: JobCounters,
+    pub message: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// [`ReplayJobStore::cancel_job`]: job `id` is cancelled at `now`, with a
+/// message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobCancel<'a> {
+    pub id: Uuid,
+    pub message: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+/// Result of [`ReplayJobStore::cancel_job`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobCancelled {
     Done(ReplayJob),
@@ -128,52 +167,23 @@ pub trait ReplayJobStore: Send + Sync {
     /// All jobs, newest first (`created_at` desc, then id desc).
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError>;
 
-    /// RUNNING jobs whose lease is free or lapsed at `now`, or held by
-    /// `runner`, oldest first.
-    async fn leasable_jobs(
-        &self,
-        runner: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Uuid>, StoreError>;
+    /// RUNNING jobs the runner `by` may lease at `now` (their lease is free,
+    /// lapsed or already `by`'s), oldest first.
+    async fn leasable_jobs(&self, by: &str, now: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
 
-    /// Takes (or renews) the lease of a RUNNING job until `until` when it is
-    /// free, lapsed at `now` or already `runner`'s. `None` otherwise.
-    async fn lease_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<Option<ReplayJob>, StoreError>;
+    /// Takes (or renews) the lease of a RUNNING job until `lease.until`
+    /// when it is free, lapsed at `lease.now` or already `lease.runner`'s.
+    /// `None` otherwise.
+    async fn lease_job(&self, lease: JobLease<'_>) -> Result<Option<ReplayJob>, StoreError>;
 
     /// Saves the counters and renews the lease, while the job is RUNNING
-    /// and leased by `runner`; false otherwise (cancelled, or taken over).
-    async fn save_job_progress(
-        &self,
-        id: Uuid,
-        runner: &str,
-        counters: &JobCounters,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    /// and leased by the runner; false otherwise (cancelled, or taken over).
+    async fn save_job_progress(&self, progress: JobProgress<'_>) -> Result<bool, StoreError>;
 
-    /// Ends a RUNNING job leased by `runner` with a final `status`, the
+    /// Ends a RUNNING job leased by `end.runner` with a final status, the
     /// counters and a message, releasing the lease; false otherwise.
-    async fn finish_job(
-        &self,
-        id: Uuid,
-        runner: &str,
-        status: JobStatus,
-        counters: &JobCounters,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
+    async fn finish_job(&self, end: JobEnd<'_>) -> Result<bool, StoreError>;
 
     /// RUNNING → CANCELLED (whoever holds the lease), releasing the lease.
-    async fn cancel_job(
-        &self,
-        id: Uuid,
-        message: &str,
-        now: DateTime<Utc>,
-    ) -> Result<JobCancelled, StoreError>;
+    async fn cancel_job(&self, cancel: JobCancel<'_>) -> Result<JobCancelled, StoreError>;
 }

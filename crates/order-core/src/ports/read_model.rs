@@ -43,6 +43,13 @@ impl OrderFilter {
     }
 }
 
+/// [`ReadModel::query`]: a page of the orders `filter` matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderQuery {
+    pub filter: OrderFilter,
+    pub page: PageRequest,
+}
+
 /// The query-side store. It only stores documents; the projector folds
 /// events in the core so every adapter applies the same logic.
 #[async_trait]
@@ -57,11 +64,7 @@ pub trait ReadModel: Send + Sync {
     async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
 
     /// Newest first (`created_at` desc, then id).
-    async fn query(
-        &self,
-        filter: &OrderFilter,
-        page: PageRequest,
-    ) -> Result<Page<Order>, StoreError>;
+    async fn query(&self, query: &OrderQuery) -> Result<Page<Order>, StoreError>;
 
     /// Removes every document (before a rebuild).
     async fn clear(&self) -> Result<(), StoreError>;

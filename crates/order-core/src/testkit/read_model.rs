@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::fixtures::{at, dec, order_doc};
 use crate::domain::{Order, OrderStatus};
-use crate::ports::{OrderFilter, PageRequest, ReadModel};
+use crate::ports::{OrderFilter, OrderQuery, PageRequest, ReadModel};
 
 async fn upsert(rm: &Arc<dyn ReadModel>, orders: &[Order]) -> usize {
     rm.upsert_many(orders).await.expect("upsert_many")
@@ -15,6 +15,10 @@ async fn upsert(rm: &Arc<dyn ReadModel>, orders: &[Order]) -> usize {
 
 fn page(page: u32, size: u32) -> PageRequest {
     PageRequest { page, size }
+}
+
+fn query(filter: OrderFilter, page: PageRequest) -> OrderQuery {
+    OrderQuery { filter, page }
 }
 
 fn ids(orders: &[Order]) -> Vec<Uuid> {
@@ -128,7 +132,7 @@ pub async fn query_filters_and_orders_newest_first(rm: Arc<dyn ReadModel>) {
     };
     let run = |f: OrderFilter| {
         let rm = rm.clone();
-        async move { rm.query(&f, page(0, 50)).await.expect("query") }
+        async move { rm.query(&query(f, page(0, 50))).await.expect("query") }
     };
 
     let all = run(OrderFilter::default()).await;
@@ -176,16 +180,28 @@ pub async fn query_pages_with_totals(rm: Arc<dyn ReadModel>) {
         customer_id: Some("cust-1".into()),
         ..OrderFilter::default()
     };
-    let p0 = rm.query(&filter, page(0, 3)).await.expect("query");
+    let p0 = rm
+        .query(&query(filter.clone(), page(0, 3)))
+        .await
+        .expect("query");
     assert_eq!(ids(&p0.content), [docs[6].id, docs[5].id, docs[4].id]);
     assert_eq!(p0.total_elements, 7);
     assert_eq!(p0.total_pages, 3);
     assert_eq!((p0.page, p0.size), (0, 3));
-    let p1 = rm.query(&filter, page(1, 3)).await.expect("query");
+    let p1 = rm
+        .query(&query(filter.clone(), page(1, 3)))
+        .await
+        .expect("query");
     assert_eq!(ids(&p1.content), [docs[3].id, docs[2].id, docs[1].id]);
-    let p2 = rm.query(&filter, page(2, 3)).await.expect("query");
+    let p2 = rm
+        .query(&query(filter.clone(), page(2, 3)))
+        .await
+        .expect("query");
     assert_eq!(ids(&p2.content), [docs[0].id]);
-    let p3 = rm.query(&filter, page(3, 3)).await.expect("query");
+    let p3 = rm
+        .query(&query(filter.clone(), page(3, 3)))
+        .await
+        .expect("query");
     assert!(p3.content.is_empty());
     assert_eq!(p3.total_elements, 7);
 }
@@ -201,7 +217,7 @@ pub async fn clear_removes_everything(rm: Arc<dyn ReadModel>) {
     assert_eq!(rm.count().await.expect("count"), 0);
     assert_eq!(rm.get(docs[0].id).await.expect("get"), None);
     let q = rm
-        .query(&OrderFilter::default(), page(0, 10))
+        .query(&query(OrderFilter::default(), page(0, 10)))
         .await
         .expect("query");
     assert!(q.content.is_empty());

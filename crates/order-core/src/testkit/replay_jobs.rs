@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::fixtures::at;
 use crate::ports::{
-    JobCancelled, JobCounters, JobStatus, NewReplayJob, PageRequest, ReplayJobStore,
+    JobCancel, JobCancelled, JobCounters, JobEnd, JobLease, JobProgress, JobStatus, NewReplayJob,
+    PageRequest, ReplayJobStore,
 };
 
 const SECOND: i64 = 1_000_000;
@@ -38,6 +40,49 @@ fn counters(n: u64) -> JobCounters {
         failed: u64::from(n > 0),
         skipped: 0,
         published: 2 * n,
+    }
+}
+
+/// `runner`'s lease on job `id`, taken at `now` until `until`.
+fn lease(id: Uuid, runner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> JobLease<'_> {
+    JobLease {
+        id,
+        runner,
+        now,
+        until,
+    }
+}
+
+fn progress(
+    id: Uuid,
+    runner: &str,
+    counters: JobCounters,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> JobProgress<'_> {
+    let lease = lease(id, runner, now, until);
+    JobProgress { lease, counters }
+}
+
+fn cancel(id: Uuid, message: &str, now: DateTime<Utc>) -> JobCancel<'_> {
+    JobCancel { id, message, now }
+}
+
+fn end<'a>(
+    id: Uuid,
+    runner: &'a str,
+    status: JobStatus,
+    counters: JobCounters,
+    message: &'a str,
+    now: DateTime<Utc>,
+) -> JobEnd<'a> {
+    JobEnd {
+        id,
+        runner,
+        status,
+        counters,
+        message,
+        now,
     }
 }
 
@@ -102,7 +147,7 @@ pub async fn a_lease_is_exclusive_until_it_lapses(store: Arc<dyn ReplayJobStore>
         vec![id]
     );
     let leased = store
-        .lease_job(id, "r1", at(SECOND), at(11 * SECOND))
+        .lease_job(lease(id, "r1", at(SECOND), at(11 * SECOND)))
         .await
         .expect("lease")
         .expect("free job leased");
@@ -122,24 +167,30 @@ pub async fn a_lease_is_exclusive_until_it_lapses(store: Arc<dyn ReplayJobStore>
         vec![id]
     );
     assert!(store
-        .lease_job(id, "r2", at(2 * SECOND), at(12 * SECOND))
+        .lease_job(lease(id, "r2", at(2 * SECOND), at(12 * SECOND)))
         .await
         .expect("lease")
         .is_none());
     assert!(store
-        .lease_job(id, "r1", at(2 * SECOND), at(12 * SECOND))
+        .lease_job(lease(id, "r1", at(2 * SECOND), at(12 * SECOND)))
         .await
         .expect("lease")
         .is_some());
     // Lapsed: r2 takes over, and r1 can no longer save progress.
     let taken = store
-        .lease_job(id, "r2", at(13 * SECOND), at(23 * SECOND))
+        .lease_job(lease(id, "r2", at(13 * SECOND), at(23 * SECOND)))
         .await
         .expect("lease")
         .expect("lapsed lease taken over");
     assert_eq!(taken.runner.as_deref(), Some("r2"));
     assert!(!store
-        .save_job_progress(id, "r1", &counters(1), at(14 * SECOND), at(24 * SECOND))
+        .save_job_progress(progress(
+            id,
+            "r1",
+            counters(1),
+            at(14 * SECOND),
+            at(24 * SECOND)
+        ))
         .await
         .expect("save"));
 }
@@ -147,16 +198,22 @@ pub async fn a_lease_is_exclusive_until_it_lapses(store: Arc<dyn ReplayJobStore>
 pub async fn progress_and_finish_need_the_lease(store: Arc<dyn ReplayJobStore>) {
     let id = create(&store, 0).await;
     assert!(!store
-        .save_job_progress(id, "r1", &counters(1), at(SECOND), at(11 * SECOND))
+        .save_job_progress(progress(id, "r1", counters(1), at(SECOND), at(11 * SECOND)))
         .await
         .expect("save without lease"));
     store
-        .lease_job(id, "r1", at(SECOND), at(11 * SECOND))
+        .lease_job(lease(id, "r1", at(SECOND), at(11 * SECOND)))
         .await
         .expect("lease")
         .expect("leased");
     assert!(store
-        .save_job_progress(id, "r1", &counters(3), at(2 * SECOND), at(12 * SECOND))
+        .save_job_progress(progress(
+            id,
+            "r1",
+            counters(3),
+            at(2 * SECOND),
+            at(12 * SECOND)
+        ))
         .await
         .expect("save"));
     let j = store.get_job(id).await.expect("get").expect("job");
@@ -166,25 +223,25 @@ pub async fn progress_and_finish_need_the_lease(store: Arc<dyn ReplayJobStore>) 
     assert_eq!(j.status, JobStatus::Running);
 
     assert!(!store
-        .finish_job(
+        .finish_job(end(
             id,
             "r2",
             JobStatus::Completed,
-            &counters(4),
+            counters(4),
             "done",
             at(3 * SECOND)
-        )
+        ))
         .await
         .expect("finish by another runner"));
     assert!(store
-        .finish_job(
+        .finish_job(end(
             id,
             "r1",
             JobStatus::Stopped,
-            &counters(4),
+            counters(4),
             "too many failures",
             at(3 * SECOND)
-        )
+        ))
         .await
         .expect("finish"));
     let j = store.get_job(id).await.expect("get").expect("job");
@@ -195,22 +252,28 @@ pub async fn progress_and_finish_need_the_lease(store: Arc<dyn ReplayJobStore>) 
     assert_eq!((j.runner, j.lease_until), (None, None));
     // Final: neither saved, finished again, nor leased.
     assert!(!store
-        .save_job_progress(id, "r1", &counters(5), at(4 * SECOND), at(14 * SECOND))
+        .save_job_progress(progress(
+            id,
+            "r1",
+            counters(5),
+            at(4 * SECOND),
+            at(14 * SECOND)
+        ))
         .await
         .expect("save"));
     assert!(!store
-        .finish_job(
+        .finish_job(end(
             id,
             "r1",
             JobStatus::Completed,
-            &counters(5),
+            counters(5),
             "x",
             at(4 * SECOND)
-        )
+        ))
         .await
         .expect("finish"));
     assert!(store
-        .lease_job(id, "r1", at(4 * SECOND), at(14 * SECOND))
+        .lease_job(lease(id, "r1", at(4 * SECOND), at(14 * SECOND)))
         .await
         .expect("lease")
         .is_none());
@@ -224,19 +287,19 @@ pub async fn progress_and_finish_need_the_lease(store: Arc<dyn ReplayJobStore>) 
 pub async fn cancel_wins_over_the_runner(store: Arc<dyn ReplayJobStore>) {
     assert_eq!(
         store
-            .cancel_job(Uuid::now_v7(), "cancelled", at(0))
+            .cancel_job(cancel(Uuid::now_v7(), "cancelled", at(0)))
             .await
             .expect("cancel"),
         JobCancelled::NotFound
     );
     let id = create(&store, 0).await;
     store
-        .lease_job(id, "r1", at(SECOND), at(11 * SECOND))
+        .lease_job(lease(id, "r1", at(SECOND), at(11 * SECOND)))
         .await
         .expect("lease")
         .expect("leased");
     let cancelled = match store
-        .cancel_job(id, "cancelled by ops", at(2 * SECOND))
+        .cancel_job(cancel(id, "cancelled by ops", at(2 * SECOND)))
         .await
         .expect("cancel")
     {
@@ -247,22 +310,28 @@ pub async fn cancel_wins_over_the_runner(store: Arc<dyn ReplayJobStore>) {
     assert_eq!(cancelled.message.as_deref(), Some("cancelled by ops"));
     assert_eq!(cancelled.finished_at, Some(at(2 * SECOND)));
     assert!(!store
-        .save_job_progress(id, "r1", &counters(1), at(3 * SECOND), at(13 * SECOND))
+        .save_job_progress(progress(
+            id,
+            "r1",
+            counters(1),
+            at(3 * SECOND),
+            at(13 * SECOND)
+        ))
         .await
         .expect("save"));
     assert!(!store
-        .finish_job(
+        .finish_job(end(
             id,
             "r1",
             JobStatus::Completed,
-            &counters(1),
+            counters(1),
             "done",
             at(3 * SECOND)
-        )
+        ))
         .await
         .expect("finish"));
     match store
-        .cancel_job(id, "again", at(4 * SECOND))
+        .cancel_job(cancel(id, "again", at(4 * SECOND)))
         .await
         .expect("cancel")
     {

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::Auditor;
-use order_core::ports::{AuditAction, AuditEntry, AuditFilter, Page, AUDIT_TEXT_MAX};
+use order_core::ports::{AuditAction, AuditEntry, AuditFilter, AuditQuery, Page, AUDIT_TEXT_MAX};
 
 use super::error::ApiError;
 use super::extract::Params;
@@ -66,5 +66,5 @@ pub async fn list(
         }
     }
     let page = params.page()?;
-    Ok(Json(audit.list(&filter, page).await?))
+    Ok(Json(audit.list(&AuditQuery { filter, page }).await?))
 }

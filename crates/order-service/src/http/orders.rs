@@ -13,7 +13,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::{AsOf, CommandContext, IdempotencyKey};
 use order_core::domain::{CreateOrder, FieldError, Order, OrderItem, OrderStatus, Transition};
-use order_core::ports::OrderFilter;
+use order_core::ports::{OrderFilter, OrderQuery};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -390,7 +390,7 @@ pub async fn search(
         status: status_filter(&params)?,
     };
     let page = params.page()?;
-    let result = state.read_model.query(&filter, page).await?;
+    let result = state.read_model.query(&OrderQuery { filter, page }).await?;
     Ok(Json(result).into_response())
 }
 
@@ -410,7 +410,7 @@ pub async fn by_customer(
         status: status_filter(&params)?,
     };
     let page = params.page()?;
-    let result = state.read_model.query(&filter, page).await?;
+    let result = state.read_model.query(&OrderQuery { filter, page }).await?;
     Ok(Json(result).into_response())
 }
 

@@ -34,8 +34,8 @@ use crate::app::error::AppError;
 use crate::app::principal::{Principal, Role};
 use crate::domain::now;
 use crate::ports::{
-    AuditAction, DlqStatus, JobCancelled, JobCounters, JobStatus, NewReplayJob, Page, PageRequest,
-    ReplayJob, ReplayJobStore,
+    AuditAction, DlqStatus, JobCancel, JobCancelled, JobCounters, JobEnd, JobLease, JobProgress,
+    JobStatus, NewReplayJob, Page, PageRequest, ReplayJob, ReplayJobStore,
 };
 
 /// Pause before a job tries again a head another replay holds.
@@ -168,7 +168,12 @@ impl ReplayJobs {
     pub async fn cancel(&self, who: &Principal, id: Uuid) -> Result<ReplayJob, AppError> {
         let outcome = async {
             let message = format!("cancelled by {}", who.name);
-            match self.store.cancel_job(id, &message, now()).await? {
+            let cancel = JobCancel {
+                id,
+                message: &message,
+                now: now(),
+            };
+            match self.store.cancel_job(cancel).await? {
                 JobCancelled::Done(j) => Ok(j),
                 JobCancelled::AlreadyFinished(j) => Err(AppError::Conflict(format!(
                     "replay job {id} already ended: {}",
@@ -220,11 +225,13 @@ impl ReplayJobs {
                 break;
             }
             let at = now();
-            let Some(job) = self
-                .store
-                .lease_job(id, &self.runner, at, at + lease_delta(self.cfg.lease))
-                .await?
-            else {
+            let lease = JobLease {
+                id,
+                runner: &self.runner,
+                now: at,
+                until: at + lease_delta(self.cfg.lease),
+            };
+            let Some(job) = self.store.lease_job(lease).await? else {
                 continue;
             };
             self.run_job(job, shutdown.clone()).await;
@@ -246,11 +253,15 @@ impl ReplayJobs {
                 format!("ended by an error: {e}"),
             ),
         };
-        match self
-            .store
-            .finish_job(id, &self.runner, status, &counters, &message, now())
-            .await
-        {
+        let end = JobEnd {
+            id,
+            runner: &self.runner,
+            status,
+            counters,
+            message: &message,
+            now: now(),
+        };
+        match self.store.finish_job(end).await {
             Ok(true) => tracing::info!(
                 job_id = %id,
                 status = status.as_str(),
@@ -299,11 +310,14 @@ impl ReplayJobs {
             } else {
                 at + lease_delta(self.cfg.lease)
             };
-            match self
-                .store
-                .save_job_progress(job.id, &self.runner, &c, at, until)
-                .await
-            {
+            let lease = JobLease {
+                id: job.id,
+                runner: &self.runner,
+                now: at,
+                until,
+            };
+            let progress = JobProgress { lease, counters: c };
+            match self.store.save_job_progress(progress).await {
                 Ok(true) if stopping => return Ok(None),
                 Ok(true) => {}
                 Ok(false) => return Ok(None),

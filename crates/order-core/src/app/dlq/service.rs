@@ -25,7 +25,7 @@ use crate::app::relay::{
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
     AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus,
-    FailureClass, Page, PageRequest,
+    FailureClass, Page, PageRequest, ReplayClaim,
 };
 
 pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX};
@@ -227,11 +227,13 @@ impl DlqService {
 
         // Other instances may replay the same record: only the claimant publishes.
         let at = now();
-        if !self
-            .dlq
-            .claim_replay(&rec.event_id, &self.instance, at, at + REPLAY_CLAIM)
-            .await?
-        {
+        let claim = ReplayClaim {
+            event_id: &rec.event_id,
+            claimant: &self.instance,
+            now: at,
+            until: at + REPLAY_CLAIM,
+        };
+        if !self.dlq.claim_replay(claim).await? {
             return Err(AppError::Conflict(format!(
                 "event {event_id} is being replayed by another instance; retry shortly"
             )));

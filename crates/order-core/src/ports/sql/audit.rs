@@ -8,9 +8,8 @@ use super::Statement;
 use super::Where;
 use crate::ports::AuditAction;
 use crate::ports::AuditEntry;
-use crate::ports::AuditFilter;
+use crate::ports::AuditQuery;
 use crate::ports::NewAuditEntry;
-use crate::ports::PageRequest;
 use crate::ports::StoreError;
 
 /// The columns [`read_entry`] reads, in its order.
@@ -20,8 +19,7 @@ pub const COLUMNS: &str = "id, at, principal, role, action, target, parameters, 
 pub fn read_entry(r: &dyn ColumnReader) -> Result<AuditEntry, StoreError> {
     let id = r.int(0)?;
     let c = Checked::new(r, COLUMNS, format!("audit entry {id}"));
-    Ok(AuditEntry {
-        id,
+    let entry = NewAuditEntry {
         at: r.time(1)?,
         principal: r.text(2)?,
         role: r.text(3)?,
@@ -29,7 +27,8 @@ pub fn read_entry(r: &dyn ColumnReader) -> Result<AuditEntry, StoreError> {
         target: r.opt_text(5)?,
         parameters: c.json(6)?,
         result: r.text(7)?,
-    })
+    };
+    Ok(AuditEntry { id, entry })
 }
 
 pub fn insert(e: &NewAuditEntry) -> Statement {
@@ -49,26 +48,18 @@ pub fn insert(e: &NewAuditEntry) -> Statement {
 }
 
 /// The entry [`insert`] stored, given the id the database gave it.
-pub fn inserted(e: NewAuditEntry, id: i64) -> AuditEntry {
-    AuditEntry {
-        id,
-        principal: e.principal,
-        role: e.role,
-        action: e.action,
-        target: e.target,
-        parameters: e.parameters,
-        result: e.result,
-        at: e.at,
-    }
+pub fn inserted(entry: NewAuditEntry, id: i64) -> AuditEntry {
+    AuditEntry { id, entry }
 }
 
 /// Matching entries, newest first (`at` desc, then id desc).
-pub fn list(f: &AuditFilter, page: PageRequest) -> PageQuery {
+pub fn list(q: &AuditQuery) -> PageQuery {
+    let f = &q.filter;
     let filter = Where::default()
         .and("principal = ?", f.principal.as_ref())
         .and("action = ?", f.action.map(|a| a.as_str()))
         .and("target = ?", f.target.as_ref())
         .and("at >= ?", f.from)
         .and("at < ?", f.to);
-    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", page)
+    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", q.page)
 }

@@ -25,6 +25,7 @@ use crate::ports::FailureClass;
 use crate::ports::Guard;
 use crate::ports::NewDlqRecord;
 use crate::ports::PageRequest;
+use crate::ports::ReplayClaim;
 use crate::ports::SequenceChange;
 use crate::ports::SequenceMember;
 use crate::ports::Step;
@@ -188,12 +189,7 @@ pub fn blocked_behind(head: &str) -> Statement {
 
 /// Claims an unresolved record for `claimant` until `until` when the claim
 /// is free, expired before `now`, or already `claimant`'s.
-pub fn claim(
-    event_id: &str,
-    claimant: &str,
-    now: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Statement {
+pub fn claim(c: &ReplayClaim<'_>) -> Statement {
     Statement::new(
         format!(
             "UPDATE dlq_replay_records SET replay_claimed_by = ?, replay_claimed_until = ? \
@@ -202,11 +198,11 @@ pub fn claim(
             unresolved()
         ),
         [
-            SqlValue::from(claimant),
-            SqlValue::from(until),
-            SqlValue::from(event_id),
-            SqlValue::from(claimant),
-            SqlValue::from(now),
+            SqlValue::from(c.claimant),
+            SqlValue::from(c.until),
+            SqlValue::from(c.event_id),
+            SqlValue::from(c.claimant),
+            SqlValue::from(c.now),
         ],
     )
 }

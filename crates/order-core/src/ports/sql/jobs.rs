@@ -13,8 +13,12 @@ use super::PageQuery;
 use super::SqlValue;
 use super::Statement;
 use super::Where;
+use crate::ports::JobCancel;
 use crate::ports::JobCancelled;
 use crate::ports::JobCounters;
+use crate::ports::JobEnd;
+use crate::ports::JobLease;
+use crate::ports::JobProgress;
 use crate::ports::JobStatus;
 use crate::ports::NewReplayJob;
 use crate::ports::PageRequest;
@@ -107,51 +111,52 @@ pub fn leasable(runner: &str, now: DateTime<Utc>) -> Statement {
 
 /// Takes (or renews) the lease of a RUNNING job that is free, lapsed at
 /// `now` or already `runner`'s.
-pub fn lease(id: Uuid, runner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Statement {
+pub fn lease(l: &JobLease<'_>) -> Statement {
     Statement::new(
         "UPDATE dlq_replay_jobs SET runner = ?, lease_until = ? \
          WHERE id = ? AND status = 'RUNNING' \
          AND (runner IS NULL OR runner = ? OR lease_until IS NULL OR lease_until <= ?)",
         [
-            SqlValue::from(runner),
-            SqlValue::from(until),
-            SqlValue::from(id.to_string()),
-            SqlValue::from(runner),
-            SqlValue::from(now),
+            SqlValue::from(l.runner),
+            SqlValue::from(l.until),
+            SqlValue::from(l.id.to_string()),
+            SqlValue::from(l.runner),
+            SqlValue::from(l.now),
         ],
     )
 }
 
-/// What a runner writes to the job it holds, besides its counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunnerWrite<'a> {
-    /// Progress: the lease is renewed until this instant.
-    Progress { until: DateTime<Utc> },
-    /// The end: a final status and a message; the lease is released. The
-    /// status always changes, so a matched row is a changed row.
-    Finish { status: JobStatus, message: &'a str },
+/// Saves the counters of a RUNNING job leased by `runner` and renews its
+/// lease.
+pub fn progress(p: &JobProgress<'_>) -> Result<Statement, StoreError> {
+    let l = &p.lease;
+    let until = vec![SqlValue::from(l.until)];
+    runner_write(l.id, l.runner, &p.counters, l.now, "lease_until = ?", until)
 }
 
-/// Saves the counters of a RUNNING job leased by `runner`, and renews its
-/// lease or ends it.
-pub fn runner_write(
+/// Saves the counters of a RUNNING job leased by `runner` and ends it with
+/// a final status and a message, releasing the lease. The status always
+/// changes, so a matched row is a changed row.
+pub fn finish(e: &JobEnd<'_>) -> Result<Statement, StoreError> {
+    let set = "status = ?, message = ?, finished_at = ?, runner = NULL, lease_until = NULL";
+    let end = vec![
+        SqlValue::from(e.status.as_str()),
+        SqlValue::from(e.message),
+        SqlValue::from(e.now),
+    ];
+    runner_write(e.id, e.runner, &e.counters, e.now, set, end)
+}
+
+/// The UPDATE of a RUNNING job leased by `runner`: `set` (its arguments
+/// first), the counters and `updated_at`.
+fn runner_write(
     id: Uuid,
     runner: &str,
     counters: &JobCounters,
     now: DateTime<Utc>,
-    write: RunnerWrite<'_>,
+    set: &str,
+    mut args: Vec<SqlValue>,
 ) -> Result<Statement, StoreError> {
-    let (set, mut args) = match write {
-        RunnerWrite::Progress { until } => ("lease_until = ?", vec![SqlValue::from(until)]),
-        RunnerWrite::Finish { status, message } => (
-            "status = ?, message = ?, finished_at = ?, runner = NULL, lease_until = NULL",
-            vec![
-                SqlValue::from(status.as_str()),
-                SqlValue::from(message),
-                SqlValue::from(now),
-            ],
-        ),
-    };
     args.extend([
         int(counters.processed)?,
         int(counters.replayed)?,
@@ -173,16 +178,16 @@ pub fn runner_write(
 }
 
 /// RUNNING → CANCELLED, whoever holds the lease, releasing it.
-pub fn cancel(id: Uuid, message: &str, now: DateTime<Utc>) -> Statement {
+pub fn cancel(c: &JobCancel<'_>) -> Statement {
     Statement::new(
         "UPDATE dlq_replay_jobs SET status = 'CANCELLED', message = ?, updated_at = ?, \
          finished_at = ?, runner = NULL, lease_until = NULL \
          WHERE id = ? AND status = 'RUNNING'",
         [
-            SqlValue::from(message),
-            SqlValue::from(now),
-            SqlValue::from(now),
-            SqlValue::from(id.to_string()),
+            SqlValue::from(c.message),
+            SqlValue::from(c.now),
+            SqlValue::from(c.now),
+            SqlValue::from(c.id.to_string()),
         ],
     )
 }

@@ -13,7 +13,9 @@ use chrono::{DateTime, Utc};
 
 use super::fixtures::{at, dlq_record};
 use crate::app::dlq::sequencing::{self, Changed, SkipDone};
-use crate::ports::{DlqRecord, DlqStore, FailureClass, NewDlqRecord, PageRequest, StoreError};
+use crate::ports::{
+    DlqRecord, DlqStore, FailureClass, NewDlqRecord, PageRequest, ReplayClaim, StoreError,
+};
 
 mod ordering;
 mod records;
@@ -59,6 +61,17 @@ async fn reset(
 
 fn page(page: u32, size: u32) -> PageRequest {
     PageRequest { page, size }
+}
+
+/// `claimant`'s replay claim on `event_id`, taken at `now` until `until`
+/// (offsets for [`at`]).
+fn claim_of<'a>(event_id: &'a str, claimant: &'a str, now: i64, until: i64) -> ReplayClaim<'a> {
+    ReplayClaim {
+        event_id,
+        claimant,
+        now: at(now),
+        until: at(until),
+    }
 }
 
 fn ids(records: &[DlqRecord]) -> Vec<&str> {

@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use super::{assert_no_orphaned_holds, get, ids, insert, mark_failed, page, reset, sequence, skip};
+use super::{
+    assert_no_orphaned_holds, claim_of, get, ids, insert, mark_failed, page, reset, sequence, skip,
+};
 use crate::app::dlq::sequencing::{self, Changed};
 use crate::ports::{DlqSource, DlqStatus, DlqStore, Guard, NewDlqRecord, SequenceChange, Step};
 use crate::testkit::fixtures::{at, consumer_dlq_record, dlq_record};
@@ -463,7 +465,7 @@ pub async fn a_change_whose_guard_fails_writes_nothing(dlq: Arc<dyn DlqStore>) {
         );
     }
     assert!(dlq
-        .claim_replay(&head.event_id, "instance-a", at(1), at(100))
+        .claim_replay(claim_of(&head.event_id, "instance-a", 1, 100))
         .await
         .expect("claim"));
     let claimed = SequenceChange {

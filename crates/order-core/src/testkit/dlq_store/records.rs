@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{get, ids, insert, mark_failed, page, reset};
+use super::{claim_of, get, ids, insert, mark_failed, page, reset};
 use crate::app::dlq::sequencing::{self, Changed};
 use crate::ports::{DlqStatus, DlqStore, FailureClass, NewDlqRecord};
 use crate::testkit::fixtures::{at, consumer_dlq_record, dlq_record};
@@ -221,7 +221,7 @@ pub async fn a_replay_claim_is_exclusive_until_released_or_expired(dlq: Arc<dyn 
         let dlq = dlq.clone();
         let id = id.to_owned();
         async move {
-            dlq.claim_replay(&id, who, at(now), at(until))
+            dlq.claim_replay(claim_of(&id, who, now, until))
                 .await
                 .expect("claim_replay")
         }
@@ -263,7 +263,7 @@ pub async fn a_replay_claim_is_exclusive_until_released_or_expired(dlq: Arc<dyn 
         "a REPLAYED record is not claimable"
     );
     assert!(
-        !dlq.claim_replay("no-such-event", "x", at(0), at(1))
+        !dlq.claim_replay(claim_of("no-such-event", "x", 0, 1))
             .await
             .expect("claim_replay"),
         "unknown records cannot be claimed"

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{get, ids, insert, mark_failed, sequence, skip};
+use super::{claim_of, get, ids, insert, mark_failed, sequence, skip};
 use crate::app::dlq::sequencing::{self, Changed, SkipDone};
 use crate::ports::{DlqStatus, DlqStore};
 use crate::testkit::fixtures::{at, dlq_record};
@@ -172,7 +172,7 @@ pub async fn a_claimed_record_is_not_skipped(dlq: Arc<dyn DlqStore>) {
     let rec = dlq_record("agg-1", 1, None, at(0));
     insert(&dlq, std::slice::from_ref(&rec)).await;
     assert!(dlq
-        .claim_replay(&rec.event_id, "instance-a", at(1), at(100))
+        .claim_replay(claim_of(&rec.event_id, "instance-a", 1, 100))
         .await
         .expect("claim"));
     let before = get(&dlq, &rec.event_id).await;
