@@ -27,7 +27,8 @@ use order_core::app::{Auditor, DlqService, Metrics, Principal, RetryPolicy};
 use order_core::domain::EventEnvelope;
 use order_core::ports::{
     BusError, BusMessage, Delivery, DlqStore, EventBus, EventStore, Outbox, OutboxMessage,
-    OutboxStats, PublishError, SequenceMember, Settled, Settlement, StoreError, Subscription,
+    OutboxStats, PublishError, ReplayClaim, SequenceMember, Settled, Settlement, StoreError,
+    Subscription,
 };
 use order_core::testkit::fixtures::{at, confirm, create, transition};
 use order_store_mysql::MySqlStore;
@@ -165,14 +166,8 @@ impl DlqStore for HookedDlq {
     ) -> Result<Vec<order_core::ports::DlqRecord>, StoreError> {
         self.inner.blocked_behind(head).await
     }
-    async fn claim_replay(
-        &self,
-        event_id: &str,
-        instance: &str,
-        at: chrono::DateTime<chrono::Utc>,
-        until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError> {
-        self.inner.claim_replay(event_id, instance, at, until).await
+    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
+        self.inner.claim_replay(claim).await
     }
     async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
         self.inner.release_replay(event_id, claimant).await
