@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use order_core::ports::{Fence, PartitionState, RelayLeases, StoreError};
+use order_core::ports::{layout_plan, Fence, Holder, PartitionState, RelayLeases, StoreError};
 use sqlx::Row;
 
 use crate::db::{db_err, fit, to_u64};
@@ -39,21 +39,16 @@ impl RelayLeases for MySqlStore {
                 .await
                 .and_then(|r| r.try_get(0))
                 .map_err(db_err)?;
-            if stored == 0 {
-                for p in 0..count.max(1) {
-                    sqlx::query("INSERT INTO relay_partitions (partition_id) VALUES (?)")
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_err)?;
-                }
+            let (create, total) = layout_plan(stored, count);
+            for p in create {
+                sqlx::query("INSERT INTO relay_partitions (partition_id) VALUES (?)")
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             }
             tx.commit().await.map_err(db_err)?;
-            Ok(if stored == 0 {
-                count.max(1)
-            } else {
-                u32::try_from(stored).unwrap_or(u32::MAX)
-            })
+            Ok(total)
         })
         .await
     }
@@ -92,15 +87,15 @@ impl RelayLeases for MySqlStore {
         .await
     }
 
-    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<u32, StoreError> {
+    async fn heartbeat(&self, by: Holder<'_>) -> Result<u32, StoreError> {
         self.timed("relay heartbeat", async {
             sqlx::query(
                 "INSERT INTO relay_instances (instance, expires_at) \
                  VALUES (?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND) \
                  ON DUPLICATE KEY UPDATE expires_at = VALUES(expires_at)",
             )
-            .bind(holder(instance))
-            .bind(micros(ttl))
+            .bind(holder(by.instance))
+            .bind(micros(by.ttl))
             .execute(self.pool())
             .await
             .map_err(db_err)?;
@@ -155,12 +150,7 @@ impl RelayLeases for MySqlStore {
         .await
     }
 
-    async fn claim(
-        &self,
-        seen: Fence,
-        instance: &str,
-        ttl: Duration,
-    ) -> Result<Option<Fence>, StoreError> {
+    async fn claim(&self, seen: Fence, by: Holder<'_>) -> Result<Option<Fence>, StoreError> {
         self.timed("relay claim", async {
             // Matched rows are reported (CLIENT_FOUND_ROWS): 1 means taken.
             let taken = sqlx::query(
@@ -170,8 +160,8 @@ impl RelayLeases for MySqlStore {
                  AND NOT EXISTS (SELECT 1 FROM relay_lease WHERE name = 'outbox' \
                  AND holder <> '' AND expires_at > UTC_TIMESTAMP(6))",
             )
-            .bind(holder(instance))
-            .bind(micros(ttl))
+            .bind(holder(by.instance))
+            .bind(micros(by.ttl))
             .bind(seen.partition)
             .bind(seen.epoch)
             .execute(self.pool())
@@ -186,21 +176,44 @@ impl RelayLeases for MySqlStore {
         .await
     }
 
-    async fn renew(
+    async fn renew(&self, fences: &[Fence], by: Holder<'_>) -> Result<Vec<Fence>, StoreError> {
+        let sql = "UPDATE relay_partitions \
+                   SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
+                   WHERE partition_id = ? AND holder = ? AND epoch = ?";
+        self.timed(
+            "relay renew",
+            self.per_fence(sql, fences, by.instance, Some(by.ttl)),
+        )
+        .await
+    }
+
+    async fn release(&self, fences: &[Fence], instance: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE relay_partitions SET holder = '', \
+                   expires_at = '2000-01-01 00:00:00' \
+                   WHERE partition_id = ? AND holder = ? AND epoch = ?";
+        self.timed("relay release", self.per_fence(sql, fences, instance, None))
+            .await
+            .map(drop)
+    }
+}
+
+impl MySqlStore {
+    /// Runs `sql` once per fence (binding the lease in µs first when given,
+    /// then partition, holder, epoch); the fences whose row it matched.
+    async fn per_fence(
         &self,
+        sql: &'static str,
         fences: &[Fence],
         instance: &str,
-        ttl: Duration,
+        lease: Option<Duration>,
     ) -> Result<Vec<Fence>, StoreError> {
-        self.timed("relay renew", async {
-            let mut kept = Vec::with_capacity(fences.len());
-            for f in fences {
-                let n = sqlx::query(
-                    "UPDATE relay_partitions \
-                     SET expires_at = UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND \
-                     WHERE partition_id = ? AND holder = ? AND epoch = ?",
-                )
-                .bind(micros(ttl))
+        let mut matched = Vec::with_capacity(fences.len());
+        for f in fences {
+            let mut q = sqlx::query(sql);
+            if let Some(lease) = lease {
+                q = q.bind(micros(lease));
+            }
+            let n = q
                 .bind(f.partition)
                 .bind(holder(instance))
                 .bind(f.epoch)
@@ -208,32 +221,10 @@ impl RelayLeases for MySqlStore {
                 .await
                 .map_err(db_err)?
                 .rows_affected();
-                if n == 1 {
-                    kept.push(*f);
-                }
+            if n == 1 {
+                matched.push(*f);
             }
-            Ok(kept)
-        })
-        .await
-    }
-
-    async fn release(&self, fences: &[Fence], instance: &str) -> Result<(), StoreError> {
-        self.timed("relay release", async {
-            for f in fences {
-                sqlx::query(
-                    "UPDATE relay_partitions SET holder = '', \
-                     expires_at = '2000-01-01 00:00:00' \
-                     WHERE partition_id = ? AND holder = ? AND epoch = ?",
-                )
-                .bind(f.partition)
-                .bind(holder(instance))
-                .bind(f.epoch)
-                .execute(self.pool())
-                .await
-                .map_err(db_err)?;
-            }
-            Ok(())
-        })
-        .await
+        }
+        Ok(matched)
     }
 }

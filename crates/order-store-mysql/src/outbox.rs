@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use order_core::ports::sql::outbox::{self, SettlePlan};
 use order_core::ports::{
-    bucket_of, Outbox, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
+    bucket_of, Outbox, OutboxFetch, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
 };
 use sqlx::mysql::{MySqlConnection, MySqlPool};
 use sqlx::Row;
@@ -82,12 +82,8 @@ async fn settle_in(conn: &mut MySqlConnection, s: &Settlement) -> Result<Settled
 
 #[async_trait]
 impl Outbox for MySqlStore {
-    async fn fetch_batch(
-        &self,
-        buckets: &[std::ops::Range<u32>],
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let Some(stmt) = outbox::fetch(buckets, limit) else {
+    async fn fetch_batch(&self, want: OutboxFetch<'_>) -> Result<Vec<OutboxMessage>, StoreError> {
+        let Some(stmt) = outbox::fetch(want) else {
             return Ok(Vec::new());
         };
         self.timed(

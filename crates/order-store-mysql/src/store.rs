@@ -8,16 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::{Order, RecordedEvent};
+use order_core::ports::sql::event_store;
 use order_core::ports::{
-    Commit, EventRow, EventStore, IdempotencyRecord, OrderItemRow, OrderRow, StoreError,
-    StreamBound, EVENT_COLUMNS,
+    Commit, EventStore, IdempotencyRecord, StoreError, StreamBound, EVENT_COLUMNS,
 };
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use crate::commit::Results;
-use crate::db::{self, consecutive_ids, corrupt, db_err, naive, timed, utc, MySqlConfig};
+use crate::db::{self, consecutive_ids, corrupt, db_err, naive, read_row, timed, utc, MySqlConfig};
 
 /// Event store, current state, outbox and DLQ records on one MySQL/MariaDB
 /// database. Cheap to clone; clones share the pool.
@@ -102,24 +102,10 @@ impl MySqlStore {
 // Reading
 // ---------------------------------------------------------------------------
 
-fn decode_event(row: &MySqlRow) -> Result<RecordedEvent, StoreError> {
-    RecordedEvent::try_from(EventRow {
-        position: row.try_get(0).map_err(db_err)?,
-        event_id: row.try_get(1).map_err(db_err)?,
-        aggregate_id: row.try_get(2).map_err(db_err)?,
-        aggregate_type: row.try_get(3).map_err(db_err)?,
-        event_type: row.try_get(4).map_err(db_err)?,
-        event_data: row.try_get(5).map_err(db_err)?,
-        version: row.try_get(6).map_err(db_err)?,
-        schema_version: row.try_get(7).map_err(db_err)?,
-        occurred_on: utc(row.try_get(8).map_err(db_err)?),
-        correlation_id: row.try_get(9).map_err(db_err)?,
-        causation_id: row.try_get(10).map_err(db_err)?,
-    })
-}
-
 fn decode_events(rows: &[MySqlRow]) -> Result<Vec<RecordedEvent>, StoreError> {
-    rows.iter().map(decode_event).collect()
+    rows.iter()
+        .map(|row| read_row(row, event_store::read_event))
+        .collect()
 }
 
 /// The order and its items from one JOIN (one statement, one snapshot).
@@ -127,32 +113,13 @@ fn decode_order(id: Uuid, rows: &[MySqlRow]) -> Result<Option<Order>, StoreError
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let mut items = Vec::new();
-    for r in rows {
-        let Some(menu_item_id) = r.try_get::<Option<String>, _>(9).map_err(db_err)? else {
-            continue;
-        };
-        items.push(OrderItemRow {
-            menu_item_id,
-            name: r.try_get(10).map_err(db_err)?,
-            price: r.try_get(11).map_err(db_err)?,
-            quantity: r.try_get(12).map_err(db_err)?,
-        });
+    let mut order = read_row(first, |r| event_store::read_order(r, id))?;
+    for row in rows {
+        order
+            .items
+            .extend(read_row(row, |r| event_store::read_item(r, 9))?);
     }
-    Order::try_from(OrderRow {
-        id,
-        customer_id: first.try_get(0).map_err(db_err)?,
-        restaurant_id: first.try_get(1).map_err(db_err)?,
-        total_amount: first.try_get(2).map_err(db_err)?,
-        status: first.try_get(3).map_err(db_err)?,
-        payment_id: first.try_get(4).map_err(db_err)?,
-        cancellation_reason: first.try_get(5).map_err(db_err)?,
-        created_at: utc(first.try_get(6).map_err(db_err)?),
-        updated_at: utc(first.try_get(7).map_err(db_err)?),
-        version: first.try_get(8).map_err(db_err)?,
-        items,
-    })
-    .map(Some)
+    Order::try_from(order).map(Some)
 }
 
 #[async_trait]

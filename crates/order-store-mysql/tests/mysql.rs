@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::TestDb;
 use order_core::app::relay::parked_record;
 use order_core::ports::{
-    bucket_of, DlqStore, EventStore, Outbox, ParkedEvent, RelayLeases, Settled, Settlement,
-    StoreError, ALL_BUCKETS,
+    bucket_of, DlqStore, EventStore, Holder, Outbox, OutboxFetch, ParkedEvent, RelayLeases,
+    Settled, Settlement, StoreError, ALL_BUCKETS,
 };
 use order_core::testkit::fixtures::{at, create};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
@@ -80,12 +80,18 @@ async fn no_partition_is_claimed_while_an_earlier_version_holds_the_relay_lease(
     .expect("old holder");
     let seen = store.partitions().await.expect("partitions")[0].fence();
     let ttl = Duration::from_secs(30);
-    assert_eq!(store.claim(seen, "new", ttl).await.expect("claim"), None);
+    assert_eq!(
+        store
+            .claim(seen, Holder::new("new", ttl))
+            .await
+            .expect("claim"),
+        None
+    );
     raw.execute("UPDATE relay_lease SET expires_at = UTC_TIMESTAMP(6) WHERE name = 'outbox'")
         .await
         .expect("old holder stops");
     assert!(store
-        .claim(seen, "new", ttl)
+        .claim(seen, Holder::new("new", ttl))
         .await
         .expect("claim")
         .is_some());
@@ -108,7 +114,10 @@ async fn outbox_rows_from_before_buckets_get_theirs_at_connect() {
     let store = db.store().await;
     let bucket = bucket_of(&c.state.id.to_string());
     let rows = store
-        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 10)
+        .fetch_batch(OutboxFetch {
+            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
+            limit: 10,
+        })
         .await
         .expect("fetch");
     assert_eq!(rows.len(), 1);
@@ -126,7 +135,7 @@ async fn a_settle_waiting_on_a_replay_of_its_head_leaves_the_event_in_the_outbox
     store.layout(1).await.expect("layout");
     let seen = store.partitions().await.expect("partitions")[0].fence();
     let fence = store
-        .claim(seen, "relay-a", Duration::from_secs(60))
+        .claim(seen, Holder::new("relay-a", Duration::from_secs(60)))
         .await
         .expect("claim")
         .expect("free");
@@ -193,7 +202,13 @@ async fn a_settle_waiting_on_a_replay_of_its_head_leaves_the_event_in_the_outbox
             held_back: vec![p2[0]]
         }
     );
-    let left = store.fetch_batch(&[ALL_BUCKETS], 10).await.expect("fetch");
+    let left = store
+        .fetch_batch(OutboxFetch {
+            buckets: &[ALL_BUCKETS],
+            limit: 10,
+        })
+        .await
+        .expect("fetch");
     assert_eq!(left.len(), 1, "v2 stays for the next batch");
     assert!(store
         .get(&t.events[0].event_id.to_string())

@@ -15,7 +15,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +25,9 @@ use order_core::app::relay::{OutboxRelay, PartitionConfig, Partitions, RelayConf
 use order_core::app::{Auditor, DlqService, Metrics, Principal, RetryPolicy};
 use order_core::domain::EventEnvelope;
 use order_core::ports::{
-    BusError, BusMessage, Delivery, DlqStore, EventBus, EventStore, Outbox, OutboxMessage,
-    OutboxStats, PublishError, ReplayClaim, SequenceMember, Settled, Settlement, StoreError,
-    Subscription,
+    BusError, BusMessage, Delivery, DlqStore, EventBus, EventStore, Outbox, OutboxFetch,
+    OutboxMessage, OutboxStats, PublishError, ReplayClaim, SequenceMember, Settled, Settlement,
+    StoreError, Subscription,
 };
 use order_core::testkit::fixtures::{at, confirm, create, transition};
 use order_store_mysql::MySqlStore;
@@ -103,12 +102,8 @@ struct FlakyOutbox {
 
 #[async_trait]
 impl Outbox for FlakyOutbox {
-    async fn fetch_batch(
-        &self,
-        buckets: &[Range<u32>],
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.inner.fetch_batch(buckets, limit).await
+    async fn fetch_batch(&self, want: OutboxFetch<'_>) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.inner.fetch_batch(want).await
     }
     async fn settle(&self, s: &Settlement) -> Result<Settled, StoreError> {
         if self.fail_settle.swap(false, Ordering::SeqCst) {

@@ -337,6 +337,14 @@ impl ColumnReader for Cols<'_, '_> {
     }
 }
 
+/// Reads `row` with one of the shared decoders.
+pub(crate) fn read_row<T>(
+    row: &rusqlite::Row<'_>,
+    read: impl FnOnce(&dyn ColumnReader) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    read(&Cols(row))
+}
+
 fn bound(args: &[SqlValue]) -> impl rusqlite::Params + '_ {
     rusqlite::params_from_iter(args.iter().map(|a| match a {
         SqlValue::Null => Value::Null,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use order_core::ports::{Fence, PartitionState, RelayLeases, StoreError};
+use order_core::ports::{layout_plan, Fence, Holder, PartitionState, RelayLeases, StoreError};
 use rusqlite::{params, TransactionBehavior};
 
 use crate::db::{db_err, to_u64};
@@ -45,21 +45,16 @@ impl RelayLeases for SqliteStore {
                 let stored: i64 = tx
                     .query_row("SELECT COUNT(*) FROM relay_partitions", [], |r| r.get(0))
                     .map_err(db_err)?;
-                if stored == 0 {
-                    for p in 0..count.max(1) {
-                        tx.execute(
-                            "INSERT INTO relay_partitions (partition_id) VALUES (?1)",
-                            [partition_id(p)],
-                        )
-                        .map_err(db_err)?;
-                    }
+                let (create, total) = layout_plan(stored, count);
+                for p in create {
+                    tx.execute(
+                        "INSERT INTO relay_partitions (partition_id) VALUES (?1)",
+                        [partition_id(p)],
+                    )
+                    .map_err(db_err)?;
                 }
                 tx.commit().map_err(db_err)?;
-                Ok(if stored == 0 {
-                    count.max(1)
-                } else {
-                    u32::try_from(stored).unwrap_or(u32::MAX)
-                })
+                Ok(total)
             })
             .await
     }
@@ -93,8 +88,8 @@ impl RelayLeases for SqliteStore {
             .await
     }
 
-    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<u32, StoreError> {
-        let instance = instance.to_owned();
+    async fn heartbeat(&self, by: Holder<'_>) -> Result<u32, StoreError> {
+        let (instance, ttl) = (by.instance.to_owned(), by.ttl);
         self.db
             .write_async(move |conn| {
                 let tx = conn
@@ -170,13 +165,8 @@ impl RelayLeases for SqliteStore {
             .await
     }
 
-    async fn claim(
-        &self,
-        seen: Fence,
-        instance: &str,
-        ttl: Duration,
-    ) -> Result<Option<Fence>, StoreError> {
-        let instance = instance.to_owned();
+    async fn claim(&self, seen: Fence, by: Holder<'_>) -> Result<Option<Fence>, StoreError> {
+        let (instance, ttl) = (by.instance.to_owned(), by.ttl);
         self.db
             .write_async(move |conn| {
                 let changed = conn
@@ -197,11 +187,34 @@ impl RelayLeases for SqliteStore {
             .await
     }
 
-    async fn renew(
+    async fn renew(&self, fences: &[Fence], by: Holder<'_>) -> Result<Vec<Fence>, StoreError> {
+        let sql = format!(
+            "UPDATE relay_partitions SET expires_ms = {NOW_MS} + ?4 \
+             WHERE partition_id = ?1 AND holder = ?2 AND epoch = ?3"
+        );
+        self.per_fence(sql, fences, by.instance, Some(ms(by.ttl)))
+            .await
+    }
+
+    async fn release(&self, fences: &[Fence], instance: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE relay_partitions SET holder = '', expires_ms = 0 \
+                   WHERE partition_id = ?1 AND holder = ?2 AND epoch = ?3";
+        self.per_fence(sql.to_owned(), fences, instance, None)
+            .await
+            .map(drop)
+    }
+}
+
+impl SqliteStore {
+    /// Runs `sql` once per fence (`?1` partition, `?2` holder, `?3` epoch,
+    /// `?4` the lease in ms when given) in one transaction; the fences whose
+    /// row it changed.
+    async fn per_fence(
         &self,
+        sql: String,
         fences: &[Fence],
         instance: &str,
-        ttl: Duration,
+        lease_ms: Option<i64>,
     ) -> Result<Vec<Fence>, StoreError> {
         let fences = fences.to_vec();
         let instance = instance.to_owned();
@@ -210,55 +223,23 @@ impl RelayLeases for SqliteStore {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(db_err)?;
-                let mut kept = Vec::new();
+                let mut changed = Vec::new();
                 {
-                    let mut stmt = tx
-                        .prepare_cached(&format!(
-                            "UPDATE relay_partitions SET expires_ms = {NOW_MS} + ?1 \
-                             WHERE partition_id = ?2 AND holder = ?3 AND epoch = ?4"
-                        ))
-                        .map_err(db_err)?;
+                    let mut stmt = tx.prepare_cached(&sql).map_err(db_err)?;
                     for f in &fences {
-                        let n = stmt
-                            .execute(params![
-                                ms(ttl),
-                                partition_id(f.partition),
-                                instance,
-                                f.epoch
-                            ])
-                            .map_err(db_err)?;
+                        let p = partition_id(f.partition);
+                        let n = match lease_ms {
+                            Some(ms) => stmt.execute(params![p, instance, f.epoch, ms]),
+                            None => stmt.execute(params![p, instance, f.epoch]),
+                        }
+                        .map_err(db_err)?;
                         if n == 1 {
-                            kept.push(*f);
+                            changed.push(*f);
                         }
                     }
                 }
                 tx.commit().map_err(db_err)?;
-                Ok(kept)
-            })
-            .await
-    }
-
-    async fn release(&self, fences: &[Fence], instance: &str) -> Result<(), StoreError> {
-        let fences = fences.to_vec();
-        let instance = instance.to_owned();
-        self.db
-            .write_async(move |conn| {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
-                {
-                    let mut stmt = tx
-                        .prepare_cached(
-                            "UPDATE relay_partitions SET holder = '', expires_ms = 0 \
-                             WHERE partition_id = ?1 AND holder = ?2 AND epoch = ?3",
-                        )
-                        .map_err(db_err)?;
-                    for f in &fences {
-                        stmt.execute(params![partition_id(f.partition), instance, f.epoch])
-                            .map_err(db_err)?;
-                    }
-                }
-                tx.commit().map_err(db_err)
+                Ok(changed)
             })
             .await
     }

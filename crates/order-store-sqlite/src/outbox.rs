@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use order_core::ports::sql::outbox::{self, SettlePlan};
 use order_core::ports::{
-    bucket_of, Outbox, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
+    bucket_of, Outbox, OutboxFetch, OutboxMessage, OutboxStats, Settled, Settlement, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -66,12 +66,8 @@ fn settle_in(conn: &Connection, s: &Settlement) -> Result<Settled, StoreError> {
 
 #[async_trait]
 impl Outbox for SqliteStore {
-    async fn fetch_batch(
-        &self,
-        buckets: &[std::ops::Range<u32>],
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError> {
-        let Some(stmt) = outbox::fetch(buckets, limit) else {
+    async fn fetch_batch(&self, want: OutboxFetch<'_>) -> Result<Vec<OutboxMessage>, StoreError> {
+        let Some(stmt) = outbox::fetch(want) else {
             return Ok(Vec::new());
         };
         self.db

@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use order_core::domain::{now, Order, RecordedEvent};
+use order_core::ports::sql::event_store::{self, ORDER_COLUMNS};
 use order_core::ports::{
-    bucket_of, Commit, CommitError, EventRow, EventStore, IdempotencyRecord, OrderItemRow,
-    OrderRow, StoreError, StreamBound, EVENT_COLUMNS,
+    bucket_of, Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound,
+    EVENT_COLUMNS,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
 use uuid::Uuid;
 
-use crate::db::{corrupt, db_err, is_constraint, parse_ts, to_i64, ts, Db, Migration};
+use crate::db::{corrupt, db_err, is_constraint, parse_ts, read_row, to_i64, ts, Db, Migration};
 
 pub(crate) const MIGRATIONS: &[Migration] =
     order_core::write_side_migrations!(Migration, "../migrations/store/");
@@ -275,23 +276,6 @@ fn commit_batch_blocking(
     Ok(results)
 }
 
-fn decode_event(row: &Row<'_>) -> Result<RecordedEvent, StoreError> {
-    let occurred_on: String = row.get(8).map_err(db_err)?;
-    RecordedEvent::try_from(EventRow {
-        position: row.get(0).map_err(db_err)?,
-        event_id: row.get(1).map_err(db_err)?,
-        aggregate_id: row.get(2).map_err(db_err)?,
-        aggregate_type: row.get(3).map_err(db_err)?,
-        event_type: row.get(4).map_err(db_err)?,
-        event_data: row.get(5).map_err(db_err)?,
-        version: row.get(6).map_err(db_err)?,
-        schema_version: row.get(7).map_err(db_err)?,
-        occurred_on: parse_ts(&occurred_on)?,
-        correlation_id: row.get(9).map_err(db_err)?,
-        causation_id: row.get(10).map_err(db_err)?,
-    })
-}
-
 fn query_events<P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
@@ -301,27 +285,9 @@ fn query_events<P: rusqlite::Params>(
     let mut rows = stmt.query(params).map_err(db_err)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(db_err)? {
-        out.push(decode_event(row)?);
+        out.push(read_row(row, event_store::read_event)?);
     }
     Ok(out)
-}
-
-/// An `orders` row (the columns `load_order_blocking` selects), its items
-/// still to be read.
-fn read_order(r: &Row<'_>, id: Uuid) -> Result<OrderRow, StoreError> {
-    Ok(OrderRow {
-        id,
-        customer_id: r.get(0).map_err(db_err)?,
-        restaurant_id: r.get(1).map_err(db_err)?,
-        total_amount: r.get(2).map_err(db_err)?,
-        status: r.get(3).map_err(db_err)?,
-        payment_id: r.get(4).map_err(db_err)?,
-        cancellation_reason: r.get(5).map_err(db_err)?,
-        created_at: parse_ts(&r.get::<_, String>(6).map_err(db_err)?)?,
-        updated_at: parse_ts(&r.get::<_, String>(7).map_err(db_err)?)?,
-        version: r.get(8).map_err(db_err)?,
-        items: Vec::new(),
-    })
 }
 
 fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -329,12 +295,11 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     let tx = conn.unchecked_transaction().map_err(db_err)?;
     let key = id.to_string();
     let order = tx
-        .prepare_cached(
-            "SELECT customer_id, restaurant_id, total_amount, status, payment_id, \
-             cancellation_reason, created_at, updated_at, version FROM orders WHERE id = ?1",
-        )
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))
         .map_err(db_err)?
-        .query_row([&key], |r| Ok(read_order(r, id)))
+        .query_row([&key], |r| {
+            Ok(read_row(r, |r| event_store::read_order(r, id)))
+        })
         .optional()
         .map_err(db_err)?
         .transpose()?;
@@ -349,12 +314,9 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
         .map_err(db_err)?;
     let mut rows = stmt.query([&key]).map_err(db_err)?;
     while let Some(r) = rows.next().map_err(db_err)? {
-        order.items.push(OrderItemRow {
-            menu_item_id: r.get(0).map_err(db_err)?,
-            name: r.get(1).map_err(db_err)?,
-            price: r.get(2).map_err(db_err)?,
-            quantity: r.get(3).map_err(db_err)?,
-        });
+        order
+            .items
+            .extend(read_row(r, |r| event_store::read_item(r, 0))?);
     }
     drop(rows);
     drop(stmt);

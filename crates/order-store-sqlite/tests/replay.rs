@@ -237,7 +237,7 @@ impl EventBus for LateAnswer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
-    use order_core::app::relay::{publish_with_retry, Sent};
+    use order_core::app::relay::{Publisher, Sent};
     let w = world();
     let bus = LateAnswer {
         inner: w.bus.clone(),
@@ -250,7 +250,12 @@ async fn a_retry_after_an_unanswered_attempt_does_not_send_twice() {
     };
     let metrics = Metrics::default();
     let msgs = [landed("e-1"), landed("e-2")];
-    let results = publish_with_retry(&bus, policy, &msgs, &metrics).await;
+    let publisher = Publisher {
+        bus: &bus,
+        policy,
+        metrics: &metrics,
+    };
+    let results = publisher.send(&msgs).await;
     assert_eq!(results, [Ok(Sent::Earlier), Ok(Sent::Earlier)]);
     assert_eq!(copies(&w.bus).await, ["e-1", "e-2"], "one copy each");
     assert_eq!(

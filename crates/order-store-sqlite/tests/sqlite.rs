@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::ports::{
-    bucket_of, CommitError, EventBus, EventStore, Outbox, ReadModel, StoreError, StreamBound,
-    ALL_BUCKETS,
+    bucket_of, CommitError, EventBus, EventStore, Outbox, OutboxFetch, ReadModel, StoreError,
+    StreamBound, ALL_BUCKETS,
 };
 use order_core::testkit::fixtures::{at, create, message, poll_n};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
@@ -111,7 +111,12 @@ async fn undecodable_rows_are_corrupt() {
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
-        store.fetch_batch(&[ALL_BUCKETS], 10).await,
+        store
+            .fetch_batch(OutboxFetch {
+                buckets: &[ALL_BUCKETS],
+                limit: 10,
+            })
+            .await,
         Err(StoreError::Corrupt(_))
     ));
 }
@@ -138,7 +143,10 @@ async fn outbox_rows_from_before_buckets_get_theirs_at_open() {
     let store = SqliteStore::open(&path).expect("reopen");
     let bucket = bucket_of(&c.state.id.to_string());
     let rows = store
-        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 10)
+        .fetch_batch(OutboxFetch {
+            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
+            limit: 10,
+        })
         .await
         .expect("fetch");
     assert_eq!(rows.len(), 1);

@@ -35,14 +35,11 @@ pub struct OutboxStats {
 
 #[async_trait]
 pub trait Outbox: Send + Sync {
-    /// The oldest `limit` outbox rows whose bucket lies in one of `buckets`,
-    /// in position order. Only the holder of those buckets' partitions calls
-    /// this (see [`RelayLeases`](super::RelayLeases)), so per-order order holds.
-    async fn fetch_batch(
-        &self,
-        buckets: &[Range<u32>],
-        limit: usize,
-    ) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// The oldest `want.limit` outbox rows whose bucket lies in one of
+    /// `want.buckets`, in position order. Only the holder of those buckets'
+    /// partitions calls this (see [`RelayLeases`](super::RelayLeases)), so
+    /// per-order order holds.
+    async fn fetch_batch(&self, want: OutboxFetch<'_>) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// In one transaction, only while `holder` holds every one of
     /// `settlement.fences` at its epoch: deletes the delivered rows, inserts
@@ -54,6 +51,14 @@ pub trait Outbox: Send + Sync {
     async fn settle(&self, settlement: &Settlement) -> Result<Settled, StoreError>;
 
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
+}
+
+/// Which outbox rows a relay asks for: its partitions' buckets, at most
+/// `limit` rows.
+#[derive(Clone, Copy, Debug)]
+pub struct OutboxFetch<'a> {
+    pub buckets: &'a [Range<u32>],
+    pub limit: usize,
 }
 
 /// What one relay batch did, to be written under its partitions' fences.

@@ -45,12 +45,37 @@ pub fn partition_buckets(partition: u32, count: u32) -> Range<u32> {
     lo..hi
 }
 
+/// What [`RelayLeases::layout`] does when `stored` partition rows exist and
+/// `requested` are configured: the partition numbers to create (none when a
+/// layout exists: it wins) and the partition count afterwards.
+pub fn layout_plan(stored: i64, requested: u32) -> (Range<u32>, u32) {
+    if stored > 0 {
+        (0..0, u32::try_from(stored).unwrap_or(u32::MAX))
+    } else {
+        let n = requested.clamp(1, BUCKETS);
+        (0..n, n)
+    }
+}
+
 /// A lease on one partition at one epoch: what a relay presents when it
 /// writes relay work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fence {
     pub partition: u32,
     pub epoch: i64,
+}
+
+/// Who takes or keeps a lease, and for how long (database time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder<'a> {
+    pub instance: &'a str,
+    pub ttl: Duration,
+}
+
+impl<'a> Holder<'a> {
+    pub fn new(instance: &'a str, ttl: Duration) -> Self {
+        Self { instance, ttl }
+    }
 }
 
 /// One partition's lease row as the database sees it now.
@@ -93,9 +118,9 @@ pub trait RelayLeases: Send + Sync {
     /// instances ever relay the same bucket.
     async fn repartition(&self, count: u32) -> Result<(), StoreError>;
 
-    /// Marks `instance` alive for `ttl` and forgets instances whose mark ran
-    /// out. Returns how many instances are alive, this one included.
-    async fn heartbeat(&self, instance: &str, ttl: Duration) -> Result<u32, StoreError>;
+    /// Marks `by.instance` alive for `by.ttl` and forgets instances whose
+    /// mark ran out. Returns how many instances are alive, this one included.
+    async fn heartbeat(&self, by: Holder<'_>) -> Result<u32, StoreError>;
 
     /// Removes `instance`'s mark (graceful shutdown).
     async fn leave(&self, instance: &str) -> Result<(), StoreError>;
@@ -105,24 +130,14 @@ pub trait RelayLeases: Send + Sync {
 
     /// Takes the partition if it is still at `seen.epoch` and its lease has
     /// run out (database time; a release ends it at once): holder =
-    /// `instance`, epoch + 1, lease `ttl` from now.
+    /// `by.instance`, epoch + 1, lease `by.ttl` from now.
     /// `None` when someone else moved first.
-    async fn claim(
-        &self,
-        seen: Fence,
-        instance: &str,
-        ttl: Duration,
-    ) -> Result<Option<Fence>, StoreError>;
+    async fn claim(&self, seen: Fence, by: Holder<'_>) -> Result<Option<Fence>, StoreError>;
 
-    /// Extends those of `fences` that `instance` still holds at their epoch
-    /// (also when they ran out and nobody took them) to `ttl` from now, and
-    /// returns them; a fence not returned is lost.
-    async fn renew(
-        &self,
-        fences: &[Fence],
-        instance: &str,
-        ttl: Duration,
-    ) -> Result<Vec<Fence>, StoreError>;
+    /// Extends those of `fences` that `by.instance` still holds at their
+    /// epoch (also when they ran out and nobody took them) to `by.ttl` from
+    /// now, and returns them; a fence not returned is lost.
+    async fn renew(&self, fences: &[Fence], by: Holder<'_>) -> Result<Vec<Fence>, StoreError>;
 
     /// Gives the partitions up at their epoch, so another instance can take
     /// them at once.

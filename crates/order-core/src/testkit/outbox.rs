@@ -9,8 +9,8 @@ use crate::app::dlq::sequencing;
 use crate::app::relay::parked_record;
 use crate::domain::{EventEnvelope, Transition};
 use crate::ports::{
-    bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, OutboxMessage,
-    ParkedEvent, Settled, Settlement, ALL_BUCKETS, BUCKETS,
+    bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, Holder, OutboxFetch,
+    OutboxMessage, ParkedEvent, Settled, Settlement, ALL_BUCKETS, BUCKETS,
 };
 use std::time::Duration;
 
@@ -18,7 +18,10 @@ const HOLDER: &str = "relay-under-test";
 
 async fn fetch(h: &StoreHandles, limit: usize) -> Vec<OutboxMessage> {
     h.outbox
-        .fetch_batch(&[ALL_BUCKETS], limit)
+        .fetch_batch(OutboxFetch {
+            buckets: &[ALL_BUCKETS],
+            limit,
+        })
         .await
         .expect("fetch_batch")
 }
@@ -32,7 +35,7 @@ pub(super) async fn hold_everything(h: &StoreHandles, holder: &str, ttl: Duratio
     h.leases.layout(1).await.expect("layout");
     let seen = h.leases.partitions().await.expect("partitions")[0].fence();
     h.leases
-        .claim(seen, holder, ttl)
+        .claim(seen, Holder::new(holder, ttl))
         .await
         .expect("claim")
         .expect("the partition is free")
@@ -140,7 +143,10 @@ pub async fn fetch_batch_takes_only_the_given_buckets(h: StoreHandles) {
     let bucket = bucket_of(&first.aggregate_id);
     let got = h
         .outbox
-        .fetch_batch(std::slice::from_ref(&(bucket..bucket + 1)), 100)
+        .fetch_batch(OutboxFetch {
+            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
+            limit: 100,
+        })
         .await
         .expect("fetch");
     assert!(!got.is_empty());
@@ -157,13 +163,19 @@ pub async fn fetch_batch_takes_only_the_given_buckets(h: StoreHandles) {
     let others: Vec<_> = all.iter().filter(|m| m.bucket != bucket).collect();
     let rest = h
         .outbox
-        .fetch_batch(&[0..bucket, bucket + 1..BUCKETS], 100)
+        .fetch_batch(OutboxFetch {
+            buckets: &[0..bucket, bucket + 1..BUCKETS],
+            limit: 100,
+        })
         .await
         .expect("fetch");
     assert_eq!(rest.len(), others.len(), "two ranges at once");
     assert!(h
         .outbox
-        .fetch_batch(&[], 100)
+        .fetch_batch(OutboxFetch {
+            buckets: &[],
+            limit: 100,
+        })
         .await
         .expect("fetch")
         .is_empty());
@@ -178,7 +190,7 @@ pub async fn settle_under_a_lost_lease_writes_nothing(h: StoreHandles) {
     let seen = h.leases.partitions().await.expect("partitions")[0].fence();
     let new = h
         .leases
-        .claim(seen, "relay-b", Duration::from_secs(60))
+        .claim(seen, Holder::new("relay-b", Duration::from_secs(60)))
         .await
         .expect("claim")
         .expect("the lapsed lease is taken over");

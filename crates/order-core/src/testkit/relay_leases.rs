@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::StoreHandles;
-use crate::ports::{Fence, PartitionState};
+use crate::ports::{Fence, Holder, PartitionState};
 
 const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(80);
@@ -17,7 +17,10 @@ async fn states(h: &StoreHandles) -> Vec<PartitionState> {
 
 async fn claim(h: &StoreHandles, p: u32, who: &str, ttl: Duration) -> Option<Fence> {
     let seen = states(h).await[p as usize].fence();
-    h.leases.claim(seen, who, ttl).await.expect("claim")
+    h.leases
+        .claim(seen, Holder::new(who, ttl))
+        .await
+        .expect("claim")
 }
 
 pub async fn the_layout_is_created_once_and_then_wins(h: StoreHandles) {
@@ -38,8 +41,16 @@ pub async fn the_layout_is_created_once_and_then_wins(h: StoreHandles) {
 pub async fn a_partition_is_claimed_once_per_epoch(h: StoreHandles) {
     h.leases.layout(2).await.expect("layout");
     let seen = states(&h).await[1].fence();
-    let a = h.leases.claim(seen, "a", LONG).await.expect("claim");
-    let b = h.leases.claim(seen, "b", LONG).await.expect("claim");
+    let a = h
+        .leases
+        .claim(seen, Holder::new("a", LONG))
+        .await
+        .expect("claim");
+    let b = h
+        .leases
+        .claim(seen, Holder::new("b", LONG))
+        .await
+        .expect("claim");
     let a = a.expect("the first claim wins");
     assert_eq!(b, None, "the same epoch is claimed once");
     assert_eq!(a.partition, 1);
@@ -60,17 +71,24 @@ pub async fn renewal_keeps_only_what_is_still_held(h: StoreHandles) {
     h.leases.layout(2).await.expect("layout");
     let f0 = claim(&h, 0, "a", LONG).await.expect("claim");
     let f1 = claim(&h, 1, "a", LONG).await.expect("claim");
-    let kept = h.leases.renew(&[f0, f1], "a", LONG).await.expect("renew");
+    let kept = h
+        .leases
+        .renew(&[f0, f1], Holder::new("a", LONG))
+        .await
+        .expect("renew");
     assert_eq!(sorted(kept), [f0, f1]);
     assert!(h
         .leases
-        .renew(&[f0], "b", LONG)
+        .renew(&[f0], Holder::new("b", LONG))
         .await
         .expect("renew")
         .is_empty());
     h.leases.release(&[f1], "a").await.expect("release");
     assert_eq!(
-        h.leases.renew(&[f0, f1], "a", LONG).await.expect("renew"),
+        h.leases
+            .renew(&[f0, f1], Holder::new("a", LONG))
+            .await
+            .expect("renew"),
         [f0]
     );
     let b = claim(&h, 1, "b", LONG)
@@ -84,7 +102,7 @@ pub async fn renewal_keeps_only_what_is_still_held(h: StoreHandles) {
     };
     assert!(h
         .leases
-        .renew(&[stale], "a", LONG)
+        .renew(&[stale], Holder::new("a", LONG))
         .await
         .expect("renew")
         .is_empty());
@@ -95,7 +113,13 @@ pub async fn a_lapsed_lease_is_renewed_until_someone_takes_it(h: StoreHandles) {
     let f = claim(&h, 0, "a", SHORT).await.expect("claim");
     tokio::time::sleep(PAST_SHORT).await;
     assert!(!states(&h).await[0].live, "ran out by the database clock");
-    assert_eq!(h.leases.renew(&[f], "a", SHORT).await.expect("renew"), [f]);
+    assert_eq!(
+        h.leases
+            .renew(&[f], Holder::new("a", SHORT))
+            .await
+            .expect("renew"),
+        [f]
+    );
     tokio::time::sleep(PAST_SHORT).await;
     let b = claim(&h, 0, "b", LONG)
         .await
@@ -103,7 +127,7 @@ pub async fn a_lapsed_lease_is_renewed_until_someone_takes_it(h: StoreHandles) {
     assert_eq!(b.epoch, f.epoch + 1);
     assert!(h
         .leases
-        .renew(&[f], "a", LONG)
+        .renew(&[f], Holder::new("a", LONG))
         .await
         .expect("renew")
         .is_empty());
@@ -119,22 +143,52 @@ pub async fn a_lapsed_lease_is_renewed_until_someone_takes_it(h: StoreHandles) {
 }
 
 pub async fn heartbeats_count_the_live_instances(h: StoreHandles) {
-    assert_eq!(h.leases.heartbeat("a", LONG).await.expect("heartbeat"), 1);
-    assert_eq!(h.leases.heartbeat("b", LONG).await.expect("heartbeat"), 2);
-    assert_eq!(h.leases.heartbeat("c", SHORT).await.expect("heartbeat"), 3);
     assert_eq!(
-        h.leases.heartbeat("a", LONG).await.expect("heartbeat"),
+        h.leases
+            .heartbeat(Holder::new("a", LONG))
+            .await
+            .expect("heartbeat"),
+        1
+    );
+    assert_eq!(
+        h.leases
+            .heartbeat(Holder::new("b", LONG))
+            .await
+            .expect("heartbeat"),
+        2
+    );
+    assert_eq!(
+        h.leases
+            .heartbeat(Holder::new("c", SHORT))
+            .await
+            .expect("heartbeat"),
+        3
+    );
+    assert_eq!(
+        h.leases
+            .heartbeat(Holder::new("a", LONG))
+            .await
+            .expect("heartbeat"),
         3,
         "renewal"
     );
     tokio::time::sleep(PAST_SHORT).await;
     assert_eq!(
-        h.leases.heartbeat("a", LONG).await.expect("heartbeat"),
+        h.leases
+            .heartbeat(Holder::new("a", LONG))
+            .await
+            .expect("heartbeat"),
         2,
         "c ran out"
     );
     h.leases.leave("b").await.expect("leave");
-    assert_eq!(h.leases.heartbeat("a", LONG).await.expect("heartbeat"), 1);
+    assert_eq!(
+        h.leases
+            .heartbeat(Holder::new("a", LONG))
+            .await
+            .expect("heartbeat"),
+        1
+    );
 }
 
 pub async fn repartitioning_waits_for_the_old_leases(h: StoreHandles) {
@@ -153,7 +207,7 @@ pub async fn repartitioning_waits_for_the_old_leases(h: StoreHandles) {
     assert_eq!(claim(&h, 3, "b", LONG).await, None);
     assert!(h
         .leases
-        .renew(&[old], "a", LONG)
+        .renew(&[old], Holder::new("a", LONG))
         .await
         .expect("renew")
         .is_empty());

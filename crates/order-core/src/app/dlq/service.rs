@@ -19,9 +19,7 @@ use crate::app::audit::Auditor;
 use crate::app::error::AppError;
 use crate::app::metrics::Metrics;
 use crate::app::principal::Principal;
-use crate::app::relay::{
-    message_for, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
-};
+use crate::app::relay::{message_for, Publisher, RetryPolicy, SendResult, Sent};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
     AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus,
@@ -261,12 +259,9 @@ impl DlqService {
         // the replay does not put it there twice. A consumer-side record is
         // on the bus by definition and is re-delivered on purpose.
         let head = [replay_message(&rec)];
-        let single = single_attempt(self.policy);
         let first = match rec.source {
             DlqSource::Publish => self.send_parked(&head, prechecked).await,
-            DlqSource::Consumer => {
-                publish_with_retry(self.bus.as_ref(), single, &head, &self.metrics).await
-            }
+            DlqSource::Consumer => self.single_attempt().send(&head).await,
         };
         let mut found_earlier = 0;
         match first.into_iter().next() {
@@ -416,12 +411,22 @@ impl DlqService {
         messages: &[BusMessage],
         prechecked: Option<&HashSet<String>>,
     ) -> Vec<SendResult> {
-        let single = single_attempt(self.policy);
+        let single = self.single_attempt();
         match prechecked {
-            Some(found) => {
-                send_unless_found(self.bus.as_ref(), single, messages, &self.metrics, found).await
-            }
-            None => republish(self.bus.as_ref(), single, messages, &self.metrics).await,
+            Some(found) => single.send_unless_found(messages, found).await,
+            None => single.resend(messages).await,
+        }
+    }
+
+    /// One attempt per replay: an operator (or the redrive) retries.
+    fn single_attempt(&self) -> Publisher<'_> {
+        Publisher {
+            bus: self.bus.as_ref(),
+            policy: RetryPolicy {
+                max_attempts: 1,
+                ..self.policy
+            },
+            metrics: &self.metrics,
         }
     }
 
@@ -514,13 +519,6 @@ impl DlqService {
             ))),
             Changed::NotFound => Err(not_found(event_id)),
         }
-    }
-}
-
-fn single_attempt(policy: RetryPolicy) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 1,
-        ..policy
     }
 }
 

@@ -12,7 +12,7 @@ use super::service::DlqService;
 use crate::app::error::AppError;
 use crate::app::metrics::Metrics;
 use crate::app::principal::Principal;
-use crate::app::relay::{message_for, parked_record, publish_with_retry, Sent};
+use crate::app::relay::{message_for, parked_record, Publisher, Sent};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{AuditAction, FailureClass};
 
@@ -73,7 +73,13 @@ impl DlqService {
             }),
         };
         let msg = message_for(&env, &self.topic, None);
-        let result = publish_with_retry(self.bus.as_ref(), self.policy, &[msg], &self.metrics)
+        let publisher = Publisher {
+            bus: self.bus.as_ref(),
+            policy: self.policy,
+            metrics: &self.metrics,
+        };
+        let result = publisher
+            .send(&[msg])
             .await
             .into_iter()
             .next()

@@ -19,8 +19,8 @@ use super::dlq::sequencing;
 use super::metrics::Metrics;
 use crate::domain::now;
 use crate::ports::{
-    DlqSource, DlqStore, EventBus, FailureClass, NewDlqRecord, Outbox, OutboxMessage, ParkedEvent,
-    PublishError, Settled, Settlement, StoreError,
+    DlqSource, DlqStore, EventBus, FailureClass, NewDlqRecord, Outbox, OutboxFetch, OutboxMessage,
+    ParkedEvent, PublishError, Settled, Settlement, StoreError,
 };
 
 pub mod fault;
@@ -30,9 +30,7 @@ pub mod wire;
 
 pub use fault::{FaultSwitch, SwitchableBus};
 pub use partitions::{PartitionConfig, Partitions};
-pub use retry::{
-    publish_while, publish_with_retry, republish, send_unless_found, RetryPolicy, SendResult, Sent,
-};
+pub use retry::{Publisher, RetryPolicy, SendResult, Sent};
 pub use wire::{message_for, POSITION_HEADER};
 
 #[derive(Clone, Debug)]
@@ -160,7 +158,10 @@ impl OutboxRelay {
         let batch = self
             .ports
             .outbox
-            .fetch_batch(&ranges, self.cfg.batch_size)
+            .fetch_batch(OutboxFetch {
+                buckets: &ranges,
+                limit: self.cfg.batch_size,
+            })
             .await?;
         if batch.is_empty() {
             return Ok(RelayReport::default());
@@ -197,18 +198,12 @@ impl OutboxRelay {
             return Ok(RelayReport::default());
         }
         self.partitions.mark_maybe_sent(&fences, true);
-        let (bus, policy) = (self.ports.bus.as_ref(), self.cfg.policy);
-        let attempt_budget = budget / policy.max_attempts.max(1);
+        let publisher = self.publisher();
+        let attempt_budget = budget / publisher.policy.max_attempts.max(1);
         let may_retry = || self.partitions.all_last(&fences, attempt_budget);
-        let results = publish_while(
-            bus,
-            policy,
-            &messages,
-            &self.metrics,
-            maybe_sent,
-            &may_retry,
-        )
-        .await;
+        let results = publisher
+            .send_while(&messages, maybe_sent, &may_retry)
+            .await;
         // Only a relay that still holds its leases decides what to park; one
         // whose lease ran out meanwhile leaves the failures in the outbox.
         let firm = self.partitions.all_last(&fences, Duration::ZERO);
@@ -289,6 +284,14 @@ impl OutboxRelay {
                 Ok(RelayReport::default())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            bus: self.ports.bus.as_ref(),
+            policy: self.cfg.policy,
+            metrics: &self.metrics,
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::app::metrics::Metrics;
-use crate::ports::{partition_buckets, Fence, RelayLeases, StoreError};
+use crate::ports::{partition_buckets, Fence, Holder, RelayLeases, StoreError};
 
 /// Most partitions released per tick, so a scale-out moves work from live
 /// instances gradually (free partitions are claimed at once).
@@ -72,6 +72,10 @@ impl Partitions {
             held: Mutex::new(BTreeMap::new()),
             batch: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn holder(&self, ttl: Duration) -> Holder<'_> {
+        Holder::new(&self.instance, ttl)
     }
 
     pub fn instance(&self) -> &str {
@@ -142,7 +146,7 @@ impl Partitions {
     /// One round of heartbeat, renewal and rebalancing.
     pub async fn tick(&self) -> Result<(), StoreError> {
         let ttl = self.cfg.lease;
-        let live = self.leases.heartbeat(&self.instance, ttl).await?.max(1);
+        let live = self.leases.heartbeat(self.holder(ttl)).await?.max(1);
         if *self.count.lock().unwrap_or_else(PoisonError::into_inner) == 0 {
             self.leases.layout(self.cfg.count).await?;
         }
@@ -156,7 +160,7 @@ impl Partitions {
             return Ok(());
         }
         let sent = Instant::now();
-        let kept = self.leases.renew(&fences, &self.instance, ttl).await?;
+        let kept = self.leases.renew(&fences, self.holder(ttl)).await?;
         let mut held = self.held();
         for f in &fences {
             if kept.contains(f) {
@@ -211,7 +215,7 @@ impl Partitions {
                 break;
             }
             let sent = Instant::now();
-            if let Some(fence) = self.leases.claim(seen, &self.instance, ttl).await? {
+            if let Some(fence) = self.leases.claim(seen, self.holder(ttl)).await? {
                 wanted -= 1;
                 Metrics::inc(&self.metrics.relay_claims);
                 let mut held = self.held();

@@ -46,88 +46,84 @@ pub enum Sent {
 /// Per message: how it reached the bus, or the last error.
 pub type SendResult = Result<Sent, PublishError>;
 
-/// Publishes with the retry policy. Returns, per message, how it reached the
-/// bus or the last error. Only the failed messages are retried; by the
-/// [`EventBus`] contract they are a per-key suffix, so order per key holds.
-/// A permanent error is not retried, and neither is anything after it with
-/// the same key. A retryable failure may still have been appended (a timed
-/// out request the broker answers later), so before such a message is sent
-/// again the bus is asked whether it already has it
-/// ([`EventBus::find_published`]); while it cannot say, the message is not
-/// sent again: at most one copy per attempt that could have landed.
-pub async fn publish_with_retry(
-    bus: &dyn EventBus,
-    policy: RetryPolicy,
-    messages: &[BusMessage],
-    metrics: &Metrics,
-) -> Vec<SendResult> {
-    send(bus, policy, messages, metrics, false, &|| true).await
+/// Publishing under a retry policy, counted in `metrics`.
+///
+/// Every method returns, per message, how it reached the bus or the last
+/// error. Only the failed messages are retried; by the [`EventBus`] contract
+/// they are a per-key suffix, so order per key holds. A permanent error is
+/// not retried, and neither is anything after it with the same key. A
+/// retryable failure may still have been appended (a timed out request the
+/// broker answers later), so before such a message is sent again the bus is
+/// asked whether it already has it ([`EventBus::find_published`]); while it
+/// cannot say, the message is not sent again: at most one copy per attempt
+/// that could have landed.
+#[derive(Clone, Copy)]
+pub struct Publisher<'a> {
+    pub bus: &'a dyn EventBus,
+    pub policy: RetryPolicy,
+    pub metrics: &'a Metrics,
 }
 
-/// [`publish_with_retry`] (or [`republish`] when `maybe_sent`) that sends a
-/// retry only while `may_retry()` says so: the relay stops retrying once
-/// its partition leases would not outlast another attempt; what was not
-/// delivered then keeps its last error.
-pub async fn publish_while(
-    bus: &dyn EventBus,
-    policy: RetryPolicy,
-    messages: &[BusMessage],
-    metrics: &Metrics,
-    maybe_sent: bool,
-    may_retry: &(dyn Fn() -> bool + Sync),
-) -> Vec<SendResult> {
-    send(bus, policy, messages, metrics, maybe_sent, may_retry).await
-}
+impl Publisher<'_> {
+    /// Sends `messages`, retrying what failed.
+    pub async fn send(&self, messages: &[BusMessage]) -> Vec<SendResult> {
+        self.send_while(messages, false, &|| true).await
+    }
 
-/// [`publish_with_retry`] for messages an earlier attempt may already have
-/// put on the bus (the replay of a parked publish failure): the bus is asked
-/// before the first attempt too.
-pub async fn republish(
-    bus: &dyn EventBus,
-    policy: RetryPolicy,
-    messages: &[BusMessage],
-    metrics: &Metrics,
-) -> Vec<SendResult> {
-    send(bus, policy, messages, metrics, true, &|| true).await
-}
+    /// [`send`](Self::send) for messages an earlier attempt may already have
+    /// put on the bus (the replay of a parked publish failure): the bus is
+    /// asked before the first attempt too.
+    pub async fn resend(&self, messages: &[BusMessage]) -> Vec<SendResult> {
+        self.send_while(messages, true, &|| true).await
+    }
 
-/// [`publish_with_retry`] for messages already looked for on the bus
-/// (`found`: the event ids [`EventBus::find_published`] found): those are
-/// not sent again, the others are sent.
-pub async fn send_unless_found(
-    bus: &dyn EventBus,
-    policy: RetryPolicy,
-    messages: &[BusMessage],
-    metrics: &Metrics,
-    found: &HashSet<String>,
-) -> Vec<SendResult> {
-    let is_found = |m: &BusMessage| m.event_id().is_some_and(|id| found.contains(id));
-    let rest: Vec<BusMessage> = messages.iter().filter(|m| !is_found(m)).cloned().collect();
-    let mut sent = publish_with_retry(bus, policy, &rest, metrics)
-        .await
-        .into_iter();
-    messages
-        .iter()
-        .map(|m| {
-            if is_found(m) {
-                Metrics::inc(&metrics.publish_found_earlier);
-                Ok(Sent::Earlier)
-            } else {
-                sent.next()
-                    .unwrap_or_else(|| Err(PublishError::Retryable("no result from bus".into())))
-            }
-        })
-        .collect()
+    /// [`send`](Self::send), or [`resend`](Self::resend) when `maybe_sent`,
+    /// that sends a retry only while `may_retry()` says so: the relay stops
+    /// retrying once its partition leases would not outlast another
+    /// attempt; what was not delivered then keeps its last error.
+    pub async fn send_while(
+        &self,
+        messages: &[BusMessage],
+        maybe_sent: bool,
+        may_retry: &(dyn Fn() -> bool + Sync),
+    ) -> Vec<SendResult> {
+        send(self, messages, maybe_sent, may_retry).await
+    }
+
+    /// [`send`](Self::send) for messages already looked for on the bus
+    /// (`found`: the event ids [`EventBus::find_published`] found): those
+    /// are not sent again, the others are sent.
+    pub async fn send_unless_found(
+        &self,
+        messages: &[BusMessage],
+        found: &HashSet<String>,
+    ) -> Vec<SendResult> {
+        let is_found = |m: &BusMessage| m.event_id().is_some_and(|id| found.contains(id));
+        let rest: Vec<BusMessage> = messages.iter().filter(|m| !is_found(m)).cloned().collect();
+        let mut sent = self.send(&rest).await.into_iter();
+        messages
+            .iter()
+            .map(|m| {
+                if is_found(m) {
+                    Metrics::inc(&self.metrics.publish_found_earlier);
+                    Ok(Sent::Earlier)
+                } else {
+                    sent.next().unwrap_or_else(|| {
+                        Err(PublishError::Retryable("no result from bus".into()))
+                    })
+                }
+            })
+            .collect()
+    }
 }
 
 async fn send(
-    bus: &dyn EventBus,
-    policy: RetryPolicy,
+    p: &Publisher<'_>,
     messages: &[BusMessage],
-    metrics: &Metrics,
     maybe_sent: bool,
     may_retry: &(dyn Fn() -> bool + Sync),
 ) -> Vec<SendResult> {
+    let (bus, policy, metrics) = (p.bus, p.policy, p.metrics);
     let mut results: Vec<SendResult> = vec![Ok(Sent::Now); messages.len()];
     // Messages an earlier attempt may have delivered.
     let mut unsure = vec![maybe_sent; messages.len()];

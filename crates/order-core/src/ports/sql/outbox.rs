@@ -4,14 +4,16 @@
 //! head that is resolved by now.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::Range;
 
 use super::{in_list, ColumnReader, SqlValue, Statement};
-use crate::ports::{DlqStatus, Fence, OutboxMessage, ParkedEvent, Settlement, StoreError};
+use crate::ports::{
+    DlqStatus, Fence, OutboxFetch, OutboxMessage, ParkedEvent, Settlement, StoreError,
+};
 
 /// The oldest `limit` rows whose bucket is in one of `buckets`, in position
 /// order, as [`read_message`] reads them. `None` when `buckets` is empty.
-pub fn fetch(buckets: &[Range<u32>], limit: usize) -> Option<Statement> {
+pub fn fetch(want: OutboxFetch<'_>) -> Option<Statement> {
+    let (buckets, limit) = (want.buckets, want.limit);
     if buckets.is_empty() {
         return None;
     }
