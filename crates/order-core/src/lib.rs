@@ -11,6 +11,9 @@
 //! 3. [`app::relay`]: the outbox relay publishes committed events through
 //!    [`ports::EventBus`] with bounded retries, and parks what cannot be
 //!    published in the DLQ, holding an order's later events behind it.
+//!    Instances share the outbox by partition ([`app::relay::partitions`],
+//!    leases with fencing epochs behind [`ports::RelayLeases`]); every
+//!    settle is written under those fences ([`ports::Outbox::settle`]).
 //! 4. [`app::projector`]: the projector folds bus messages into the
 //!    [`ports::ReadModel`] idempotently and dead-letters what it cannot
 //!    process to the DLQ topic.
@@ -22,7 +25,9 @@
 //!    and skip; [`app::dlq::jobs`] runs bulk replays; [`app::dlq::redrive`]
 //!    (opt-in) replays retryable publish failures once the bus is back.
 //!
-//! [`testkit`] holds the contract suites every adapter must pass.
+//! [`ports::sql`] holds what the two SQL adapters share (statements, row
+//! mapping, the settle's decision); [`testkit`] holds the contract suites
+//! every adapter must pass.
 
 pub mod app;
 pub mod domain;
