@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
     DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
@@ -238,6 +239,10 @@ impl DlqStore for MySqlStore {
             execute(self.pool(), &release).await.map(drop)
         })
         .await
+    }
+
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.db_clock().await
     }
 
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {

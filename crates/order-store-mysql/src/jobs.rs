@@ -45,6 +45,10 @@ impl ReplayJobStore for MySqlStore {
         .await
     }
 
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        self.db_clock().await
+    }
+
     async fn get_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError> {
         self.timed("read a replay job", self.fetch_job(id)).await
     }

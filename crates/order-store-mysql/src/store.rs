@@ -80,6 +80,19 @@ impl MySqlStore {
         &self.inner.database
     }
 
+    /// The database's clock (`UTC_TIMESTAMP(6)`): what replay claims and
+    /// job leases are computed from.
+    pub(crate) async fn db_clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        self.timed("database clock", async {
+            let t: chrono::NaiveDateTime = sqlx::query_scalar("SELECT UTC_TIMESTAMP(6)")
+                .fetch_one(self.pool())
+                .await
+                .map_err(db_err)?;
+            Ok(utc(t))
+        })
+        .await
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.inner.pool.close().await;

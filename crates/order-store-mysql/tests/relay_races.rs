@@ -173,6 +173,9 @@ impl DlqStore for HookedDlq {
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {
         self.inner.orphaned_holds().await
     }
+    async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+        DlqStore::clock(self.inner.as_ref()).await
+    }
 }
 
 /// One relay instance over the shared database and bus.

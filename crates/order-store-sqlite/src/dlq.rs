@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
     DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
@@ -162,6 +163,11 @@ impl DlqStore for SqliteStore {
         self.db
             .write_async(move |conn| execute(conn, &release).map(drop))
             .await
+    }
+
+    /// SQLite runs in this process: its clock is this process's.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(order_core::domain::now())
     }
 
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {

@@ -32,6 +32,11 @@ impl ReplayJobStore for SqliteStore {
             .await
     }
 
+    /// SQLite runs in this process: its clock is this process's.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(order_core::domain::now())
+    }
+
     async fn get_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError> {
         self.db.read_async(move |conn| get(conn, id)).await
     }

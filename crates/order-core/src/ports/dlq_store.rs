@@ -313,4 +313,8 @@ pub trait DlqStore: Send + Sync {
     /// The sequencing rules keep this at 0; it is exported as the
     /// `orders_dlq_orphaned_holds` gauge so a breach is seen.
     async fn orphaned_holds(&self) -> Result<u64, StoreError>;
+
+    /// The database's clock. Replay claims are computed from it, so the
+    /// instances' own clocks never meet.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
 }

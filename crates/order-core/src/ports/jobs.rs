@@ -164,6 +164,10 @@ pub trait ReplayJobStore: Send + Sync {
 
     async fn get_job(&self, id: Uuid) -> Result<Option<ReplayJob>, StoreError>;
 
+    /// The database's clock. Job leases are computed from it, so the
+    /// instances' own clocks never meet.
+    async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
+
     /// All jobs, newest first (`created_at` desc, then id desc).
     async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError>;
 

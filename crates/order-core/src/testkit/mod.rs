@@ -221,6 +221,7 @@ macro_rules! relay_leases_contract {
                 a_lapsed_lease_is_renewed_until_someone_takes_it,
                 heartbeats_count_the_live_instances,
                 repartitioning_waits_for_the_old_leases,
+                the_database_clock_answers,
             ]
         );
     };

@@ -223,3 +223,11 @@ fn sorted(mut v: Vec<Fence>) -> Vec<Fence> {
     v.sort();
     v
 }
+
+/// Replay claims and job leases are computed from the database's clock:
+/// it answers, and (on the test machine) agrees with ours within a minute.
+pub async fn the_database_clock_answers(h: StoreHandles) {
+    let db = h.dlq.clock().await.expect("clock");
+    let skew = (db - crate::domain::now()).num_seconds().abs();
+    assert!(skew < 60, "database clock {db} is {skew} s off");
+}

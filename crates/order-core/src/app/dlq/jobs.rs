@@ -28,6 +28,7 @@ use serde_json::json;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use super::renew::while_renewing;
 use super::service::{BulkReplayRequest, DlqService, BULK_REPLAY_MAX};
 use crate::app::audit::Auditor;
 use crate::app::error::AppError;
@@ -88,6 +89,31 @@ fn job_not_found(id: Uuid) -> AppError {
 }
 
 impl ReplayJobs {
+    /// This runner's lease on job `id` from `now` (database time).
+    fn lease(&self, id: Uuid, now: chrono::DateTime<chrono::Utc>) -> JobLease<'_> {
+        JobLease {
+            id,
+            runner: &self.runner,
+            now,
+            until: now + lease_delta(self.cfg.lease),
+        }
+    }
+
+    /// Extends this runner's lease on job `id` (while a replay runs).
+    async fn renew_lease(&self, id: Uuid) {
+        let renewed = match self.store.clock().await {
+            Ok(now) => self
+                .store
+                .lease_job(self.lease(id, now))
+                .await
+                .map(|j| j.is_some()),
+            Err(e) => Err(e),
+        };
+        if !matches!(renewed, Ok(true)) {
+            tracing::warn!(job_id = %id, ?renewed, "could not renew a replay job's lease");
+        }
+    }
+
     pub fn new(
         store: Arc<dyn ReplayJobStore>,
         dlq: Arc<DlqService>,
@@ -220,18 +246,13 @@ impl ReplayJobs {
     /// holds; returns how many it ran.
     pub async fn run_pending(&self, shutdown: &watch::Receiver<bool>) -> Result<usize, AppError> {
         let mut ran = 0;
-        for id in self.store.leasable_jobs(&self.runner, now()).await? {
+        let at = self.store.clock().await?;
+        for id in self.store.leasable_jobs(&self.runner, at).await? {
             if *shutdown.borrow() {
                 break;
             }
-            let at = now();
-            let lease = JobLease {
-                id,
-                runner: &self.runner,
-                now: at,
-                until: at + lease_delta(self.cfg.lease),
-            };
-            let Some(job) = self.store.lease_job(lease).await? else {
+            let at = self.store.clock().await?;
+            let Some(job) = self.store.lease_job(self.lease(id, at)).await? else {
                 continue;
             };
             self.run_job(job, shutdown.clone()).await;
@@ -303,19 +324,12 @@ impl ReplayJobs {
         loop {
             // Cancelled? (The save also renews the lease, or gives it up at
             // shutdown.)
-            let at = now();
+            let at = self.store.clock().await.map_err(|e| (c, e.into()))?;
             let stopping = *shutdown.borrow();
-            let until = if stopping {
-                at
-            } else {
-                at + lease_delta(self.cfg.lease)
-            };
-            let lease = JobLease {
-                id: job.id,
-                runner: &self.runner,
-                now: at,
-                until,
-            };
+            let mut lease = self.lease(job.id, at);
+            if stopping {
+                lease.until = at;
+            }
             let progress = JobProgress { lease, counters: c };
             match self.store.save_job_progress(progress).await {
                 Ok(true) if stopping => return Ok(None),
@@ -374,7 +388,11 @@ impl ReplayJobs {
                 _ = shutdown.changed() => continue,
             }
             next_at = tokio::time::Instant::now() + pause;
-            match self.dlq.replay_for_job(&who, &job_id, &head.event_id).await {
+            // The lease is renewed while the replay runs (bus probes can
+            // outlast it).
+            let replay = self.dlq.replay_for_job(&who, &job_id, &head.event_id);
+            let renew = || self.renew_lease(job.id);
+            match while_renewing(replay, self.cfg.lease / 3, renew).await {
                 Ok(r) => {
                     c.processed += 1;
                     refused.remove(&head.event_id);

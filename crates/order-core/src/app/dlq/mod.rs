@@ -16,6 +16,7 @@ mod bulk;
 pub mod jobs;
 pub mod recorder;
 pub mod redrive;
+pub mod renew;
 pub mod sequencing;
 pub mod service;
 mod test_publish;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::renew::while_renewing;
 use super::sequencing::{self, Changed, SkipDone};
 use crate::app::audit::Auditor;
 use crate::app::error::AppError;
@@ -63,6 +64,8 @@ pub const SKIP_REASON_MAX: usize = 500;
 /// How long a replay may hold its claim on a record; a crashed replayer's
 /// claim lapses after this.
 const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How often a running replay renews its claim.
+const REPLAY_CLAIM_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What one round of publishing held records did.
 #[derive(Default)]
@@ -224,19 +227,25 @@ impl DlqService {
         }
 
         // Other instances may replay the same record: only the claimant publishes.
-        let at = now();
-        let claim = ReplayClaim {
-            event_id: &rec.event_id,
-            claimant: &self.instance,
-            now: at,
-            until: at + REPLAY_CLAIM,
-        };
-        if !self.dlq.claim_replay(claim).await? {
+        // The claim's times are the database's, and the claim is renewed
+        // while the replay runs (bus probes can outlast it).
+        let at = self.dlq.clock().await?;
+        if !self.dlq.claim_replay(self.claim(event_id, at)).await? {
             return Err(AppError::Conflict(format!(
                 "event {event_id} is being replayed by another instance; retry shortly"
             )));
         }
-        let outcome = self.replay_claimed(rec, at, prechecked).await;
+        let renew = || async {
+            let renewed = match self.dlq.clock().await {
+                Ok(now) => self.dlq.claim_replay(self.claim(event_id, now)).await,
+                Err(e) => Err(e),
+            };
+            if !matches!(renewed, Ok(true)) {
+                tracing::warn!(event_id, ?renewed, "could not renew a replay claim");
+            }
+        };
+        let replay = self.replay_claimed(rec, at, prechecked);
+        let outcome = while_renewing(replay, REPLAY_CLAIM_RENEWAL, renew).await;
         if let Err(e) = self.dlq.release_replay(event_id, &self.instance).await {
             // The claim lapses by itself; nothing else depends on it.
             tracing::warn!(event_id, error = %e, "could not release a replay claim");
@@ -402,6 +411,20 @@ impl DlqService {
             self.dlq.apply(&change).await?;
         }
         Ok(round)
+    }
+
+    /// This instance's claim on `event_id` from `now` (database time).
+    fn claim<'a>(
+        &'a self,
+        event_id: &'a str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ReplayClaim<'a> {
+        ReplayClaim {
+            event_id,
+            claimant: &self.instance,
+            now,
+            until: now + REPLAY_CLAIM,
+        }
     }
 
     /// Sends parked publish failures once: what an earlier attempt delivered
