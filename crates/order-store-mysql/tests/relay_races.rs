@@ -235,6 +235,15 @@ struct World {
     bus: Arc<EmbeddedBus>,
 }
 
+impl World {
+    async fn outbox_pending(&self) -> u64 {
+        Outbox::stats(self.store.as_ref())
+            .await
+            .expect("outbox stats")
+            .pending
+    }
+}
+
 async fn world() -> World {
     let db = TestDb::new();
     let store = Arc::new(db.store().await);
@@ -314,13 +323,7 @@ async fn a_batch_whose_settle_failed_is_not_sent_again_blindly() {
     let on_topic = ids(&topic(&w.bus).await);
     let expected: Vec<String> = ids(&committed).into_iter().chain(ids(&later)).collect();
     assert_eq!(on_topic, expected, "every event once, in commit order");
-    assert_eq!(
-        Outbox::stats(w.store.as_ref())
-            .await
-            .expect("stats")
-            .pending,
-        0
-    );
+    assert_eq!(w.outbox_pending().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,13 +385,7 @@ async fn a_relay_that_lost_its_lease_mid_batch_writes_nothing_and_its_successor_
     );
     let parked = DlqStore::stats(w.store.as_ref()).await.expect("stats");
     assert_eq!(parked.total_count, 0, "nothing parked");
-    assert_eq!(
-        Outbox::stats(w.store.as_ref())
-            .await
-            .expect("stats")
-            .pending,
-        0
-    );
+    assert_eq!(w.outbox_pending().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
