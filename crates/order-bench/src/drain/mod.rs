@@ -125,7 +125,10 @@ pub struct Failover {
     pub rebalanced_after: Option<f64>,
     /// Seconds after the kill until the outbox was empty.
     pub drained_after: Option<f64>,
-    /// Events the survivors published from just before the commit until the end.
+    /// Events each instance published from just before the commit until
+    /// the end (None: the killed one).
+    pub published_by_instance: Vec<Option<f64>>,
+    /// Their sum.
     pub published_by_survivors: f64,
     pub fenced_by_survivors: f64,
 }
@@ -333,23 +336,23 @@ async fn failover(
     victim_svc.stop()?;
     let poll = Duration::from_millis(opts.poll_ms);
     let wait = wait_empty(store, fleet, killed, setup.limit, poll, Some(partitions)).await?;
+    let secs = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"));
     progress(format!(
         "failover: every partition held again after {} s, outbox empty after {} s",
-        show(wait.all_held_after),
-        show(wait.empty_after)
+        secs(wait.all_held_after),
+        secs(wait.empty_after)
     ));
     let after = scrape_all(fleet).await;
-    let delta = |name: &str| -> f64 {
+    let deltas = |name: &str| -> Vec<Option<f64>> {
         before
             .iter()
             .zip(&after)
-            .map(|(b, a)| match (value(a, name), value(b, name)) {
-                (Some(a), b) => a - b.unwrap_or(0.0),
-                (None, _) => 0.0,
-            })
-            .sum()
+            .map(|(b, a)| Some(value(a, name)? - value(b, name).unwrap_or(0.0)))
+            .collect()
     };
+    let delta = |name: &str| -> f64 { deltas(name).into_iter().flatten().sum() };
     Ok(Failover {
+        published_by_instance: deltas(EVENTS_PUBLISHED),
         events: committed.events,
         victim,
         victim_partitions: held.get(victim).copied().unwrap_or(0.0),

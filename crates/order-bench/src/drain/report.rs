@@ -170,10 +170,17 @@ fn details(o: &mut String, r: &DrainRun) {
 }
 
 fn failover_line(o: &mut String, f: &Failover) {
+    let each: Vec<String> = f
+        .published_by_instance
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some(format!("instance {} {}", i + 1, (*p)?)))
+        .collect();
     let _ = writeln!(
         o,
         "failover      {} events committed, then instance {} (holding {} of {} partitions) killed with SIGKILL:\n              \
-         survivors held every partition after {} s, outbox empty after {} s; survivors published {}, fenced {} times",
+         survivors held every partition after {} s, outbox empty after {} s;\n              \
+         survivors published {} ({}), fenced {} times",
         f.events,
         f.victim + 1,
         f.victim_partitions,
@@ -181,6 +188,7 @@ fn failover_line(o: &mut String, f: &Failover) {
         num(f.rebalanced_after, 2),
         num(f.drained_after, 2),
         f.published_by_survivors,
+        each.join(", "),
         f.fenced_by_survivors
     );
 }
@@ -226,6 +234,7 @@ pub fn to_json(runs: &[DrainRun]) -> Value {
                     "all_partitions_held_after_seconds": json_num(f.rebalanced_after),
                     "outbox_empty_after_seconds": json_num(f.drained_after),
                     "published_by_survivors": f.published_by_survivors,
+                    "published_by_instance": f.published_by_instance.iter().map(|p| json_num(*p)).collect::<Vec<_>>(),
                     "fenced_by_survivors": f.fenced_by_survivors,
                 })
             });
