@@ -13,6 +13,13 @@
 //! cargo run --release -p order-bench -- --profile production [--mysql-url mysql://root@127.0.0.1:3306]
 //!     [--kafka-brokers 127.0.0.1:PORT] [--mongodb-uri mongodb://127.0.0.1:PORT]
 //!     [--raw-clients 64] [--raw-batch-clients 4] [--raw-batch 64]
+//!
+//! # relay drain: preload the outbox, then time N instances draining it
+//! # (and, with N ≥ 2, the failover after one is killed); production backends
+//! cargo build --release -p order-service -p order-bench
+//! cargo run --release -p order-bench -- --scenario drain --instances 1,2,3
+//!     [--events 200000] [--orders 20000] [--failover-events 20000]
+//!     [--service-env ORDER_RELAY_LEASE_MS=3000] [--json]
 //! ```
 //!
 //! The embedded profile's raw ceiling is SQLite (one connection, batched and
@@ -23,8 +30,9 @@
 //!
 //! Progress goes to stderr; the summary (or with `--json` one JSON object)
 //! to stdout. Only 127.0.0.1 is ever contacted. `main.rs` only parses the
-//! options; [`run`] does the work.
+//! options; [`run`] does the work ([`drain`] for `--scenario drain`).
 
+pub mod drain;
 pub mod load;
 pub mod profile;
 pub mod prom;
@@ -46,6 +54,10 @@ use clap::Parser;
     about = "Benchmark the order service over HTTP beside a raw database baseline"
 )]
 pub struct Options {
+    /// What to measure: the HTTP load (with the raw database ceiling) or the
+    /// relay draining a preloaded outbox (always on the production backends).
+    #[arg(long, value_enum, default_value_t = Scenario::Load)]
+    pub scenario: Scenario,
     /// Backends of the spawned service: embedded (SQLite, embedded bus) or
     /// production (MySQL/MariaDB + Kafka + MongoDB, fresh names per run).
     #[arg(long, value_enum, default_value_t = profile::Profile::Embedded)]
@@ -93,15 +105,28 @@ pub struct Options {
     /// Longest wait for GET /health/ready to answer 200, seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub ready_timeout: u64,
-    /// Longest wait after the load for the outbox and projector to catch up, seconds.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
-    pub drain_timeout: u64,
+    /// Longest wait after the load for the outbox and projector to catch up,
+    /// or (drain) for one drain or failover, seconds [default: 60 (load), 900 (drain)].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_timeout: Option<u64>,
     /// Per-request timeout, seconds (a timed-out request counts as a transport error).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout: u64,
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub drain: drain::DrainOptions,
+}
+
+/// `--scenario`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// POST /api/orders over HTTP, then the raw database ceiling.
+    #[default]
+    Load,
+    /// Preloaded outbox drained by 1, 2, … instances; failover gap.
+    Drain,
 }
 
 /// An error with the context it happened in.
@@ -176,8 +201,59 @@ struct Production {
     names: profile::RunNames,
 }
 
+/// The production backends from the options, else the environment.
+fn production_backends(opts: &Options) -> Result<profile::Backends> {
+    profile::Backends::resolve(
+        opts.mysql_url.as_deref(),
+        opts.kafka_brokers.as_deref(),
+        opts.mongodb_uri.as_deref(),
+        |var| std::env::var(var).ok(),
+    )
+}
+
+/// Drops a run's MySQL database, best effort (reported, never fatal).
+pub(crate) async fn drop_database_best_effort(backends: &profile::Backends, db: &str) {
+    let server = backends.mysql_server_url();
+    match tokio::time::timeout(
+        Duration::from_secs(30),
+        raw_mysql::drop_database(&server, db),
+    )
+    .await
+    {
+        Ok(Ok(())) => progress(format!("dropped MySQL database {db}")),
+        Ok(Err(e)) => progress(format!("could not drop MySQL database {db}: {e}")),
+        Err(_) => progress(format!("dropping MySQL database {db} timed out")),
+    }
+}
+
 /// Runs the whole benchmark and prints the result.
 pub async fn run(opts: Options) -> Result<()> {
+    if opts.scenario == Scenario::Drain {
+        if opts.url.is_some() {
+            return Err(Error::msg(
+                "--scenario drain spawns its own instances on fresh databases and topics; \
+                 it cannot be combined with --url",
+            ));
+        }
+        let backends = production_backends(&opts)?;
+        let bin = service::resolve_service_bin(opts.service_bin.clone())?;
+        let runs = drain::run(
+            &drain::Setup {
+                backends,
+                service_bin: bin,
+                ready_timeout: Duration::from_secs(opts.ready_timeout),
+                limit: Duration::from_secs(opts.drain_timeout.unwrap_or(900)),
+            },
+            &opts.drain,
+        )
+        .await?;
+        if opts.json {
+            println!("{}", drain::report::to_json(&runs));
+        } else {
+            print!("{}", drain::report::human(&runs));
+        }
+        return Ok(());
+    }
     let production = match opts.profile {
         profile::Profile::Embedded => {
             if opts.mysql_url.is_some()
@@ -197,12 +273,7 @@ pub async fn run(opts: Options) -> Result<()> {
                      it cannot be combined with --url",
                 ));
             }
-            let backends = profile::Backends::resolve(
-                opts.mysql_url.as_deref(),
-                opts.kafka_brokers.as_deref(),
-                opts.mongodb_uri.as_deref(),
-                |var| std::env::var(var).ok(),
-            )?;
+            let backends = production_backends(&opts)?;
             Some(Production {
                 backends,
                 names: profile::RunNames::fresh(),
@@ -211,19 +282,8 @@ pub async fn run(opts: Options) -> Result<()> {
     };
     let outcome = run_profile(&opts, production.as_ref()).await;
     if let Some(p) = &production {
-        // Best effort: the service created it; the service is gone by now.
-        let db = &p.names.mysql_database;
-        let server = p.backends.mysql_server_url();
-        match tokio::time::timeout(
-            Duration::from_secs(30),
-            raw_mysql::drop_database(&server, db),
-        )
-        .await
-        {
-            Ok(Ok(())) => progress(format!("dropped MySQL database {db}")),
-            Ok(Err(e)) => progress(format!("could not drop MySQL database {db}: {e}")),
-            Err(_) => progress(format!("dropping MySQL database {db} timed out")),
-        }
+        // The service created it; the service is gone by now.
+        drop_database_best_effort(&p.backends, &p.names.mysql_database).await;
     }
     outcome
 }
@@ -294,7 +354,7 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
     let drain = match service::wait_drained(
         &target,
         &before,
-        Duration::from_secs(opts.drain_timeout),
+        Duration::from_secs(opts.drain_timeout.unwrap_or(60)),
     )
     .await
     {

@@ -13,6 +13,8 @@ use crate::service::Drain;
 mod human;
 mod json;
 
+pub(crate) use json::json_num;
+
 pub const PUBLISH_LAG: &str = "orders_publish_lag_seconds";
 pub const PROJECTION_LAG: &str = "orders_projection_lag_seconds";
 

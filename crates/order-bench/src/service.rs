@@ -116,7 +116,7 @@ impl Service {
     /// Spawns `bin` on a free loopback port: with `backends` (the
     /// production profile's variables) when given, else with a fresh SQLite
     /// file.
-    pub fn spawn(bin: &Path, backends: Option<&[(&'static str, String)]>) -> Result<Service> {
+    pub fn spawn(bin: &Path, backends: Option<&[(&str, String)]>) -> Result<Service> {
         let dir = TempDir::new("order-bench-svc")?;
         let port = free_port()?;
         let db = dir.path().join("orders.db");
@@ -154,6 +154,11 @@ impl Service {
 
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// Process id of a spawned service still running under this handle.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Polls `GET /health/ready` until it answers 200; fails early if the

@@ -7,7 +7,7 @@ use crate::raw::RawResult;
 
 use super::{Lag, Report};
 
-pub(super) fn json_num(v: Option<f64>) -> Value {
+pub(crate) fn json_num(v: Option<f64>) -> Value {
     match v {
         Some(x) if x.is_finite() => json!(x),
         Some(_) => json!("+Inf"),
