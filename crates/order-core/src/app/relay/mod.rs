@@ -62,6 +62,9 @@ impl RelayReport {
     }
 }
 
+/// Longest pause between two rounds of partition keeping.
+const KEEP_PERIOD_MAX: Duration = Duration::from_secs(2);
+
 /// What the relay reads, writes and publishes to.
 pub struct RelayPorts {
     pub outbox: Arc<dyn Outbox>,
@@ -82,7 +85,9 @@ impl OutboxRelay {
     /// Keeps this instance's partitions (heartbeat, renewal, fair share)
     /// until `shutdown`, then gives them up.
     pub async fn keep_partitions(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let period = self.partitions.lease() / 3;
+        // Every third of a lease, and at least every 2 s so a newcomer gets
+        // its share quickly (a few statements per tick).
+        let period = (self.partitions.lease() / 3).min(KEEP_PERIOD_MAX);
         loop {
             if let Err(e) = self.partitions.tick().await {
                 tracing::warn!(error = %e, "could not renew or balance relay partitions; retrying");

@@ -1,6 +1,6 @@
 //! Which relay partitions this instance holds, and keeping that fair.
 //!
-//! A tick (every third of a lease) marks the instance alive, renews the
+//! A tick (every third of a lease, at most 2 s apart) marks the instance alive, renews the
 //! leases it holds, and moves at most a few partitions towards a fair share
 //! (`ceil(partitions / live instances)`): it claims free partitions while it
 //! holds fewer, releases its highest-numbered ones while it holds more.
