@@ -712,7 +712,9 @@ async fn the_dlq_story_across_three_instances_keeps_every_order_in_version_order
             held.push(svc.metric("orders_relay_partitions_held").await);
         }
         let spread = held.iter().all(|h| *h > 0.0) && held.iter().sum::<f64>() == 8.0;
-        spread.then_some(()).ok_or(format!("partitions held {held:?}"))
+        spread
+            .then_some(())
+            .ok_or(format!("partitions held {held:?}"))
     })
     .await;
 
@@ -725,7 +727,9 @@ async fn the_dlq_story_across_three_instances_keeps_every_order_in_version_order
     }
     eventually(30, "the creates published", || async {
         let pending = a.metric("orders_outbox_pending").await;
-        (pending == 0.0).then_some(()).ok_or(format!("outbox {pending}"))
+        (pending == 0.0)
+            .then_some(())
+            .ok_or(format!("outbox {pending}"))
     })
     .await;
 
@@ -797,7 +801,8 @@ async fn the_dlq_story_across_three_instances_keeps_every_order_in_version_order
         }
         for r in a.dlq_records("FAILED").await {
             let head = r["eventId"].as_str().unwrap_or_default();
-            a.call("POST", &format!("/api/dlq/replay/{head}"), None).await;
+            a.call("POST", &format!("/api/dlq/replay/{head}"), None)
+                .await;
         }
         Err(format!("DLQ {s}"))
     })
