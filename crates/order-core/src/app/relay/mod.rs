@@ -214,6 +214,9 @@ impl OutboxRelay {
         let firm = self.partitions.all_last(&fences, Duration::ZERO);
 
         let acked_at = now();
+        // Failures left in the outbox (not parked) may have landed: the
+        // next batch asks the bus about them first.
+        let mut left_unsure = false;
         let mut delivered = Vec::new();
         let mut new_heads: HashMap<String, String> = HashMap::new();
         for (m, r) in to_send.iter().zip(results) {
@@ -223,7 +226,7 @@ impl OutboxRelay {
                     let lag = (acked_at - m.created_at).num_microseconds().unwrap_or(0);
                     self.metrics.publish_lag.observe_secs(lag as f64 / 1e6);
                 }
-                Err(_) if !firm => {}
+                Err(_) if !firm => left_unsure = true,
                 Err(e) => {
                     let agg = m.envelope.aggregate_id.clone();
                     match new_heads.get(&agg) {
@@ -265,7 +268,8 @@ impl OutboxRelay {
         };
         match self.ports.outbox.settle(&settlement).await {
             Ok(Settled::Done { held_back }) => {
-                self.partitions.mark_maybe_sent(&settlement.fences, false);
+                self.partitions
+                    .mark_maybe_sent(&settlement.fences, left_unsure);
                 let parked = settlement.parked.len() - held_back.len();
                 Metrics::add(
                     &self.metrics.events_published,

@@ -20,6 +20,9 @@ use crate::ports::{partition_buckets, Fence, Holder, RelayLeases, StoreError};
 /// instances gradually (free partitions are claimed at once).
 pub const MOVES_PER_TICK: usize = 4;
 
+/// Longest a tick waits for the running batch before releasing partitions.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct PartitionConfig {
     /// Partitions to create when the database has none yet; the stored
@@ -184,9 +187,13 @@ impl Partitions {
         let share = count.div_ceil(live) as usize;
         let mine = self.held().len();
         if mine > share {
-            // Between batches only: a running batch keeps its partitions
-            // (the lock is fair, so this waits for one batch at most).
-            let _batch = self.batch.lock().await;
+            // Between batches only: a running batch keeps its partitions.
+            // The lock is fair, so a busy relay lets this in after its
+            // current batch; a batch stuck on a hung bus is not waited for
+            // (the next tick tries again), so renewals never wait on it.
+            let Ok(_batch) = tokio::time::timeout(RELEASE_WAIT, self.batch.lock()).await else {
+                return Ok(());
+            };
             let surplus: Vec<Fence> = self
                 .held()
                 .values()
