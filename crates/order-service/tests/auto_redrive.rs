@@ -26,6 +26,7 @@ async fn test_app(auto_redrive: bool) -> TestApp {
         config.dlq_auto_redrive = auto_redrive;
         config.dlq_auto_redrive_interval = INTERVAL;
         config.dlq_auto_redrive_rate = 100;
+        config.dlq_auto_redrive_backoff = INTERVAL * 2;
     })
     .await
 }

@@ -90,6 +90,9 @@ pub struct Metrics {
     pub replay_failures: AtomicU64,
     /// Sequence heads the automatic redrive replayed.
     pub dlq_auto_redriven: AtomicU64,
+    /// Retryable DLQ heads the automatic redrive left to an operator (past
+    /// its attempt cap), as of its last scan.
+    pub dlq_redrive_exhausted: AtomicU64,
     pub events_projected: AtomicU64,
     pub projection_duplicates: AtomicU64,
     pub projection_failures: AtomicU64,
@@ -242,6 +245,12 @@ impl Metrics {
             "orders_dlq_auto_redriven_total",
             "DLQ sequence heads the automatic redrive replayed.",
             &self.dlq_auto_redriven,
+        );
+        gauge(
+            &mut o,
+            "orders_dlq_redrive_exhausted",
+            "Retryable DLQ sequence heads past the automatic redrive's attempt cap (last scan); an operator decides.",
+            self.dlq_redrive_exhausted.load(Ordering::Relaxed),
         );
         counter(
             &mut o,

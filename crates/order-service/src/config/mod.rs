@@ -79,6 +79,10 @@ pub struct Config {
     pub dlq_auto_redrive_rate: u32,
     /// Pause between the automatic redrive's scans.
     pub dlq_auto_redrive_interval: Duration,
+    /// Replays of one head after which the redrive leaves it to an operator.
+    pub dlq_auto_redrive_max_attempts: u32,
+    /// Wait after a head's first failed automatic attempt (doubles).
+    pub dlq_auto_redrive_backoff: Duration,
     /// Sequence heads a bulk replay job replays per second.
     pub dlq_job_rate: f64,
     /// A job stops once more than this share of its replays failed.
@@ -196,6 +200,12 @@ impl Config {
                 "dlq_auto_redrive_interval_ms",
                 100,
                 86_400_000,
+            )?),
+            dlq_auto_redrive_max_attempts: p.int("dlq_auto_redrive_max_attempts", 1, 1_000)? as u32,
+            dlq_auto_redrive_backoff: Duration::from_millis(p.int(
+                "dlq_auto_redrive_backoff_ms",
+                0,
+                3_600_000,
             )?),
             dlq_job_rate: p.float("dlq_job_rate", 0.01, 10_000.0)?,
             dlq_job_max_failure_ratio: p.float("dlq_job_max_failure_ratio", 0.0, 1.0)?,
@@ -389,6 +399,8 @@ mod tests {
         assert!(!c.dlq_auto_redrive);
         assert_eq!(c.dlq_auto_redrive_rate, 10);
         assert_eq!(c.dlq_auto_redrive_interval, Duration::from_secs(10));
+        assert_eq!(c.dlq_auto_redrive_max_attempts, 10);
+        assert_eq!(c.dlq_auto_redrive_backoff, Duration::from_secs(30));
         let c = Config::from_env(&env(&[
             ("ORDER_DLQ_AUTO_REDRIVE", "true"),
             ("ORDER_DLQ_AUTO_REDRIVE_RATE", "3"),

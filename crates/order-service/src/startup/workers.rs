@@ -263,6 +263,8 @@ fn redriver(config: &Config, shared: &Shared, dlq: &Arc<DlqService>) -> Option<A
             interval: config.dlq_auto_redrive_interval,
             rate_per_sec: config.dlq_auto_redrive_rate,
             check_timeout: REDRIVE_CHECK_TIMEOUT,
+            max_attempts: config.dlq_auto_redrive_max_attempts,
+            backoff: config.dlq_auto_redrive_backoff,
         },
         shared.metrics.clone(),
     )))

@@ -11,6 +11,13 @@
 //! the record when the relay parks it and when a replay fails
 //! ([`FailureClass`]).
 //!
+//! A head is redriven at most `max_attempts` times (every replay counts,
+//! an operator's too), and after a failed attempt only once its backoff has
+//! passed: `backoff`, doubling with each attempt, at most one hour. Past the
+//! cap it stays parked for an operator (`orders_dlq_redrive_exhausted`,
+//! alert `OrderServiceDlqRedriveExhausted`), so a head that keeps failing on
+//! a healthy bus is not retried at every scan forever.
+//!
 //! Several instances may run it: each head's replay claims the record in
 //! the database first, so no record is published twice; a head another
 //! instance is replaying is passed over (409) and looked at next scan.
@@ -66,6 +73,47 @@ pub struct RedriveConfig {
     pub rate_per_sec: u32,
     /// How long the bus health check may take.
     pub check_timeout: Duration,
+    /// Replays of one head after which the redrive leaves it to an operator.
+    pub max_attempts: u32,
+    /// Wait after a head's first failed attempt; doubles with each attempt,
+    /// at most [`MAX_BACKOFF`].
+    pub backoff: Duration,
+}
+
+/// The longest wait between two automatic attempts at one head.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// When the redrive may try a head again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    Now,
+    /// Its backoff has not passed yet.
+    Later,
+    /// It reached the attempt cap: an operator decides.
+    Exhausted,
+}
+
+/// Whether the redrive may replay `rec` at `now` under `cfg`: never past
+/// `max_attempts` replays, and after `n` attempts not before
+/// `backoff × 2^(n-1)` (at most [`MAX_BACKOFF`]) since the last one.
+pub fn due(rec: &DlqRecord, cfg: &RedriveConfig, now: chrono::DateTime<chrono::Utc>) -> Due {
+    let attempts = rec.replay_attempts;
+    if attempts >= cfg.max_attempts {
+        return Due::Exhausted;
+    }
+    let Some(last) = rec.replay_attempt_time.filter(|_| attempts > 0) else {
+        return Due::Now;
+    };
+    let wait = cfg
+        .backoff
+        .saturating_mul(1u32 << (attempts - 1).min(16))
+        .min(MAX_BACKOFF);
+    let wait = chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+    if now >= last + wait {
+        Due::Now
+    } else {
+        Due::Later
+    }
 }
 
 /// What one scan did.
@@ -82,6 +130,8 @@ pub struct RedriveReport {
     pub passed: usize,
     /// Messages put on the bus, held events included.
     pub published: usize,
+    /// Retryable heads left to an operator: past the attempt cap.
+    pub exhausted: usize,
 }
 
 pub struct AutoRedriver {
@@ -146,13 +196,27 @@ impl AutoRedriver {
             report.bus_down = true;
             return Ok(report);
         }
+        let now = crate::domain::now();
+        let mut exhausted = 0u64;
         let heads: Vec<DlqRecord> = self
             .dlq
             .sequence_heads(usize::MAX)
             .await?
             .into_iter()
             .filter(|r| classify(r) == RedriveClass::Retryable)
+            .filter(|r| match due(r, &self.cfg, now) {
+                Due::Now => true,
+                Due::Later => false,
+                Due::Exhausted => {
+                    exhausted += 1;
+                    false
+                }
+            })
             .collect();
+        self.metrics
+            .dlq_redrive_exhausted
+            .store(exhausted, std::sync::atomic::Ordering::Relaxed);
+        report.exhausted = exhausted as usize;
         let pace = Duration::from_secs(1) / self.cfg.rate_per_sec.max(1);
         let mut stop = shutdown.clone();
         for (i, head) in heads.iter().enumerate() {
@@ -265,6 +329,62 @@ mod tests {
         r.status = DlqStatus::Failed;
         r.replay_failure_class = Some(FailureClass::Retryable);
         assert_eq!(classify(&r), RedriveClass::Permanent);
+    }
+
+    fn cfg() -> RedriveConfig {
+        RedriveConfig {
+            interval: Duration::from_secs(10),
+            rate_per_sec: 10,
+            check_timeout: Duration::from_secs(2),
+            max_attempts: 4,
+            backoff: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn a_head_is_retried_with_a_doubling_backoff_until_the_cap() {
+        let t0 = crate::domain::now();
+        let mut r = record(DlqSource::Publish, Some(FailureClass::Retryable));
+        assert_eq!(due(&r, &cfg(), t0), Due::Now, "never tried");
+        r.replay_attempts = 1;
+        r.replay_attempt_time = Some(t0);
+        let s = chrono::TimeDelta::seconds;
+        assert_eq!(due(&r, &cfg(), t0 + s(29)), Due::Later);
+        assert_eq!(
+            due(&r, &cfg(), t0 + s(30)),
+            Due::Now,
+            "30 s after the first"
+        );
+        r.replay_attempts = 2;
+        assert_eq!(due(&r, &cfg(), t0 + s(59)), Due::Later);
+        assert_eq!(
+            due(&r, &cfg(), t0 + s(60)),
+            Due::Now,
+            "60 s after the second"
+        );
+        r.replay_attempts = 3;
+        assert_eq!(due(&r, &cfg(), t0 + s(119)), Due::Later);
+        assert_eq!(due(&r, &cfg(), t0 + s(120)), Due::Now);
+        r.replay_attempts = 4;
+        assert_eq!(due(&r, &cfg(), t0 + s(86_400)), Due::Exhausted, "the cap");
+    }
+
+    #[test]
+    fn the_backoff_stops_growing_at_an_hour() {
+        let t0 = crate::domain::now();
+        let mut r = record(DlqSource::Publish, Some(FailureClass::Retryable));
+        let many = RedriveConfig {
+            max_attempts: 100,
+            ..cfg()
+        };
+        r.replay_attempts = 40;
+        r.replay_attempt_time = Some(t0);
+        let hour = chrono::TimeDelta::hours(1);
+        assert_eq!(
+            due(&r, &many, t0 + hour - chrono::TimeDelta::seconds(1)),
+            Due::Later
+        );
+        assert_eq!(due(&r, &many, t0 + hour), Due::Now);
     }
 
     #[test]
