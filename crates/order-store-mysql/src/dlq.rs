@@ -245,6 +245,18 @@ impl DlqStore for MySqlStore {
         self.db_clock().await
     }
 
+    async fn purge_resolved(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.timed("purge resolved DLQ records", async {
+            let ids = fetch(self.pool(), &dlq::purgeable(before, limit), |r| r.int(0)).await?;
+            let mut gone = 0;
+            for range in chunks(ids.len()) {
+                gone += execute(self.pool(), &dlq::purge(&ids[range], before)).await?;
+            }
+            Ok(gone)
+        })
+        .await
+    }
+
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {
         self.timed("DLQ orphaned holds", async {
             fetch_optional(self.pool(), &dlq::orphaned_holds(), |r| r.count(0))

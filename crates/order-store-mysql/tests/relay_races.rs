@@ -173,6 +173,13 @@ impl DlqStore for HookedDlq {
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {
         self.inner.orphaned_holds().await
     }
+    async fn purge_resolved(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<u64, StoreError> {
+        self.inner.purge_resolved(before, limit).await
+    }
     async fn clock(&self) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
         DlqStore::clock(self.inner.as_ref()).await
     }

@@ -170,6 +170,21 @@ impl DlqStore for SqliteStore {
         Ok(order_core::domain::now())
     }
 
+    async fn purge_resolved(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
+        self.db
+            .write_async(move |conn| {
+                write_tx(conn, |tx| {
+                    let ids = fetch(tx, &dlq::purgeable(before, limit), |r| r.int(0))?;
+                    let mut gone = 0;
+                    for part in ids.chunks(IN_CHUNK) {
+                        gone += execute(tx, &dlq::purge(part, before))?;
+                    }
+                    Ok(gone as u64)
+                })
+            })
+            .await
+    }
+
     async fn orphaned_holds(&self) -> Result<u64, StoreError> {
         self.db
             .read_async(|conn| fetch_optional(conn, &dlq::orphaned_holds(), |r| r.count(0)))

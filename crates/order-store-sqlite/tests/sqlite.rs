@@ -350,3 +350,47 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
     );
     assert_eq!(class("c").await, (None, None), "consumer-side: no class");
 }
+
+/// The retention worker deletes what was resolved longer ago than it keeps,
+/// counted in the metric, and leaves the rest.
+#[tokio::test]
+async fn the_retention_worker_deletes_records_resolved_longer_ago_than_it_keeps() {
+    use order_core::app::dlq::sequencing;
+    use order_core::app::{Metrics, Retention, RetentionConfig};
+    use order_core::ports::DlqStore;
+    use order_core::testkit::fixtures::dlq_record;
+    let dir = temp_dir();
+    let store = Arc::new(SqliteStore::open(dir.path().join("orders.db")).expect("open"));
+    let old = dlq_record("agg-1", 1, None, at(0));
+    let fresh = dlq_record("agg-2", 1, None, at(0));
+    sequencing::record(store.as_ref(), &[old.clone(), fresh.clone()])
+        .await
+        .expect("record");
+    let now = order_core::domain::now();
+    for (r, days_ago) in [(&old, 10), (&fresh, 1)] {
+        sequencing::mark_replayed(
+            store.as_ref(),
+            std::slice::from_ref(&r.event_id),
+            now - chrono::TimeDelta::days(days_ago),
+            "replayed",
+        )
+        .await
+        .expect("mark_replayed");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let retention = Retention::new(
+        store.clone(),
+        RetentionConfig {
+            keep: Duration::from_secs(7 * 86_400),
+            interval: Duration::from_secs(3600),
+            batch: 1,
+        },
+        metrics.clone(),
+    );
+    assert_eq!(retention.run_once().await.expect("purge"), 1);
+    assert!(store.get(&old.event_id).await.expect("get").is_none());
+    assert!(store.get(&fresh.event_id).await.expect("get").is_some());
+    assert!(metrics
+        .render(&Default::default())
+        .contains("orders_dlq_purged_total 1"));
+}

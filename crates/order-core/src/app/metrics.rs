@@ -93,6 +93,8 @@ pub struct Metrics {
     /// Retryable DLQ heads the automatic redrive left to an operator (past
     /// its attempt cap), as of its last scan.
     pub dlq_redrive_exhausted: AtomicU64,
+    /// Resolved DLQ records deleted by the retention policy.
+    pub dlq_purged: AtomicU64,
     pub events_projected: AtomicU64,
     pub projection_duplicates: AtomicU64,
     pub projection_failures: AtomicU64,
@@ -245,6 +247,12 @@ impl Metrics {
             "orders_dlq_auto_redriven_total",
             "DLQ sequence heads the automatic redrive replayed.",
             &self.dlq_auto_redriven,
+        );
+        counter(
+            &mut o,
+            "orders_dlq_purged_total",
+            "Resolved DLQ records deleted by the retention policy (ORDER_DLQ_RETENTION_DAYS).",
+            &self.dlq_purged,
         );
         gauge(
             &mut o,

@@ -25,8 +25,9 @@ pub use commands::{
 };
 pub use dlq::{
     AutoRedriver, BulkReplayOutcome, BulkReplayRequest, DlqRecorder, DlqService, JobConfig,
-    RedriveClass, RedriveConfig, RedriveReport, ReplayJobs, ReplayOutcome, SkipOutcome,
-    TestPublishOutcome, BULK_REPLAY_MAX, MIN_HEADS_FOR_RATIO, SKIP_REASON_MAX,
+    RedriveClass, RedriveConfig, RedriveReport, ReplayJobs, ReplayOutcome, Retention,
+    RetentionConfig, SkipOutcome, TestPublishOutcome, BULK_REPLAY_MAX, MIN_HEADS_FOR_RATIO,
+    SKIP_REASON_MAX,
 };
 pub use error::AppError;
 pub use metrics::{Gauges, Metrics};

@@ -317,4 +317,9 @@ pub trait DlqStore: Send + Sync {
     /// The database's clock. Replay claims are computed from it, so the
     /// instances' own clocks never meet.
     async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
+
+    /// Deletes at most `limit` REPLAYED or SKIPPED records resolved (last
+    /// replayed or skipped) before `before`, none that an unresolved record
+    /// is held behind; a record reopened meanwhile is kept. How many went.
+    async fn purge_resolved(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError>;
 }

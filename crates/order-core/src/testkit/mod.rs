@@ -255,6 +255,7 @@ macro_rules! dlq_store_contract {
                 a_held_record_never_points_at_a_resolved_head,
                 a_change_whose_guard_fails_writes_nothing,
                 failure_classes_are_stored,
+                purge_deletes_only_records_resolved_before_the_cut_off,
                 only_a_consumer_side_failure_reopens,
             ]
         );

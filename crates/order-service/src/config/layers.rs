@@ -66,6 +66,7 @@ pub(super) const KEYS: &[&str] = &[
     "dlq_auto_redrive_interval_ms",
     "dlq_auto_redrive_max_attempts",
     "dlq_auto_redrive_backoff_ms",
+    "dlq_retention_days",
     "dlq_job_rate",
     "dlq_job_max_failure_ratio",
     "dlq_job_lease_ms",

@@ -83,6 +83,8 @@ pub struct Config {
     pub dlq_auto_redrive_max_attempts: u32,
     /// Wait after a head's first failed automatic attempt (doubles).
     pub dlq_auto_redrive_backoff: Duration,
+    /// Days a resolved DLQ record is kept (0: forever).
+    pub dlq_retention_days: u32,
     /// Sequence heads a bulk replay job replays per second.
     pub dlq_job_rate: f64,
     /// A job stops once more than this share of its replays failed.
@@ -207,6 +209,7 @@ impl Config {
                 0,
                 3_600_000,
             )?),
+            dlq_retention_days: p.int("dlq_retention_days", 0, 3_650)? as u32,
             dlq_job_rate: p.float("dlq_job_rate", 0.01, 10_000.0)?,
             dlq_job_max_failure_ratio: p.float("dlq_job_max_failure_ratio", 0.0, 1.0)?,
             dlq_job_lease: Duration::from_millis(p.int("dlq_job_lease_ms", 1_000, 3_600_000)?),
@@ -400,6 +403,7 @@ mod tests {
         assert_eq!(c.dlq_auto_redrive_rate, 10);
         assert_eq!(c.dlq_auto_redrive_interval, Duration::from_secs(10));
         assert_eq!(c.dlq_auto_redrive_max_attempts, 10);
+        assert_eq!(c.dlq_retention_days, 0, "retention is off by default");
         assert_eq!(c.dlq_auto_redrive_backoff, Duration::from_secs(30));
         let c = Config::from_env(&env(&[
             ("ORDER_DLQ_AUTO_REDRIVE", "true"),

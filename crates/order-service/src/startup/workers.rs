@@ -10,7 +10,8 @@ use std::time::Duration;
 use order_core::app::{
     Auditor, AutoRedriver, CommandService, DlqRecorder, DlqService, FaultSwitch, GroupCommitter,
     JobConfig, Metrics, OutboxRelay, PartitionConfig, Partitions, Projector, ProjectorConfig,
-    RedriveConfig, RelayConfig, RelayPorts, ReplayJobs, RetryPolicy, SwitchableBus,
+    RedriveConfig, RelayConfig, RelayPorts, ReplayJobs, Retention, RetentionConfig, RetryPolicy,
+    SwitchableBus,
 };
 use order_core::ports::{
     DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
@@ -28,6 +29,10 @@ const RELAY_IDLE_POLL: Duration = Duration::from_millis(500);
 const PROJECTOR_BATCH: usize = 1000;
 /// How long the automatic redrive's bus health check may take.
 const REDRIVE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two purges of resolved DLQ records past retention.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+/// Resolved DLQ records deleted per statement.
+const RETENTION_BATCH: usize = 1000;
 /// Longest pause between looks for replay jobs nobody works on.
 const JOB_POLL: Duration = Duration::from_secs(5);
 /// Longest wait for in-flight requests and workers at shutdown.
@@ -130,6 +135,7 @@ pub(super) struct Background {
     pub recorder: Arc<DlqRecorder>,
     pub jobs: Arc<ReplayJobs>,
     pub redriver: Option<Arc<AutoRedriver>>,
+    pub retention: Option<Arc<Retention>>,
 }
 
 /// The ports the workers read and write.
@@ -184,6 +190,7 @@ impl Background {
             projector_config(config, config.projector_linger),
             shared.metrics.clone(),
         ));
+        let retention = retention(config, shared, &ports.dlq_store);
         let recorder = Arc::new(DlqRecorder::new(
             ports.dlq_store,
             config.topic_events.clone(),
@@ -206,6 +213,7 @@ impl Background {
             recorder,
             jobs,
             redriver: redriver(config, shared, dlq),
+            retention,
         }
     }
 
@@ -234,6 +242,9 @@ impl Background {
         if let Some(redriver) = &self.redriver {
             handles.push(tokio::spawn(redriver.clone().run(rx.clone())));
         }
+        if let Some(retention) = &self.retention {
+            handles.push(tokio::spawn(retention.clone().run(rx.clone())));
+        }
         handles.push(tokio::spawn(self.jobs.clone().run(rx.clone())));
         handles.push(tokio::spawn(self.recorder.clone().run(recorder_sub, rx)));
         Ok(Workers {
@@ -242,6 +253,27 @@ impl Background {
             _lock: lock,
         })
     }
+}
+
+/// The DLQ retention policy, when configured (`ORDER_DLQ_RETENTION_DAYS`).
+fn retention(
+    config: &Config,
+    shared: &Shared,
+    dlq_store: &Arc<dyn DlqStore>,
+) -> Option<Arc<Retention>> {
+    if config.dlq_retention_days == 0 {
+        return None;
+    }
+    tracing::info!(days = config.dlq_retention_days, "DLQ retention on");
+    Some(Arc::new(Retention::new(
+        dlq_store.clone(),
+        RetentionConfig {
+            keep: Duration::from_secs(u64::from(config.dlq_retention_days) * 86_400),
+            interval: RETENTION_INTERVAL,
+            batch: RETENTION_BATCH,
+        },
+        shared.metrics.clone(),
+    )))
 }
 
 /// The automatic redrive, when configured. Safe in every instance: each

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod recorder;
 pub mod redrive;
 pub mod renew;
+pub mod retention;
 pub mod sequencing;
 pub mod service;
 mod test_publish;
@@ -24,6 +25,7 @@ mod test_publish;
 pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use recorder::DlqRecorder;
 pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
+pub use retention::{Retention, RetentionConfig};
 pub use service::{
     BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
     TestPublishOutcome, BULK_REPLAY_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,

@@ -245,6 +245,47 @@ pub fn named(change: &SequenceChange) -> Vec<&str> {
     named
 }
 
+/// The statuses of a resolved record, as SQL literals.
+fn resolved() -> String {
+    let statuses = DlqStatus::ALL.into_iter().filter(|s| !s.is_unresolved());
+    literals(statuses.map(DlqStatus::as_str))
+}
+
+/// Ids of at most `limit` records [`purge`] may delete: resolved before
+/// `before`, nothing unresolved held behind them, oldest first.
+pub fn purgeable(before: DateTime<Utc>, limit: usize) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT r.id FROM dlq_replay_records r WHERE r.status IN ({resolved}) \
+             AND r.replay_attempt_time < ? AND NOT EXISTS (SELECT 1 FROM dlq_replay_records h \
+             WHERE h.blocked_by = r.event_id AND h.status IN ({unresolved})) \
+             ORDER BY r.id LIMIT ?",
+            resolved = resolved(),
+            unresolved = unresolved()
+        ),
+        [
+            SqlValue::from(before),
+            SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
+        ],
+    )
+}
+
+/// Deletes the records `ids` of [`purgeable`] that are still resolved
+/// before `before` (a consumer failure may have reopened one meanwhile).
+pub fn purge(ids: &[i64], before: DateTime<Utc>) -> Statement {
+    let mut args: Vec<SqlValue> = ids.iter().map(|id| SqlValue::Int(*id)).collect();
+    args.push(SqlValue::from(before));
+    Statement::new(
+        format!(
+            "DELETE FROM dlq_replay_records WHERE id IN ({}) AND status IN ({}) \
+             AND replay_attempt_time < ?",
+            in_list(ids.len()),
+            resolved()
+        ),
+        args,
+    )
+}
+
 /// The count of unresolved records held behind a resolved or missing head.
 pub fn orphaned_holds() -> Statement {
     Statement::new(

@@ -307,3 +307,81 @@ pub async fn failure_classes_are_stored(dlq: Arc<dyn DlqStore>) {
     };
     assert_eq!(reset.replay_failure_class, None, "PENDING again");
 }
+
+/// Retention: only records resolved before the cut-off go, at most `limit`
+/// per call, never an unresolved one nor one something is held behind.
+pub async fn purge_deletes_only_records_resolved_before_the_cut_off(dlq: Arc<dyn DlqStore>) {
+    let old = dlq_record("agg-1", 1, None, at(0));
+    let recent = dlq_record("agg-2", 1, None, at(0));
+    let pending = dlq_record("agg-3", 1, None, at(0));
+    let skipped = dlq_record("agg-4", 1, None, at(0));
+    insert(
+        &dlq,
+        &[
+            old.clone(),
+            recent.clone(),
+            pending.clone(),
+            skipped.clone(),
+        ],
+    )
+    .await;
+    let replay = |id: &str, t: i64| {
+        let dlq = dlq.clone();
+        let id = id.to_owned();
+        async move {
+            sequencing::mark_replayed(dlq.as_ref(), &[id], at(t), "replayed")
+                .await
+                .expect("mark_replayed")
+        }
+    };
+    replay(&old.event_id, 10).await;
+    replay(&recent.event_id, 100).await;
+    sequencing::skip(dlq.as_ref(), &skipped.event_id, "dup", at(20))
+        .await
+        .expect("skip");
+    // A resolved head something unresolved is still held behind (only a
+    // broken invariant leaves one): kept.
+    let head = dlq_record("agg-5", 1, None, at(0));
+    let held = dlq_record("agg-5", 2, Some(&head.event_id), at(1));
+    insert(&dlq, &[head.clone(), held.clone()]).await;
+    let unguarded = crate::ports::SequenceChange {
+        at: at(5),
+        guards: vec![],
+        steps: vec![crate::ports::Step::SetStatus {
+            event_ids: vec![head.event_id.clone()],
+            from: sequencing::UNRESOLVED.to_vec(),
+            to: DlqStatus::Replayed,
+            result: "x".into(),
+            failure_class: None,
+            count_attempt: false,
+        }],
+    };
+    assert!(dlq.apply(&unguarded).await.expect("apply"));
+
+    assert_eq!(
+        dlq.purge_resolved(at(50), 1).await.expect("purge"),
+        1,
+        "the limit"
+    );
+    assert_eq!(dlq.purge_resolved(at(50), 10).await.expect("purge"), 1);
+    assert_eq!(dlq.purge_resolved(at(50), 10).await.expect("purge"), 0);
+    let left: Vec<String> = dlq
+        .list(None, page(0, 100))
+        .await
+        .expect("list")
+        .content
+        .into_iter()
+        .map(|r| r.event_id)
+        .collect();
+    for gone in [&old.event_id, &skipped.event_id] {
+        assert!(!left.contains(gone), "{gone} resolved before the cut-off");
+    }
+    for kept in [
+        &recent.event_id,
+        &pending.event_id,
+        &head.event_id,
+        &held.event_id,
+    ] {
+        assert!(left.contains(kept), "{kept} is kept");
+    }
+}
