@@ -14,7 +14,8 @@ use chrono::{DateTime, Utc};
 use super::fixtures::{at, dlq_record};
 use crate::app::dlq::sequencing::{self, Changed, SkipDone};
 use crate::ports::{
-    DlqRecord, DlqStore, FailureClass, NewDlqRecord, PageRequest, ReplayClaim, StoreError,
+    DlqRecord, DlqStatus, DlqStore, FailureClass, NewDlqRecord, PageRequest, ReplayClaim,
+    SequenceChange, Step, StoreError,
 };
 
 mod ordering;
@@ -93,6 +94,24 @@ async fn skip(dlq: &Arc<dyn DlqStore>, event_id: &str, reason: &str, t: i64) -> 
     sequencing::skip(dlq.as_ref(), event_id, reason, at(t))
         .await
         .expect("skip")
+}
+
+/// Marks `event_id` REPLAYED at `t` with no guard at all, as only a broken
+/// rule would: whatever is held behind it is orphaned.
+async fn resolve_unguarded(dlq: &Arc<dyn DlqStore>, event_id: &str, t: i64) {
+    let change = SequenceChange {
+        at: at(t),
+        guards: vec![],
+        steps: vec![Step::SetStatus {
+            event_ids: vec![event_id.to_owned()],
+            from: sequencing::UNRESOLVED.to_vec(),
+            to: DlqStatus::Replayed,
+            result: "resolved without a guard".into(),
+            failure_class: None,
+            count_attempt: false,
+        }],
+    };
+    assert!(dlq.apply(&change).await.expect("apply"));
 }
 
 /// Every unresolved record marked as held points at an unresolved head.

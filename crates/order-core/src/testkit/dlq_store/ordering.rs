@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use super::{
-    assert_no_orphaned_holds, claim_of, get, ids, insert, mark_failed, page, reset, sequence, skip,
+    assert_no_orphaned_holds, claim_of, get, ids, insert, mark_failed, page, reset,
+    resolve_unguarded, sequence, skip,
 };
 use crate::app::dlq::sequencing::{self, Changed};
 use crate::ports::{DlqSource, DlqStatus, DlqStore, Guard, NewDlqRecord, SequenceChange, Step};
@@ -383,19 +384,7 @@ pub async fn a_held_record_never_points_at_a_resolved_head(dlq: Arc<dyn DlqStore
         .await
         .expect("blocked_behind");
     assert!(!held.is_empty());
-    let unguarded = SequenceChange {
-        at: at(12),
-        guards: vec![],
-        steps: vec![Step::SetStatus {
-            event_ids: vec![other[0].event_id.clone()],
-            from: sequencing::UNRESOLVED.to_vec(),
-            to: DlqStatus::Replayed,
-            result: "x".into(),
-            failure_class: None,
-            count_attempt: false,
-        }],
-    };
-    assert!(dlq.apply(&unguarded).await.expect("apply"));
+    resolve_unguarded(&dlq, &other[0].event_id, 12).await;
     assert_eq!(
         dlq.orphaned_holds().await.expect("orphaned_holds"),
         held.len() as u64

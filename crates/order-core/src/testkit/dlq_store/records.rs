@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{claim_of, get, ids, insert, mark_failed, page, reset};
+use super::{claim_of, get, ids, insert, mark_failed, page, reset, resolve_unguarded};
 use crate::app::dlq::sequencing::{self, Changed};
 use crate::ports::{DlqStatus, DlqStore, FailureClass, NewDlqRecord};
 use crate::testkit::fixtures::{at, consumer_dlq_record, dlq_record};
@@ -344,19 +344,7 @@ pub async fn purge_deletes_only_records_resolved_before_the_cut_off(dlq: Arc<dyn
     let head = dlq_record("agg-5", 1, None, at(0));
     let held = dlq_record("agg-5", 2, Some(&head.event_id), at(1));
     insert(&dlq, &[head.clone(), held.clone()]).await;
-    let unguarded = crate::ports::SequenceChange {
-        at: at(5),
-        guards: vec![],
-        steps: vec![crate::ports::Step::SetStatus {
-            event_ids: vec![head.event_id.clone()],
-            from: sequencing::UNRESOLVED.to_vec(),
-            to: DlqStatus::Replayed,
-            result: "x".into(),
-            failure_class: None,
-            count_attempt: false,
-        }],
-    };
-    assert!(dlq.apply(&unguarded).await.expect("apply"));
+    resolve_unguarded(&dlq, &head.event_id, 5).await;
 
     assert_eq!(
         dlq.purge_resolved(at(50), 1).await.expect("purge"),
