@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use common::TestDb;
 use order_core::app::relay::parked_record;
 use order_core::ports::{
-    bucket_of, DlqStore, EventStore, Holder, Outbox, OutboxFetch, ParkedEvent, RelayLeases,
-    Settled, Settlement, StoreError, ALL_BUCKETS,
+    DlqStore, EventStore, Holder, Outbox, OutboxFetch, ParkedEvent, RelayLeases, Settled,
+    Settlement, StoreError, ALL_BUCKETS,
 };
 use order_core::testkit::fixtures::{at, create};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
@@ -112,16 +112,8 @@ async fn outbox_rows_from_before_buckets_get_theirs_at_connect() {
         .expect("downgrade");
     store.close().await;
     let store = db.store().await;
-    let bucket = bucket_of(&c.state.id.to_string());
-    let rows = store
-        .fetch_batch(OutboxFetch {
-            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
-            limit: 10,
-        })
-        .await
-        .expect("fetch");
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].bucket, bucket);
+    order_core::testkit::outbox::assert_the_row_is_in_its_bucket(&store, &c.state.id.to_string())
+        .await;
 }
 
 /// The race between a relay parking behind a head and a replay on another

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_core::ports::{
-    bucket_of, CommitError, EventBus, EventStore, Outbox, OutboxFetch, ReadModel, StoreError,
-    StreamBound, ALL_BUCKETS,
+    CommitError, EventBus, EventStore, Outbox, OutboxFetch, ReadModel, StoreError, StreamBound,
+    ALL_BUCKETS,
 };
 use order_core::testkit::fixtures::{at, create, message, poll_n};
 use order_core::testkit::legacy::{assert_v1_order_created_upcast, v1_order_created_data};
@@ -141,16 +141,8 @@ async fn outbox_rows_from_before_buckets_get_theirs_at_open() {
         .expect("downgrade");
     drop(raw);
     let store = SqliteStore::open(&path).expect("reopen");
-    let bucket = bucket_of(&c.state.id.to_string());
-    let rows = store
-        .fetch_batch(OutboxFetch {
-            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
-            limit: 10,
-        })
-        .await
-        .expect("fetch");
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].bucket, bucket);
+    order_core::testkit::outbox::assert_the_row_is_in_its_bucket(&store, &c.state.id.to_string())
+        .await;
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use crate::app::dlq::sequencing;
 use crate::app::relay::parked_record;
 use crate::domain::{EventEnvelope, Transition};
 use crate::ports::{
-    bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, Holder, OutboxFetch,
-    OutboxMessage, ParkedEvent, Settled, Settlement, ALL_BUCKETS, BUCKETS,
+    bucket_of, Commit, CommitError, DlqSource, DlqStatus, FailureClass, Fence, Holder, Outbox,
+    OutboxFetch, OutboxMessage, ParkedEvent, Settled, Settlement, ALL_BUCKETS, BUCKETS,
 };
 use std::time::Duration;
 
@@ -134,6 +134,21 @@ pub async fn fetch_batch_respects_limit(h: StoreHandles) {
     let again = fetch(&h, 2).await;
     assert_eq!(first, again, "fetching does not consume rows");
     assert_eq!(fetch_all(&h).await.len(), 5);
+}
+
+/// Asserts that `order`'s one outbox row is found in the order's bucket and
+/// carries it (the adapters' back-fill tests of rows older than buckets).
+pub async fn assert_the_row_is_in_its_bucket(outbox: &dyn Outbox, order: &str) {
+    let bucket = bucket_of(order);
+    let rows = outbox
+        .fetch_batch(OutboxFetch {
+            buckets: std::slice::from_ref(&(bucket..bucket + 1)),
+            limit: 10,
+        })
+        .await
+        .expect("fetch");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bucket, bucket);
 }
 
 /// A relay fetches only the buckets of the partitions it holds.

@@ -10,6 +10,7 @@
 //! renewed it was *sent*, which ends no later than the database's expiry.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -52,8 +53,8 @@ pub struct Partitions {
     instance: String,
     cfg: PartitionConfig,
     metrics: Arc<Metrics>,
-    /// Partition count of the stored layout (0 until the first tick).
-    count: Mutex<u32>,
+    /// The layout was created or found (by the first tick).
+    laid_out: AtomicBool,
     held: Mutex<BTreeMap<u32, Held>>,
     /// Held by a relay batch; a release waits for no batch to be running.
     pub(super) batch: tokio::sync::Mutex<()>,
@@ -71,7 +72,7 @@ impl Partitions {
             instance,
             cfg,
             metrics,
-            count: Mutex::new(0),
+            laid_out: AtomicBool::new(false),
             held: Mutex::new(BTreeMap::new()),
             batch: tokio::sync::Mutex::new(()),
         }
@@ -143,15 +144,16 @@ impl Partitions {
     fn publish_count(&self, held: &BTreeMap<u32, Held>) {
         self.metrics
             .relay_partitions_held
-            .store(held.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .store(held.len() as u64, Ordering::Relaxed);
     }
 
     /// One round of heartbeat, renewal and rebalancing.
     pub async fn tick(&self) -> Result<(), StoreError> {
         let ttl = self.cfg.lease;
         let live = self.leases.heartbeat(self.holder(ttl)).await?.max(1);
-        if *self.count.lock().unwrap_or_else(PoisonError::into_inner) == 0 {
+        if !self.laid_out.load(Ordering::Relaxed) {
             self.leases.layout(self.cfg.count).await?;
+            self.laid_out.store(true, Ordering::Relaxed);
         }
         self.renew(ttl).await?;
         self.rebalance(live, ttl).await
@@ -183,7 +185,6 @@ impl Partitions {
     async fn rebalance(&self, live: u32, ttl: Duration) -> Result<(), StoreError> {
         let states = self.leases.partitions().await?;
         let count = states.len() as u32;
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner) = count;
         let share = count.div_ceil(live) as usize;
         let mine = self.held().len();
         if mine > share {
