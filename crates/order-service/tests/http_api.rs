@@ -861,7 +861,8 @@ async fn a_bulk_replay_replays_every_head_in_failure_order_with_what_is_held_beh
     // Bad requests are 400/415 and replay nothing.
     for body in [
         json!({"limit": 0}),
-        json!({"limit": 1001}),
+        json!({"limit": 1001, "dryRun": true}),
+        json!({"limit": 100_000_001}),
         json!({"limit": "x"}),
         json!({"bogus": 1}),
         json!([]),

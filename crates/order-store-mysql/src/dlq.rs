@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
-    SequenceChange, SequenceMember, StoreError,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, NewDlqRecord, Page, PageRequest,
+    ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use sqlx::mysql::MySqlConnection;
 
@@ -215,28 +215,73 @@ impl DlqStore for MySqlStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError> {
-        let q = dlq::blocked_behind(head_event_id);
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = query.limit))]
+    async fn heads(&self, query: &HeadQuery<'_>) -> Result<Vec<DlqRecord>, StoreError> {
+        let q = dlq::heads(query);
         self.timed(
-            "blocked DLQ records",
+            "DLQ sequence heads",
             fetch(self.pool(), &q, dlq::read_record),
         )
         .await
     }
 
-    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
-        let claim = dlq::claim(&claim);
-        self.timed("claim a DLQ record for replay", async {
-            Ok(execute(self.pool(), &claim).await? == 1)
+    async fn count_heads(&self, query: &HeadQuery<'_>) -> Result<u64, StoreError> {
+        let q = dlq::count_heads(query);
+        self.timed("count DLQ sequence heads", async {
+            fetch_optional(self.pool(), &q, |r| r.count(0))
+                .await
+                .map(Option::unwrap_or_default)
         })
         .await
     }
 
-    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
-        let release = dlq::release(event_id, claimant);
-        self.timed("release a DLQ replay claim", async {
-            execute(self.pool(), &release).await.map(drop)
+    #[tracing::instrument(level = "debug", skip_all, fields(heads = heads.len()))]
+    async fn held_behind(&self, heads: &[String]) -> Result<Vec<DlqRecord>, StoreError> {
+        self.timed("held DLQ records", async {
+            let mut out = Vec::new();
+            for range in chunks(heads.len()) {
+                let q = dlq::held_behind(&heads[range]);
+                out.extend(fetch(self.pool(), &q, dlq::read_record).await?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(records = claims.event_ids.len()))]
+    async fn claim_replays(&self, claims: ReplayClaims<'_>) -> Result<Vec<String>, StoreError> {
+        let mut ids = claims.event_ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        self.timed("claim DLQ records for replay", async {
+            retry_tx!(self, |tx| {
+                let mut held = Vec::new();
+                for range in chunks(ids.len()) {
+                    let part = ReplayClaims {
+                        event_ids: &ids[range],
+                        ..claims
+                    };
+                    query(&dlq::claim(&part))?.execute(&mut *tx).await?;
+                    for row in query(&dlq::claimed(&part))?.fetch_all(&mut *tx).await? {
+                        held.push(read_row(&row, |r| r.text(0)).map_err(in_tx)?);
+                    }
+                }
+                held
+            })
+        })
+        .await
+    }
+
+    async fn release_replays(
+        &self,
+        event_ids: &[String],
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        self.timed("release DLQ replay claims", async {
+            for range in chunks(event_ids.len()) {
+                execute(self.pool(), &dlq::release(&event_ids[range], claimant)).await?;
+            }
+            Ok(())
         })
         .await
     }

@@ -26,7 +26,7 @@ use order_core::app::{Auditor, DlqService, Metrics, Principal, RetryPolicy};
 use order_core::domain::EventEnvelope;
 use order_core::ports::{
     BusError, BusMessage, Delivery, DlqStore, EventBus, EventStore, Outbox, OutboxFetch,
-    OutboxMessage, OutboxStats, PublishError, ReplayClaim, SequenceMember, Settled, Settlement,
+    OutboxMessage, OutboxStats, PublishError, ReplayClaims, SequenceMember, Settled, Settlement,
     StoreError, Subscription,
 };
 use order_core::testkit::fixtures::{at, confirm, create, transition};
@@ -155,17 +155,33 @@ impl DlqStore for HookedDlq {
         self.after_heads.pass().await;
         found
     }
-    async fn blocked_behind(
+    async fn heads(
         &self,
-        head: &str,
+        query: &order_core::ports::HeadQuery<'_>,
     ) -> Result<Vec<order_core::ports::DlqRecord>, StoreError> {
-        self.inner.blocked_behind(head).await
+        self.inner.heads(query).await
     }
-    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
-        self.inner.claim_replay(claim).await
+    async fn count_heads(
+        &self,
+        query: &order_core::ports::HeadQuery<'_>,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_heads(query).await
     }
-    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
-        self.inner.release_replay(event_id, claimant).await
+    async fn held_behind(
+        &self,
+        heads: &[String],
+    ) -> Result<Vec<order_core::ports::DlqRecord>, StoreError> {
+        self.inner.held_behind(heads).await
+    }
+    async fn claim_replays(&self, claims: ReplayClaims<'_>) -> Result<Vec<String>, StoreError> {
+        self.inner.claim_replays(claims).await
+    }
+    async fn release_replays(
+        &self,
+        event_ids: &[String],
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.release_replays(event_ids, claimant).await
     }
     async fn apply(&self, change: &order_core::ports::SequenceChange) -> Result<bool, StoreError> {
         self.inner.apply(change).await

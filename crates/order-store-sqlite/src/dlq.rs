@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
-    SequenceChange, SequenceMember, StoreError,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, NewDlqRecord, Page, PageRequest,
+    ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -143,25 +143,81 @@ impl DlqStore for SqliteStore {
             .await
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError> {
-        let q = dlq::blocked_behind(head_event_id);
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = query.limit))]
+    async fn heads(&self, query: &HeadQuery<'_>) -> Result<Vec<DlqRecord>, StoreError> {
+        let q = dlq::heads(query);
         self.db
             .read_async(move |conn| fetch(conn, &q, dlq::read_record))
             .await
     }
 
-    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
-        let claim = dlq::claim(&claim);
+    async fn count_heads(&self, query: &HeadQuery<'_>) -> Result<u64, StoreError> {
+        let q = dlq::count_heads(query);
         self.db
-            .write_async(move |conn| Ok(execute(conn, &claim)? == 1))
+            .read_async(move |conn| fetch_optional(conn, &q, |r| r.count(0)))
+            .await
+            .map(Option::unwrap_or_default)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(heads = heads.len()))]
+    async fn held_behind(&self, heads: &[String]) -> Result<Vec<DlqRecord>, StoreError> {
+        let queries: Vec<_> = heads.chunks(IN_CHUNK).map(dlq::held_behind).collect();
+        self.db
+            .read_async(move |conn| {
+                let mut out = Vec::new();
+                for q in &queries {
+                    out.extend(fetch(conn, q, dlq::read_record)?);
+                }
+                Ok(out)
+            })
             .await
     }
 
-    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
-        let release = dlq::release(event_id, claimant);
+    #[tracing::instrument(level = "debug", skip_all, fields(records = claims.event_ids.len()))]
+    async fn claim_replays(&self, claims: ReplayClaims<'_>) -> Result<Vec<String>, StoreError> {
+        let statements: Vec<_> = claims
+            .event_ids
+            .chunks(IN_CHUNK)
+            .map(|ids| {
+                let part = ReplayClaims {
+                    event_ids: ids,
+                    ..claims
+                };
+                (dlq::claim(&part), dlq::claimed(&part))
+            })
+            .collect();
         self.db
-            .write_async(move |conn| execute(conn, &release).map(drop))
+            .write_async(move |conn| {
+                write_tx(conn, |tx| {
+                    let mut held = Vec::new();
+                    for (claim, claimed) in &statements {
+                        execute(tx, claim)?;
+                        held.extend(fetch(tx, claimed, |r| r.text(0))?);
+                    }
+                    Ok(held)
+                })
+            })
+            .await
+    }
+
+    async fn release_replays(
+        &self,
+        event_ids: &[String],
+        claimant: &str,
+    ) -> Result<(), StoreError> {
+        let statements: Vec<_> = event_ids
+            .chunks(IN_CHUNK)
+            .map(|ids| dlq::release(ids, claimant))
+            .collect();
+        self.db
+            .write_async(move |conn| {
+                write_tx(conn, |tx| {
+                    for release in &statements {
+                        execute(tx, release)?;
+                    }
+                    Ok(())
+                })
+            })
             .await
     }
 

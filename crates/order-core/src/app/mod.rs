@@ -26,8 +26,8 @@ pub use commands::{
 pub use dlq::{
     AutoRedriver, BulkReplayOutcome, BulkReplayRequest, DlqRecorder, DlqService, JobConfig,
     RedriveClass, RedriveConfig, RedriveReport, ReplayJobs, ReplayOutcome, Retention,
-    RetentionConfig, SkipOutcome, TestPublishOutcome, BULK_REPLAY_MAX, MIN_HEADS_FOR_RATIO,
-    SKIP_REASON_MAX,
+    RetentionConfig, SkipOutcome, TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX,
+    MIN_HEADS_FOR_RATIO, SKIP_REASON_MAX,
 };
 pub use error::AppError;
 pub use metrics::{Gauges, Metrics};

@@ -265,6 +265,51 @@ pub struct ReplayClaim<'a> {
     pub until: DateTime<Utc>,
 }
 
+/// A position in the order of sequence heads (oldest failure first, then
+/// id): [`HeadQuery::after`] continues after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeadCursor {
+    pub failure_time: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl HeadCursor {
+    /// The cursor just past `rec`.
+    pub fn of(rec: &DlqRecord) -> Self {
+        Self {
+            failure_time: rec.failure_time,
+            id: rec.id,
+        }
+    }
+}
+
+/// [`DlqStore::heads`]: unresolved sequence heads matching every given
+/// condition, oldest failure first (then id), after `after`, at most
+/// `limit`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadQuery<'a> {
+    pub aggregate_id: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    pub status: Option<DlqStatus>,
+    pub source: Option<DlqSource>,
+    /// Failed at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Failed strictly before this instant.
+    pub to: Option<DateTime<Utc>>,
+    pub after: Option<HeadCursor>,
+    pub limit: usize,
+}
+
+/// [`DlqStore::claim_replays`]: `claimant` claims the records `event_ids`
+/// at `now`, until `until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplayClaims<'a> {
+    pub event_ids: &'a [String],
+    pub claimant: &'a str,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
 /// The DLQ records. Adapters store and find; every rule (what heads a
 /// sequence, who takes over, what may change) is decided in the core.
 #[async_trait]
@@ -292,18 +337,55 @@ pub trait DlqStore: Send + Sync {
         aggregate_ids: &[String],
     ) -> Result<Vec<SequenceMember>, StoreError>;
 
+    /// Unresolved sequence heads: records not held behind another
+    /// (`blocked_by` empty) that are PENDING or FAILED, as
+    /// [`HeadQuery`] asks. Answered from an index the database maintains
+    /// with every write (migration 0007), never by a scan of the DLQ.
+    async fn heads(&self, query: &HeadQuery<'_>) -> Result<Vec<DlqRecord>, StoreError>;
+
+    /// How many heads match `query` (its `after` and `limit` ignored).
+    async fn count_heads(&self, query: &HeadQuery<'_>) -> Result<u64, StoreError>;
+
+    /// Unresolved records held behind any of `heads`, ordered by head, then
+    /// version, then id.
+    async fn held_behind(&self, heads: &[String]) -> Result<Vec<DlqRecord>, StoreError>;
+
     /// Unresolved records held behind `head_event_id`, in version order
     /// (then id order).
-    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError>;
+    async fn blocked_behind(&self, head_event_id: &str) -> Result<Vec<DlqRecord>, StoreError> {
+        self.held_behind(&[head_event_id.to_owned()]).await
+    }
 
-    /// Claims an unresolved (PENDING or FAILED) record for a replay until
-    /// `claim.until`, so replays on several instances never publish it
-    /// twice. True when `claim.claimant` holds the claim now: it was free,
-    /// had expired (before `claim.now`), or was already the claimant's.
-    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError>;
+    /// Claims unresolved (PENDING or FAILED) records for a replay until
+    /// `claims.until`, so replays on several instances never publish one
+    /// twice. Returns the event ids `claims.claimant` holds now: free ones,
+    /// expired ones (before `claims.now`), and those already its own.
+    async fn claim_replays(&self, claims: ReplayClaims<'_>) -> Result<Vec<String>, StoreError>;
+
+    /// [`claim_replays`](Self::claim_replays) of one record: true when the
+    /// claimant holds it now.
+    async fn claim_replay(&self, claim: ReplayClaim<'_>) -> Result<bool, StoreError> {
+        let ids = [claim.event_id.to_owned()];
+        let held = self
+            .claim_replays(ReplayClaims {
+                event_ids: &ids,
+                claimant: claim.claimant,
+                now: claim.now,
+                until: claim.until,
+            })
+            .await?;
+        Ok(!held.is_empty())
+    }
+
+    /// Gives back `claimant`'s claims on these records (another's are left
+    /// alone).
+    async fn release_replays(&self, event_ids: &[String], claimant: &str)
+        -> Result<(), StoreError>;
 
     /// Gives back `claimant`'s claim on a record (another's is left alone).
-    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError>;
+    async fn release_replay(&self, event_id: &str, claimant: &str) -> Result<(), StoreError> {
+        self.release_replays(&[event_id.to_owned()], claimant).await
+    }
 
     /// Writes `change` in one transaction. False (nothing written) when one
     /// of its guards does not hold.

@@ -252,6 +252,7 @@ macro_rules! write_side_migrations {
             4 "replay_jobs" "0004_replay_jobs.sql",
             5 "failure_class" "0005_failure_class.sql",
             6 "relay_partitions" "0006_relay_partitions.sql",
+            7 "dlq_heads" "0007_dlq_heads.sql",
         )
     };
     (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {

@@ -47,6 +47,7 @@ pub mod event_bus;
 pub mod event_store;
 pub mod fixtures;
 pub mod legacy;
+pub mod outage;
 pub mod outbox;
 pub mod read_model;
 pub mod relay_leases;
@@ -257,6 +258,10 @@ macro_rules! dlq_store_contract {
                 failure_classes_are_stored,
                 purge_deletes_only_records_resolved_before_the_cut_off,
                 only_a_consumer_side_failure_reopens,
+                heads_are_unresolved_records_not_held_oldest_failure_first,
+                the_head_index_follows_every_change_to_a_sequence,
+                a_head_walk_is_stable_while_sequences_change,
+                claims_and_held_records_come_in_batches,
             ]
         );
     };

@@ -197,7 +197,7 @@ impl Config {
             )?),
             projector_linger: Duration::from_millis(p.int("projector_linger_ms", 0, 5_000)?),
             dlq_auto_redrive: p.bool("dlq_auto_redrive")?.unwrap_or(false),
-            dlq_auto_redrive_rate: p.int("dlq_auto_redrive_rate", 1, 10_000)? as u32,
+            dlq_auto_redrive_rate: p.int("dlq_auto_redrive_rate", 1, 100_000)? as u32,
             dlq_auto_redrive_interval: Duration::from_millis(p.int(
                 "dlq_auto_redrive_interval_ms",
                 100,
@@ -210,7 +210,7 @@ impl Config {
                 3_600_000,
             )?),
             dlq_retention_days: p.int("dlq_retention_days", 0, 3_650)? as u32,
-            dlq_job_rate: p.float("dlq_job_rate", 0.01, 10_000.0)?,
+            dlq_job_rate: p.float("dlq_job_rate", 0.01, 100_000.0)?,
             dlq_job_max_failure_ratio: p.float("dlq_job_max_failure_ratio", 0.0, 1.0)?,
             dlq_job_lease: Duration::from_millis(p.int("dlq_job_lease_ms", 1_000, 3_600_000)?),
             command_timeout: Duration::from_millis(p.int("command_timeout_ms", 1, 600_000)?),
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn replay_job_settings_have_defaults_and_ranges() {
         let c = Config::from_env(&env(&[])).unwrap();
-        assert_eq!(c.dlq_job_rate, 20.0);
+        assert_eq!(c.dlq_job_rate, 500.0);
         assert_eq!(c.dlq_job_max_failure_ratio, 0.5);
         assert_eq!(c.dlq_job_lease, Duration::from_secs(30));
         let c = Config::from_env(&env(&[
@@ -400,7 +400,7 @@ mod tests {
     fn the_automatic_redrive_is_off_by_default_and_configurable() {
         let c = Config::from_env(&env(&[])).unwrap();
         assert!(!c.dlq_auto_redrive);
-        assert_eq!(c.dlq_auto_redrive_rate, 10);
+        assert_eq!(c.dlq_auto_redrive_rate, 100);
         assert_eq!(c.dlq_auto_redrive_interval, Duration::from_secs(10));
         assert_eq!(c.dlq_auto_redrive_max_attempts, 10);
         assert_eq!(c.dlq_retention_days, 0, "retention is off by default");

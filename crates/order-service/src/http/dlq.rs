@@ -12,7 +12,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::{
     Auditor, BulkReplayRequest, DlqService, Principal, ReplayJobs, Role, BULK_REPLAY_MAX,
-    SKIP_REASON_MAX,
+    JOB_LIMIT_MAX, SKIP_REASON_MAX,
 };
 use order_core::ports::{AuditAction, DlqStatus};
 use serde::{Deserialize, Serialize};
@@ -130,12 +130,20 @@ fn instant(name: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiEr
 }
 
 fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
+    // A dry run lists what it matched; a job streams its heads.
+    let dry_run = body.dry_run.unwrap_or(false);
+    let max = if dry_run {
+        BULK_REPLAY_MAX
+    } else {
+        JOB_LIMIT_MAX
+    };
     let limit = match body.limit {
         None => BULK_REPLAY_DEFAULT,
-        Some(n) if (1..=BULK_REPLAY_MAX as u64).contains(&n) => n as usize,
+        Some(n) if (1..=max as u64).contains(&n) => n as usize,
         Some(n) => {
             return Err(ApiError::bad_request(format!(
-                "limit must be between 1 and {BULK_REPLAY_MAX}, not {n}"
+                "limit must be between 1 and {max}{}, not {n}",
+                if dry_run { " for a dry run" } else { "" }
             )))
         }
     };
@@ -161,7 +169,7 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
     }
     Ok(BulkReplayRequest {
         limit,
-        dry_run: body.dry_run.unwrap_or(false),
+        dry_run,
         aggregate_id: body.aggregate_id,
         event_type: body.event_type,
         status,

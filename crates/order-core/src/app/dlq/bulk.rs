@@ -1,16 +1,17 @@
-//! Bulk replay as its own `impl DlqService` block: it only strings single
-//! replays together (one bus look-up for all heads, one audit entry for the
-//! whole), so it reads best apart from the single-record operations in
-//! [`super::service`]; the replay job runner ([`super::jobs`]) drives it
-//! through `matching_heads` and `replay_for_job`.
+//! Bulk replay as its own `impl DlqService` block: the heads a request
+//! matches (from the store's head index), replayed as one batch
+//! ([`super::batch`]). `POST /api/dlq/replay` uses it for dry runs; a real
+//! bulk replay runs as a durable job ([`super::jobs`]) built on the same
+//! pieces.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::service::{replay_message, DlqService, ReplayOutcome};
+use super::service::{DlqService, ReplayOutcome};
 use crate::app::error::AppError;
 use crate::app::principal::Principal;
-use crate::ports::{AuditAction, BusMessage, DlqRecord, DlqSource, DlqStatus, PageRequest};
+use crate::ports::AuditAction;
+use crate::ports::{DlqStatus, HeadCursor, HeadQuery};
 
 /// What `POST /api/dlq/replay` replays (also a job's filter, stored as
 /// JSON with these field names).
@@ -37,8 +38,11 @@ pub struct BulkReplayRequest {
     pub to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Largest `limit` of a bulk replay.
+/// Largest `limit` of a dry run or a synchronous bulk replay.
 pub const BULK_REPLAY_MAX: usize = 1000;
+
+/// Largest `limit` of a replay job (it streams its heads).
+pub const JOB_LIMIT_MAX: usize = 100_000_000;
 
 /// Answer of a bulk replay.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -62,8 +66,8 @@ pub struct BulkReplayOutcome {
 
 impl DlqService {
     /// Replays the unresolved sequence heads (records not held behind an
-    /// unresolved one) that match, oldest failure first, one after another;
-    /// each publishes the events held behind it, so per-order order holds.
+    /// unresolved one) that match, oldest failure first, as one batch; each
+    /// publishes the events held behind it, so per-order order holds.
     /// A head whose replay fails stays FAILED and the next one is tried.
     /// Audited as one DLQ_BULK_REPLAY entry, plus one DLQ_REPLAY entry
     /// (`parameters.bulk = true`) per head it replayed.
@@ -104,7 +108,7 @@ impl DlqService {
         req: &BulkReplayRequest,
     ) -> Result<BulkReplayOutcome, AppError> {
         let limit = req.limit.clamp(1, BULK_REPLAY_MAX);
-        let heads = self.heads(req, limit).await?;
+        let heads = self.dlq.heads(&req.heads(None, limit)).await?;
         let mut out = BulkReplayOutcome {
             dry_run: req.dry_run,
             matched: heads.len(),
@@ -114,49 +118,18 @@ impl DlqService {
         if req.dry_run {
             return Ok(out);
         }
-        // One look at the bus for every parked publish of every matched
-        // sequence, instead of one per head.
-        let mut parked: Vec<BusMessage> = Vec::new();
-        for head in heads.iter().filter(|h| h.source == DlqSource::Publish) {
-            parked.push(replay_message(head));
-            let behind = self.dlq.blocked_behind(&head.event_id).await?;
-            parked.extend(behind.iter().map(replay_message));
-        }
-        let prechecked = match self.bus.find_published(&parked).await {
-            Ok(found) => Some(found),
-            Err(e) => {
-                tracing::warn!(error = %e, "bulk replay: the bus cannot say what it has; checking per head");
-                None
-            }
-        };
-        for head in heads {
-            let one = self
-                .replay_checked(&head.event_id, prechecked.as_ref())
+        let statuses: std::collections::HashMap<String, DlqStatus> = heads
+            .iter()
+            .map(|h| (h.event_id.clone(), h.status))
+            .collect();
+        for (event_id, one) in self.replay_heads(heads).await? {
+            self.audit_replay(who, &event_id, json!({ "bulk": true }), &one)
                 .await;
-            self.audit_replay(who, &head.event_id, json!({ "bulk": true }), &one)
-                .await;
-            match one {
-                Ok(r) => {
-                    match r.status {
-                        DlqStatus::Replayed => out.replayed += 1,
-                        DlqStatus::Failed => out.failed += 1,
-                        _ => out.skipped += 1,
-                    }
-                    out.published += r.published;
-                    out.results.push(r);
-                }
-                Err(AppError::Conflict(message)) => {
-                    out.refused += 1;
-                    out.results.push(ReplayOutcome {
-                        event_id: head.event_id,
-                        success: false,
-                        status: head.status,
-                        message,
-                        published: 0,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
+            let status = statuses
+                .get(&event_id)
+                .copied()
+                .unwrap_or(DlqStatus::Pending);
+            out.add(event_id, status, one)?;
         }
         tracing::info!(
             matched = out.matched,
@@ -167,79 +140,55 @@ impl DlqService {
         );
         Ok(out)
     }
+}
 
-    /// Replays one sequence head for the bulk replay job `job_id`, audited
-    /// under `who` with the job id in the parameters. A head found resolved
-    /// answers SKIPPED; one no longer a head or claimed elsewhere is 409.
-    pub async fn replay_for_job(
-        &self,
-        who: &Principal,
-        job_id: &str,
-        event_id: &str,
-    ) -> Result<ReplayOutcome, AppError> {
-        let outcome = self.replay_checked(event_id, None).await;
-        self.audit_replay(
-            who,
-            event_id,
-            json!({ "bulk": true, "jobId": job_id }),
-            &outcome,
-        )
-        .await;
-        outcome
-    }
-
-    /// Unresolved sequence heads that match `req`, oldest failure first, at
-    /// most `limit` (a job's next heads and its matched count).
-    pub async fn matching_heads(
-        &self,
-        req: &BulkReplayRequest,
-        limit: usize,
-    ) -> Result<Vec<DlqRecord>, AppError> {
-        self.heads(req, limit).await
-    }
-
-    /// Unresolved records that head their sequence and match `req`, oldest
-    /// failure first, at most `limit`.
-    pub(super) async fn heads(
-        &self,
-        req: &BulkReplayRequest,
-        limit: usize,
-    ) -> Result<Vec<DlqRecord>, AppError> {
-        let mut unresolved: Vec<DlqRecord> = Vec::new();
-        // Both statuses even with a status filter: a head is found by looking
-        // at every unresolved record of its order.
-        for status in [DlqStatus::Pending, DlqStatus::Failed] {
-            let mut page = 0;
-            loop {
-                let p = self
-                    .dlq
-                    .list(Some(status), PageRequest { page, size: 500 })
-                    .await?;
-                let last = u64::from(page) + 1 >= p.total_pages;
-                unresolved.extend(p.content);
-                if last {
-                    break;
+impl BulkReplayOutcome {
+    /// Counts the outcome of one head (of `status` when it was read); an
+    /// error other than a refusal (409) ends the bulk replay.
+    fn add(
+        &mut self,
+        event_id: String,
+        status: DlqStatus,
+        one: Result<ReplayOutcome, AppError>,
+    ) -> Result<(), AppError> {
+        match one {
+            Ok(r) => {
+                match r.status {
+                    DlqStatus::Replayed => self.replayed += 1,
+                    DlqStatus::Failed => self.failed += 1,
+                    _ => self.skipped += 1,
                 }
-                page += 1;
+                self.published += r.published;
+                self.results.push(r);
             }
+            Err(AppError::Conflict(message)) => {
+                self.refused += 1;
+                self.results.push(ReplayOutcome {
+                    event_id,
+                    success: false,
+                    status,
+                    message,
+                    published: 0,
+                });
+            }
+            Err(e) => return Err(e),
         }
-        let open: std::collections::HashSet<String> =
-            unresolved.iter().map(|r| r.event_id.clone()).collect();
-        let mut heads: Vec<DlqRecord> = unresolved
-            .into_iter()
-            .filter(|r| r.blocked_by.as_ref().is_none_or(|h| !open.contains(h)))
-            .filter(|r| {
-                req.aggregate_id
-                    .as_ref()
-                    .is_none_or(|a| &r.aggregate_id == a)
-            })
-            .filter(|r| req.event_type.as_ref().is_none_or(|t| &r.event_type == t))
-            .filter(|r| req.status.is_none_or(|s| r.status == s))
-            .filter(|r| req.from.is_none_or(|t| r.failure_time >= t))
-            .filter(|r| req.to.is_none_or(|t| r.failure_time < t))
-            .collect();
-        heads.sort_by_key(|r| (r.failure_time, r.id));
-        heads.truncate(limit);
-        Ok(heads)
+        Ok(())
+    }
+}
+
+impl BulkReplayRequest {
+    /// The heads this request matches, after `after`, at most `limit`.
+    pub fn heads(&self, after: Option<HeadCursor>, limit: usize) -> HeadQuery<'_> {
+        HeadQuery {
+            aggregate_id: self.aggregate_id.as_deref(),
+            event_type: self.event_type.as_deref(),
+            status: self.status,
+            source: None,
+            from: self.from,
+            to: self.to,
+            after,
+            limit,
+        }
     }
 }

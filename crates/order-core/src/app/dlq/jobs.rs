@@ -1,13 +1,16 @@
 //! Bulk DLQ replay as a durable job: `POST /api/dlq/replay` (without
 //! `dryRun`) stores a RUNNING job and a background runner works on it.
 //!
-//! - One head at a time, oldest failure first, through
-//!   [`DlqService::replay_for_job`]: each head publishes what is held
-//!   behind it, so per-order order holds.
-//! - Throttled to `rate` heads per second.
-//! - Progress is saved after each head; the save also renews the runner's
+//! - Heads are read page by page along the store's head index, oldest
+//!   failure first (memory stays flat whatever the backlog), and each page
+//!   is replayed as one batch ([`DlqService::replay_heads`]): each head
+//!   publishes what is held behind it, so per-order order holds.
+//! - Throttled to `rate` heads per second (a batch is a second's worth, at
+//!   most [`MAX_BATCH`]; the first batches are smaller: see
+//!   [`MIN_HEADS_FOR_RATIO`]).
+//! - Progress is saved after each batch; the save also renews the runner's
 //!   lease and tells it when the job was cancelled (it then stops before
-//!   the next head).
+//!   the next batch).
 //! - A head another replay holds (another instance, or a claim a crashed
 //!   one left until it lapses) is tried again after a pause, not counted.
 //! - It stops by itself (STOPPED) once at least [`MIN_HEADS_FOR_RATIO`]
@@ -29,18 +32,21 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use super::renew::while_renewing;
-use super::service::{BulkReplayRequest, DlqService, BULK_REPLAY_MAX};
+use super::service::{BulkReplayRequest, DlqService, JOB_LIMIT_MAX};
 use crate::app::audit::Auditor;
 use crate::app::error::AppError;
 use crate::app::principal::{Principal, Role};
 use crate::domain::now;
 use crate::ports::{
-    AuditAction, DlqStatus, JobCancel, JobCancelled, JobCounters, JobEnd, JobLease, JobProgress,
-    JobStatus, NewReplayJob, Page, PageRequest, ReplayJob, ReplayJobStore,
+    AuditAction, DlqRecord, DlqStatus, HeadCursor, JobCancel, JobCancelled, JobCounters, JobEnd,
+    JobLease, JobProgress, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob, ReplayJobStore,
 };
 
 /// Pause before a job tries again a head another replay holds.
 const REFUSED_RETRY: Duration = Duration::from_secs(1);
+
+/// Most heads one batch of a job replays.
+pub const MAX_BATCH: usize = 256;
 
 /// Fewest processed heads before the failure ratio can stop a job.
 pub const MIN_HEADS_FOR_RATIO: u64 = 5;
@@ -61,7 +67,7 @@ pub struct JobConfig {
 impl Default for JobConfig {
     fn default() -> Self {
         Self {
-            rate: 20.0,
+            rate: 500.0,
             max_failure_ratio: 0.5,
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(5),
@@ -143,18 +149,23 @@ impl ReplayJobs {
     ) -> Result<ReplayJob, AppError> {
         let req = BulkReplayRequest {
             dry_run: false,
-            limit: req.limit.clamp(1, BULK_REPLAY_MAX),
+            limit: req.limit.clamp(1, JOB_LIMIT_MAX),
             ..req.clone()
         };
         let filter = serde_json::to_value(&req).map_err(|e| AppError::Internal(e.to_string()))?;
         let outcome = async {
-            let matched = self.dlq.matching_heads(&req, req.limit).await?.len();
+            let matched = self
+                .dlq
+                .dlq
+                .count_heads(&req.heads(None, 0))
+                .await?
+                .min(req.limit as u64);
             let job = NewReplayJob {
                 id: Uuid::now_v7(),
                 principal: who.name.clone(),
                 role: who.role.as_str().to_owned(),
                 filter: filter.clone(),
-                matched: matched as u64,
+                matched,
                 created_at: now(),
             };
             Ok::<_, AppError>(self.store.create_job(&job).await?)
@@ -313,29 +324,34 @@ impl ReplayJobs {
             Role::parse(&job.role).unwrap_or(Role::Admin),
         );
         let job_id = job.id.to_string();
-        let limit = req.limit.clamp(1, BULK_REPLAY_MAX) as u64;
-        let pause = Duration::from_secs_f64(1.0 / self.cfg.rate.max(0.001));
+        let limit = req.limit.clamp(1, JOB_LIMIT_MAX) as u64;
+        let rate = self.cfg.rate.max(0.001);
+        // Heads replayed per batch: a second's worth, at most MAX_BATCH.
+        let batch = (rate.ceil() as usize).clamp(1, MAX_BATCH);
         // Heads this run tried that stay FAILED: not tried again by this run.
         let mut tried: HashSet<String> = HashSet::new();
         // Heads refused (being replayed elsewhere, e.g. a claim left by a
         // crashed instance until it lapses): tried again after a pause.
         let mut refused: HashMap<String, tokio::time::Instant> = HashMap::new();
+        // The walk through the heads, page by page along the head index:
+        // where it is, whether it replayed anything, and which refused heads
+        // it passed (others were resolved elsewhere).
+        let mut after: Option<HeadCursor> = None;
+        let mut progressed = false;
+        let mut passed: HashSet<String> = HashSet::new();
         let mut next_at = tokio::time::Instant::now();
         loop {
+            // Throttled before the save below, so a cancel that came
+            // meanwhile stops the job before its next batch.
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_at) => {}
+                _ = shutdown.changed() => {}
+            }
             // Cancelled? (The save also renews the lease, or gives it up at
             // shutdown.)
-            let at = self.store.clock().await.map_err(|e| (c, e.into()))?;
             let stopping = *shutdown.borrow();
-            let mut lease = self.lease(job.id, at);
-            if stopping {
-                lease.until = at;
-            }
-            let progress = JobProgress { lease, counters: c };
-            match self.store.save_job_progress(progress).await {
-                Ok(true) if stopping => return Ok(None),
-                Ok(true) => {}
-                Ok(false) => return Ok(None),
-                Err(e) => return Err((c, e.into())),
+            if !self.save(job.id, c, stopping).await.map_err(|e| (c, e))? || stopping {
+                return Ok(None);
             }
             if c.processed >= limit {
                 return Ok(Some((
@@ -358,17 +374,28 @@ impl ReplayJobs {
                     ),
                 )));
             }
-            let heads = self
+            // Slow start: the first batches are MIN_HEADS_FOR_RATIO heads,
+            // then as many as were processed (doubling), so a job on a bus
+            // that is still broken stops after a handful of heads.
+            let want = batch
+                .min(MIN_HEADS_FOR_RATIO.max(c.processed) as usize)
+                .min(usize::try_from(limit - c.processed).unwrap_or(batch));
+            let page = self
                 .dlq
-                .matching_heads(&req, tried.len() + refused.len() + 1)
+                .dlq
+                .heads(&req.heads(after, want))
                 .await
-                .map_err(|e| (c, e))?;
-            let clock = tokio::time::Instant::now();
-            refused.retain(|id, _| heads.iter().any(|h| &h.event_id == id));
-            let next = heads.into_iter().find(|h| {
-                !tried.contains(&h.event_id) && refused.get(&h.event_id).is_none_or(|t| *t <= clock)
-            });
-            let Some(head) = next else {
+                .map_err(|e| (c, e.into()))?;
+            let Some(last) = page.last() else {
+                // The end of a walk. Heads may have come up behind it (a held
+                // event that failed heads its order now): walk again while
+                // walks replay something; then wait for refused heads.
+                after = None;
+                refused.retain(|id, _| passed.contains(id));
+                passed.clear();
+                if std::mem::take(&mut progressed) {
+                    continue;
+                }
                 if let Some(due) = refused.values().min().copied() {
                     tokio::select! {
                         _ = tokio::time::sleep_until(due) => {}
@@ -382,40 +409,89 @@ impl ReplayJobs {
                     "no matching unresolved record left".to_owned(),
                 )));
             };
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_at) => {}
-                // Back to the top: gives up the lease and returns.
-                _ = shutdown.changed() => continue,
+            after = Some(HeadCursor::of(last));
+            let clock = tokio::time::Instant::now();
+            passed.extend(
+                page.iter()
+                    .filter(|h| refused.contains_key(&h.event_id))
+                    .map(|h| h.event_id.clone()),
+            );
+            let todo: Vec<DlqRecord> = page
+                .into_iter()
+                .filter(|h| {
+                    !tried.contains(&h.event_id)
+                        && refused.get(&h.event_id).is_none_or(|t| *t <= clock)
+                })
+                .collect();
+            if todo.is_empty() {
+                continue;
             }
-            next_at = tokio::time::Instant::now() + pause;
-            // The lease is renewed while the replay runs (bus probes can
+            next_at =
+                tokio::time::Instant::now() + Duration::from_secs_f64(todo.len() as f64 / rate);
+            // The lease is renewed while the batch runs (bus probes can
             // outlast it).
-            let replay = self.dlq.replay_for_job(&who, &job_id, &head.event_id);
+            let replay = self.dlq.replay_heads(todo);
             let renew = || self.renew_lease(job.id);
-            match while_renewing(replay, self.cfg.lease / 3, renew).await {
-                Ok(r) => {
-                    c.processed += 1;
-                    refused.remove(&head.event_id);
-                    c.published += r.published as u64;
-                    match r.status {
-                        DlqStatus::Replayed => c.replayed += 1,
-                        DlqStatus::Failed => {
-                            c.failed += 1;
-                            tried.insert(head.event_id);
+            let outcomes = while_renewing(replay, self.cfg.lease / 3, renew)
+                .await
+                .map_err(|e| (c, e))?;
+            for (event_id, one) in outcomes {
+                let parameters = json!({ "bulk": true, "jobId": job_id });
+                self.dlq
+                    .audit_replay(&who, &event_id, parameters, &one)
+                    .await;
+                match one {
+                    Ok(r) => {
+                        c.processed += 1;
+                        progressed = true;
+                        refused.remove(&event_id);
+                        c.published += r.published as u64;
+                        match r.status {
+                            DlqStatus::Replayed => c.replayed += 1,
+                            DlqStatus::Failed => {
+                                c.failed += 1;
+                                tried.insert(event_id);
+                            }
+                            _ => c.skipped += 1,
                         }
-                        _ => c.skipped += 1,
                     }
+                    Err(AppError::Conflict(m)) => {
+                        tracing::debug!(
+                            %event_id,
+                            reason = %m,
+                            "replay job: head refused; tried again later"
+                        );
+                        refused.insert(event_id, tokio::time::Instant::now() + REFUSED_RETRY);
+                    }
+                    // Gone meanwhile (retention, or never there): nothing to do.
+                    Err(AppError::NotFound(_)) => {}
+                    Err(e) => return Err((c, e)),
                 }
-                Err(AppError::Conflict(m)) => {
-                    tracing::debug!(
-                        event_id = %head.event_id,
-                        reason = %m,
-                        "replay job: head refused; tried again later"
-                    );
-                    refused.insert(head.event_id, tokio::time::Instant::now() + REFUSED_RETRY);
-                }
-                Err(e) => return Err((c, e)),
+            }
+            // Progress shows at once (the throttle may wait a while).
+            if !self.save(job.id, c, false).await.map_err(|e| (c, e))? {
+                return Ok(None);
             }
         }
+    }
+
+    /// Saves a job's progress, renewing the runner's lease (or giving it up
+    /// when `stopping`). False: the job is no longer this runner's
+    /// (cancelled, or taken over).
+    async fn save(
+        &self,
+        id: Uuid,
+        counters: JobCounters,
+        stopping: bool,
+    ) -> Result<bool, AppError> {
+        let at = self.store.clock().await?;
+        let mut lease = self.lease(id, at);
+        if stopping {
+            lease.until = at;
+        }
+        Ok(self
+            .store
+            .save_job_progress(JobProgress { lease, counters })
+            .await?)
     }
 }

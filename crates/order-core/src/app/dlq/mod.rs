@@ -12,6 +12,7 @@
 //! - [`redrive`]: opt-in, replays retryable publish failures by itself once
 //!   the bus answers again.
 
+mod batch;
 mod bulk;
 pub mod jobs;
 pub mod recorder;
@@ -22,11 +23,12 @@ pub mod sequencing;
 pub mod service;
 mod test_publish;
 
+pub use batch::HeadOutcome;
 pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use recorder::DlqRecorder;
 pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
 pub use retention::{Retention, RetentionConfig};
 pub use service::{
     BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
-    TestPublishOutcome, BULK_REPLAY_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,
+    TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,
 };

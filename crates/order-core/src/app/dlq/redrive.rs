@@ -18,8 +18,12 @@
 //! alert `OrderServiceDlqRedriveExhausted`), so a head that keeps failing on
 //! a healthy bus is not retried at every scan forever.
 //!
-//! Several instances may run it: each head's replay claims the record in
-//! the database first, so no record is published twice; a head another
+//! A scan reads the heads page by page along the store's head index, oldest
+//! failure first, and replays the due ones in batches
+//! ([`DlqService::replay_heads`]) at most `rate_per_sec` heads a second.
+//!
+//! Several instances may run it: each batch claims its records in the
+//! database first, so no record is published twice; a head another
 //! instance is replaying is passed over (409) and looked at next scan.
 
 use std::sync::Arc;
@@ -28,11 +32,17 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
+use super::jobs::MAX_BATCH;
 use super::service::DlqService;
 use crate::app::error::AppError;
 use crate::app::metrics::Metrics;
 use crate::app::principal::Principal;
-use crate::ports::{DlqRecord, DlqSource, DlqStatus, EventBus, FailureClass};
+use crate::ports::{
+    DlqRecord, DlqSource, DlqStatus, EventBus, FailureClass, HeadCursor, HeadQuery,
+};
+
+/// Heads read per page of a scan.
+const PAGE: usize = 512;
 
 /// What the redrive may do with a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,67 +207,88 @@ impl AutoRedriver {
             return Ok(report);
         }
         let now = crate::domain::now();
+        let rate = f64::from(self.cfg.rate_per_sec.max(1));
+        let batch = (self.cfg.rate_per_sec as usize).clamp(1, MAX_BATCH);
         let mut exhausted = 0u64;
-        let heads: Vec<DlqRecord> = self
-            .dlq
-            .sequence_heads(usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|r| classify(r) == RedriveClass::Retryable)
-            .filter(|r| match due(r, &self.cfg, now) {
-                Due::Now => true,
-                Due::Later => false,
-                Due::Exhausted => {
-                    exhausted += 1;
-                    false
+        let mut after: Option<HeadCursor> = None;
+        let mut next_at = tokio::time::Instant::now();
+        let mut stop = shutdown.clone();
+        // Page by page along the head index, oldest failure first: memory
+        // stays flat whatever the backlog.
+        loop {
+            let query = HeadQuery {
+                source: Some(DlqSource::Publish),
+                after,
+                limit: PAGE,
+                ..HeadQuery::default()
+            };
+            let page = self.dlq.dlq.heads(&query).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(HeadCursor::of(last));
+            let due_now: Vec<DlqRecord> = page
+                .into_iter()
+                .filter(|r| classify(r) == RedriveClass::Retryable)
+                .filter(|r| match due(r, &self.cfg, now) {
+                    Due::Now => true,
+                    Due::Later => false,
+                    Due::Exhausted => {
+                        exhausted += 1;
+                        false
+                    }
+                })
+                .collect();
+            let mut due_now = due_now.into_iter().peekable();
+            while due_now.peek().is_some() {
+                let heads: Vec<DlqRecord> = due_now.by_ref().take(batch).collect();
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_at) => {}
+                    Ok(()) = stop.changed() => {}
                 }
-            })
-            .collect();
+                if *stop.borrow() {
+                    return Ok(report);
+                }
+                next_at = tokio::time::Instant::now()
+                    + Duration::from_secs_f64(heads.len() as f64 / rate);
+                let mut failed = false;
+                for (event_id, outcome) in self.dlq.replay_heads(heads).await? {
+                    self.dlq
+                        .audit_replay(
+                            &Principal::system(),
+                            &event_id,
+                            json!({ "auto": true }),
+                            &outcome,
+                        )
+                        .await;
+                    match outcome {
+                        Ok(o) if o.status == DlqStatus::Replayed => {
+                            report.replayed += 1;
+                            report.published += o.published;
+                            Metrics::inc(&self.metrics.dlq_auto_redriven);
+                        }
+                        Ok(o) if o.status == DlqStatus::Failed => {
+                            report.failed += 1;
+                            failed = true;
+                        }
+                        Ok(_) | Err(AppError::Conflict(_)) | Err(AppError::NotFound(_)) => {
+                            report.passed += 1
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                // The bus went away again: stop rather than fail every head.
+                // A head that fails on a healthy bus does not hold the
+                // others back.
+                if failed && self.bus.check(self.cfg.check_timeout).await.is_err() {
+                    return Ok(report);
+                }
+            }
+        }
         self.metrics
             .dlq_redrive_exhausted
             .store(exhausted, std::sync::atomic::Ordering::Relaxed);
         report.exhausted = exhausted as usize;
-        let pace = Duration::from_secs(1) / self.cfg.rate_per_sec.max(1);
-        let mut stop = shutdown.clone();
-        for (i, head) in heads.iter().enumerate() {
-            if i > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(pace) => {}
-                    Ok(()) = stop.changed() => {}
-                }
-            }
-            if *stop.borrow() {
-                break;
-            }
-            let outcome = self
-                .dlq
-                .replay_audited(
-                    &Principal::system(),
-                    &head.event_id,
-                    json!({ "auto": true }),
-                )
-                .await;
-            match outcome {
-                Ok(o) if o.status == DlqStatus::Replayed => {
-                    report.replayed += 1;
-                    report.published += o.published;
-                    Metrics::inc(&self.metrics.dlq_auto_redriven);
-                }
-                Ok(o) if o.status == DlqStatus::Failed => {
-                    report.failed += 1;
-                    // The bus went away again: stop rather than fail every
-                    // head. A head that fails on a healthy bus does not hold
-                    // the others back.
-                    if self.bus.check(self.cfg.check_timeout).await.is_err() {
-                        break;
-                    }
-                }
-                Ok(_) | Err(AppError::Conflict(_)) | Err(AppError::NotFound(_)) => {
-                    report.passed += 1
-                }
-                Err(e) => return Err(e),
-            }
-        }
         Ok(report)
     }
 }

@@ -27,7 +27,7 @@ use crate::ports::{
     FailureClass, Page, PageRequest, ReplayClaim,
 };
 
-pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX};
+pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX, JOB_LIMIT_MAX};
 pub use super::test_publish::{TestPublishOutcome, TEST_AGGREGATE_TYPE};
 
 /// Answer of a replay, with the original service's field names.
@@ -63,9 +63,9 @@ pub const SKIP_REASON_MAX: usize = 500;
 
 /// How long a replay may hold its claim on a record; a crashed replayer's
 /// claim lapses after this.
-const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+pub(super) const REPLAY_CLAIM: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How often a running replay renews its claim.
-const REPLAY_CLAIM_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
+pub(super) const REPLAY_CLAIM_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What one round of publishing held records did.
 #[derive(Default)]
@@ -78,7 +78,7 @@ struct HeldRound {
 /// Per-order turns inside one process: striped locks keyed by the order's
 /// bucket, so replays of one order wait for each other and replays of
 /// other orders mostly do not.
-struct OrderTurns([tokio::sync::Mutex<()>; 64]);
+pub(super) struct OrderTurns([tokio::sync::Mutex<()>; 64]);
 
 impl Default for OrderTurns {
     fn default() -> Self {
@@ -91,12 +91,30 @@ impl OrderTurns {
         let stripe = crate::ports::bucket_of(aggregate_id) as usize % self.0.len();
         self.0[stripe].lock().await
     }
+
+    /// The turns of all these orders, taken in stripe order (so two callers
+    /// never wait for each other in a circle).
+    pub(super) async fn lock_all<'a>(
+        &self,
+        aggregate_ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = aggregate_ids
+            .map(|a| crate::ports::bucket_of(a) as usize % self.0.len())
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.0[stripe].lock().await);
+        }
+        guards
+    }
 }
 
 pub struct DlqService {
     /// Names this process in replay claims.
     instance: String,
-    order_turns: OrderTurns,
+    pub(super) order_turns: OrderTurns,
     pub(super) dlq: Arc<dyn DlqStore>,
     pub(super) bus: Arc<dyn EventBus>,
     pub(super) policy: RetryPolicy,
@@ -124,6 +142,11 @@ impl DlqService {
             metrics,
             audit,
         }
+    }
+
+    /// Names this process in replay claims.
+    pub(super) fn instance(&self) -> &str {
+        &self.instance
     }
 
     pub async fn stats(&self) -> Result<DlqStats, AppError> {
@@ -165,12 +188,6 @@ impl DlqService {
         let outcome = self.replay_checked(event_id, None).await;
         self.audit_replay(who, event_id, parameters, &outcome).await;
         outcome
-    }
-
-    /// Every unresolved sequence head (see [`replay_bulk`](Self::replay_bulk)),
-    /// oldest failure first, at most `limit`.
-    pub async fn sequence_heads(&self, limit: usize) -> Result<Vec<DlqRecord>, AppError> {
-        self.heads(&BulkReplayRequest::default(), limit).await
     }
 
     pub(super) async fn audit_replay(
@@ -254,7 +271,7 @@ impl DlqService {
     }
 
     /// The publishing part of a replay, run under the record's claim.
-    async fn replay_claimed(
+    pub(super) async fn replay_claimed(
         &self,
         rec: DlqRecord,
         at: chrono::DateTime<chrono::Utc>,
@@ -338,21 +355,8 @@ impl DlqService {
                 self.dlq.apply(&moved).await?;
             }
         }
-        let mut message = format!(
-            "event published; {} event(s) held behind it published in order",
-            done.len()
-        );
-        if found_earlier > 0 {
-            message.push_str(&format!(
-                "; {found_earlier} of them already on the bus from an earlier attempt, \
-                 not sent again"
-            ));
-        }
-        if let Some((new_head, err)) = failed {
-            message.push_str(&format!(
-                "; event {new_head} failed ({err}) and now heads the event(s) behind it"
-            ));
-        }
+        let failed = failed.map(|(new_head, err)| format!("event {new_head} failed ({err})"));
+        let message = replayed_message(done.len(), found_earlier, failed.as_deref());
         let published = 1 + done.len() - found_earlier;
         tracing::info!(event_id, published, found_earlier, "DLQ record replayed");
         Ok(ReplayOutcome {
@@ -429,7 +433,7 @@ impl DlqService {
 
     /// Sends parked publish failures once: what an earlier attempt delivered
     /// after all is found on the bus and not sent again.
-    async fn send_parked(
+    pub(super) async fn send_parked(
         &self,
         messages: &[BusMessage],
         prechecked: Option<&HashSet<String>>,
@@ -442,7 +446,7 @@ impl DlqService {
     }
 
     /// One attempt per replay: an operator (or the redrive) retries.
-    fn single_attempt(&self) -> Publisher<'_> {
+    pub(super) fn single_attempt(&self) -> Publisher<'_> {
         Publisher {
             bus: self.bus.as_ref(),
             policy: RetryPolicy {
@@ -551,6 +555,22 @@ fn not_found(event_id: &str) -> AppError {
 
 /// The message a record is replayed as: its original value, to its topic,
 /// with the standard headers when the value is a readable envelope.
+/// The message of a successful replay: `held` events published behind the
+/// head, `earlier` of all found on the bus already, and the held event that
+/// failed (described), if any.
+pub(super) fn replayed_message(held: usize, earlier: usize, failed: Option<&str>) -> String {
+    let mut message = format!("event published; {held} event(s) held behind it published in order");
+    if earlier > 0 {
+        message.push_str(&format!(
+            "; {earlier} of them already on the bus from an earlier attempt, not sent again"
+        ));
+    }
+    if let Some(failed) = failed {
+        message.push_str(&format!("; {failed} and now heads the event(s) behind it"));
+    }
+    message
+}
+
 pub(super) fn replay_message(rec: &DlqRecord) -> BusMessage {
     match serde_json::from_str::<EventEnvelope>(&rec.original_event) {
         Ok(env) => {

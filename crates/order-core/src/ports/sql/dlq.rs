@@ -23,9 +23,10 @@ use crate::ports::DlqStats;
 use crate::ports::DlqStatus;
 use crate::ports::FailureClass;
 use crate::ports::Guard;
+use crate::ports::HeadQuery;
 use crate::ports::NewDlqRecord;
 use crate::ports::PageRequest;
-use crate::ports::ReplayClaim;
+use crate::ports::ReplayClaims;
 use crate::ports::SequenceChange;
 use crate::ports::SequenceMember;
 use crate::ports::Step;
@@ -175,44 +176,109 @@ pub fn read_member(r: &dyn ColumnReader) -> Result<SequenceMember, StoreError> {
     })
 }
 
-/// Unresolved records held behind `head`, in version order, then id order.
-pub fn blocked_behind(head: &str) -> Statement {
+/// The conditions of `q` (its cursor included, not its limit). A head's
+/// `head_since` is its failure time (a generated column: see migration
+/// 0007), so the cursor and the time range run along the `(head_since, id)`
+/// index. The cursor is written `t >= ? AND (t > ? OR id > ?)`: its first
+/// half is a range both databases start an index scan at.
+fn head_conditions(q: &HeadQuery<'_>, with_cursor: bool) -> (String, Vec<SqlValue>) {
+    let filter = Where::default()
+        .and("head_since >= ?", q.from)
+        .and("head_since < ?", q.to)
+        .and("aggregate_id = ?", q.aggregate_id)
+        .and("event_type = ?", q.event_type)
+        .and("status = ?", q.status.map(DlqStatus::as_str))
+        .and("source = ?", q.source.map(DlqSource::as_str));
+    let (mut sql, mut args) = filter.into_parts();
+    sql.insert(0, "head_since IS NOT NULL");
+    let mut sql = sql.join(" AND ");
+    if let Some(c) = q.after.filter(|_| with_cursor) {
+        sql.push_str(" AND head_since >= ? AND (head_since > ? OR id > ?)");
+        args.extend([c.failure_time.into(), c.failure_time.into(), c.id.into()]);
+    }
+    (sql, args)
+}
+
+/// The heads [`HeadQuery`] asks for, oldest failure first (then id).
+pub fn heads(q: &HeadQuery<'_>) -> Statement {
+    let (cond, mut args) = head_conditions(q, true);
+    args.push(SqlValue::Int(i64::try_from(q.limit).unwrap_or(i64::MAX)));
     Statement::new(
         format!(
-            "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by = ? \
-             AND status IN ({}) ORDER BY version, id",
-            unresolved()
+            "SELECT {COLUMNS} FROM dlq_replay_records WHERE {cond} \
+             ORDER BY head_since, id LIMIT ?"
         ),
-        [SqlValue::from(head)],
+        args,
     )
 }
 
-/// Claims an unresolved record for `claimant` until `until` when the claim
-/// is free, expired before `now`, or already `claimant`'s.
-pub fn claim(c: &ReplayClaim<'_>) -> Statement {
+/// How many heads match `q` (cursor and limit ignored).
+pub fn count_heads(q: &HeadQuery<'_>) -> Statement {
+    let (cond, args) = head_conditions(q, false);
+    Statement::new(
+        format!("SELECT COUNT(*) FROM dlq_replay_records WHERE {cond}"),
+        args,
+    )
+}
+
+/// Unresolved records held behind any of `heads`, by head, then version,
+/// then id.
+pub fn held_behind(heads: &[String]) -> Statement {
+    Statement::new(
+        format!(
+            "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by IN ({}) \
+             AND status IN ({}) ORDER BY blocked_by, version, id",
+            in_list(heads.len()),
+            unresolved()
+        ),
+        heads.iter().map(SqlValue::from),
+    )
+}
+
+/// Claims unresolved records for `claimant` until `until` where the claim
+/// is free, expired before `now`, or already `claimant`'s; then
+/// [`claimed`] reads which are the claimant's.
+pub fn claim(c: &ReplayClaims<'_>) -> Statement {
+    let mut args = vec![SqlValue::from(c.claimant), SqlValue::from(c.until)];
+    args.extend(c.event_ids.iter().map(SqlValue::from));
+    args.extend([SqlValue::from(c.claimant), SqlValue::from(c.now)]);
     Statement::new(
         format!(
             "UPDATE dlq_replay_records SET replay_claimed_by = ?, replay_claimed_until = ? \
-             WHERE event_id = ? AND status IN ({}) AND (replay_claimed_by IS NULL \
+             WHERE event_id IN ({}) AND status IN ({}) AND (replay_claimed_by IS NULL \
              OR replay_claimed_by = ? OR replay_claimed_until < ?)",
+            in_list(c.event_ids.len()),
             unresolved()
         ),
-        [
-            SqlValue::from(c.claimant),
-            SqlValue::from(c.until),
-            SqlValue::from(c.event_id),
-            SqlValue::from(c.claimant),
-            SqlValue::from(c.now),
-        ],
+        args,
     )
 }
 
-/// Gives back `claimant`'s claim (another's is left alone).
-pub fn release(event_id: &str, claimant: &str) -> Statement {
+/// Which of the records of a [`claim`] the claimant holds until its end.
+pub fn claimed(c: &ReplayClaims<'_>) -> Statement {
+    let mut args: Vec<SqlValue> = c.event_ids.iter().map(SqlValue::from).collect();
+    args.extend([SqlValue::from(c.claimant), SqlValue::from(c.until)]);
     Statement::new(
-        "UPDATE dlq_replay_records SET replay_claimed_by = NULL, replay_claimed_until = NULL \
-         WHERE event_id = ? AND replay_claimed_by = ?",
-        [SqlValue::from(event_id), SqlValue::from(claimant)],
+        format!(
+            "SELECT event_id FROM dlq_replay_records WHERE event_id IN ({}) \
+             AND replay_claimed_by = ? AND replay_claimed_until = ?",
+            in_list(c.event_ids.len())
+        ),
+        args,
+    )
+}
+
+/// Gives back `claimant`'s claims (another's are left alone).
+pub fn release(event_ids: &[String], claimant: &str) -> Statement {
+    let mut args: Vec<SqlValue> = event_ids.iter().map(SqlValue::from).collect();
+    args.push(SqlValue::from(claimant));
+    Statement::new(
+        format!(
+            "UPDATE dlq_replay_records SET replay_claimed_by = NULL, \
+             replay_claimed_until = NULL WHERE event_id IN ({}) AND replay_claimed_by = ?",
+            in_list(event_ids.len())
+        ),
+        args,
     )
 }
 

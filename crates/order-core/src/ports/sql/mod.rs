@@ -234,6 +234,11 @@ impl Where {
         self
     }
 
+    /// The clauses and their values, in order.
+    pub fn into_parts(self) -> (Vec<&'static str>, Vec<SqlValue>) {
+        (self.clauses, self.args)
+    }
+
     /// ` WHERE a AND b`, or nothing.
     fn sql(&self) -> String {
         if self.clauses.is_empty() {

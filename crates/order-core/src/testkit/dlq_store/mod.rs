@@ -18,10 +18,12 @@ use crate::ports::{
     SequenceChange, Step, StoreError,
 };
 
+mod heads;
 mod ordering;
 mod records;
 mod skipping;
 
+pub use heads::*;
 pub use ordering::*;
 pub use records::*;
 pub use skipping::*;
