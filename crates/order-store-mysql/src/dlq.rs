@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, ListRequest, NewDlqRecord, Page, ReplayClaim,
     SequenceChange, SequenceMember, StoreError,
 };
 use sqlx::mysql::MySqlConnection;
@@ -174,12 +174,12 @@ impl DlqStore for MySqlStore {
         .await
     }
 
-    async fn list(
+    async fn list_page(
         &self,
         status: Option<DlqStatus>,
-        page: PageRequest,
+        req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, page);
+        let q = dlq::list(status, &req);
         self.timed(
             "list DLQ records",
             fetch_page(self.pool(), &q, dlq::read_record),

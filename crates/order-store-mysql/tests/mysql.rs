@@ -224,7 +224,7 @@ async fn migrations_are_idempotent_and_recorded() {
             .fetch_all(&mut raw)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 8]);
     let engines: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
     )

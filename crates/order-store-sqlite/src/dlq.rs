@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, NewDlqRecord, Page, PageRequest, ReplayClaim,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, ListRequest, NewDlqRecord, Page, ReplayClaim,
     SequenceChange, SequenceMember, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
@@ -103,12 +103,12 @@ impl DlqStore for SqliteStore {
             .await
     }
 
-    async fn list(
+    async fn list_page(
         &self,
         status: Option<DlqStatus>,
-        page: PageRequest,
+        req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, page);
+        let q = dlq::list(status, &req);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, dlq::read_record))
             .await

@@ -252,6 +252,7 @@ macro_rules! write_side_migrations {
             4 "replay_jobs" "0004_replay_jobs.sql",
             5 "failure_class" "0005_failure_class.sql",
             6 "relay_partitions" "0006_relay_partitions.sql",
+            8 "dlq_listing" "0008_dlq_listing.sql",
         )
     };
     (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {

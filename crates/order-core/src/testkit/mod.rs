@@ -48,6 +48,7 @@ pub mod event_store;
 pub mod fixtures;
 pub mod legacy;
 pub mod outbox;
+pub mod paging;
 pub mod read_model;
 pub mod relay_leases;
 pub mod replay_jobs;
@@ -257,6 +258,9 @@ macro_rules! dlq_store_contract {
                 failure_classes_are_stored,
                 purge_deletes_only_records_resolved_before_the_cut_off,
                 only_a_consumer_side_failure_reopens,
+                keyset_pages_cover_every_record_once_in_order,
+                a_keyset_walk_neither_skips_nor_repeats_records_that_stay,
+                counters_equal_a_real_count_after_random_changes,
             ]
         );
     };
@@ -276,6 +280,7 @@ macro_rules! audit_log_contract {
                 list_is_newest_first_with_paging,
                 list_filters_by_principal_action_and_target,
                 list_filters_by_time_range,
+                keyset_pages_cover_every_entry_once_in_order,
             ]
         );
     };
@@ -293,6 +298,7 @@ macro_rules! replay_job_store_contract {
             [
                 create_then_get_round_trips,
                 list_is_newest_first_with_paging,
+                keyset_pages_cover_every_job_once_in_order,
                 a_lease_is_exclusive_until_it_lapses,
                 progress_and_finish_need_the_lease,
                 cancel_wins_over_the_runner,

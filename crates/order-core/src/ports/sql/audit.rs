@@ -3,6 +3,7 @@
 use super::Checked;
 use super::ColumnReader;
 use super::PageQuery;
+use super::SortKey;
 use super::SqlValue;
 use super::Statement;
 use super::Where;
@@ -52,7 +53,9 @@ pub fn inserted(entry: NewAuditEntry, id: i64) -> AuditEntry {
     AuditEntry { id, entry }
 }
 
-/// Matching entries, newest first (`at` desc, then id desc).
+/// Matching entries, newest first (`at` desc, then id desc), by page
+/// number or after a cursor. The total is an exact `COUNT(*)` of the
+/// filter (`idx_audit_*` serve each filter).
 pub fn list(q: &AuditQuery) -> PageQuery {
     let f = &q.filter;
     let filter = Where::default()
@@ -61,5 +64,9 @@ pub fn list(q: &AuditQuery) -> PageQuery {
         .and("target = ?", f.target.as_ref())
         .and("at >= ?", f.from)
         .and("at < ?", f.to);
-    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", q.page)
+    let key = SortKey {
+        time: "at",
+        id: "id",
+    };
+    PageQuery::new(COLUMNS, "audit_log", filter, key, &q.page)
 }

@@ -18,10 +18,12 @@ use crate::ports::{
     SequenceChange, Step, StoreError,
 };
 
+mod listing;
 mod ordering;
 mod records;
 mod skipping;
 
+pub use listing::*;
 pub use ordering::*;
 pub use records::*;
 pub use skipping::*;
