@@ -22,6 +22,12 @@ use crate::db::{
 };
 use crate::store::MySqlStore;
 
+/// How this adapter makes a listing read the index it names
+/// (`order_core::ports::sql::IndexHint`).
+pub fn index_hint(index: &str) -> String {
+    format!(" FORCE INDEX ({index})")
+}
+
 /// Widths of the VARCHAR columns; longer values (only a malformed message
 /// from the DLQ topic can carry them) are cut to fit rather than stall the
 /// recorder.
@@ -179,7 +185,7 @@ impl DlqStore for MySqlStore {
         status: Option<DlqStatus>,
         req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, &req);
+        let q = dlq::list(status, &req, index_hint);
         self.timed(
             "list DLQ records",
             fetch_page(self.pool(), &q, dlq::read_record),

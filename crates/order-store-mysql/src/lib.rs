@@ -34,6 +34,7 @@ mod outbox;
 mod store;
 
 pub use db::{MySqlConfig, DEFAULT_DATABASE};
+pub use dlq::index_hint;
 pub use store::MySqlStore;
 
 use order_core::ports::StoreError;

@@ -19,6 +19,12 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::db::{corrupt, db_err, execute, fetch, fetch_optional, fetch_page};
 use crate::store::SqliteStore;
 
+/// How this adapter makes a listing read the index it names
+/// (`order_core::ports::sql::IndexHint`).
+pub fn index_hint(index: &str) -> String {
+    format!(" INDEXED BY {index}")
+}
+
 /// Largest number of bound parameters used in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
@@ -108,7 +114,7 @@ impl DlqStore for SqliteStore {
         status: Option<DlqStatus>,
         req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, &req);
+        let q = dlq::list(status, &req, index_hint);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, dlq::read_record))
             .await

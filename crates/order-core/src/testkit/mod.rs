@@ -42,6 +42,7 @@ use crate::ports::{
 };
 
 pub mod audit;
+pub mod dlq_scale;
 pub mod dlq_store;
 pub mod event_bus;
 pub mod event_store;

@@ -13,6 +13,7 @@ use super::literals;
 use super::unsigned;
 use super::Checked;
 use super::ColumnReader;
+use super::IndexHint;
 use super::PageQuery;
 use super::SortKey;
 use super::SqlValue;
@@ -117,13 +118,19 @@ pub const SORT: SortKey = SortKey {
     id: "id",
 };
 
-/// Records, optionally of one status: a page by number or after a cursor,
-/// counted by [`count`].
-pub fn list(status: Option<DlqStatus>, req: &ListRequest) -> PageQuery {
+/// Records, optionally of one status: a page by number or after a cursor
+/// (read through the index of that order, as `hint` writes it), counted by
+/// [`count`].
+pub fn list(status: Option<DlqStatus>, req: &ListRequest, hint: IndexHint) -> PageQuery {
+    let index = match status {
+        Some(_) => "idx_dlq_status_failure_time",
+        None => "idx_dlq_failure_time",
+    };
     let status = status.map(DlqStatus::as_str);
-    PageQuery::new(
+    PageQuery::in_index(
         COLUMNS,
         "dlq_replay_records",
+        (index, hint),
         Where::default().and("status = ?", status),
         SORT,
         req,
