@@ -251,14 +251,19 @@ impl DlqStore for MySqlStore {
         self.db_clock().await
     }
 
+    /// The deletes run in one transaction, again when it loses a deadlock:
+    /// the counting triggers lock `dlq_counters` rows that replays lock too.
     async fn purge_resolved(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         self.timed("purge resolved DLQ records", async {
             let ids = fetch(self.pool(), &dlq::purgeable(before, limit), |r| r.int(0)).await?;
-            let mut gone = 0;
-            for range in chunks(ids.len()) {
-                gone += execute(self.pool(), &dlq::purge(&ids[range], before)).await?;
-            }
-            Ok(gone)
+            retry_tx!(self, |tx| {
+                let mut gone = 0;
+                for range in chunks(ids.len()) {
+                    let purge = dlq::purge(&ids[range], before);
+                    gone += query(&purge)?.execute(&mut *tx).await?.rows_affected();
+                }
+                gone
+            })
         })
         .await
     }
