@@ -479,3 +479,31 @@ fn relay_partitions_shows_and_changes_the_layout() {
     let refused = cli_with_env(&["relay-partitions", "--set", "0"], &env);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let older = park_one(&svc, "cli-page-1").await;
+    let newer = park_one(&svc, "cli-page-2").await;
+
+    let out = dlq(&svc, &["list", "--size", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&newer), "newest first: {text}");
+    let cursor = text
+        .lines()
+        .find_map(|l| l.strip_prefix("next page: --after "))
+        .unwrap_or_else(|| panic!("no next page line: {text}"))
+        .to_owned();
+    let next = ok_json(&dlq(
+        &svc,
+        &["list", "--size", "1", "--after", &cursor, "--json"],
+    ));
+    let uri = format!("/api/dlq/pending?size=1&after={cursor}");
+    assert_eq!(next, api(&svc, "GET", &uri).await);
+    assert_eq!(next["content"][0]["eventId"], older.as_str());
+    assert!(next["nextCursor"].is_null(), "the last page: {next}");
+    let text = stdout(&dlq(&svc, &["list", "--size", "1", "--after", &cursor]));
+    assert!(!text.contains("next page"), "{text}");
+}
