@@ -81,6 +81,16 @@ async fn park_one(svc: &Service, customer: &str) -> String {
     .await
 }
 
+/// A service with two orders' OrderCreated parked (the bus left down), and
+/// their event ids, older first.
+async fn two_parked(prefix: &str) -> (tempfile::TempDir, Service, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let older = park_one(&svc, &format!("{prefix}-1")).await;
+    let newer = park_one(&svc, &format!("{prefix}-2")).await;
+    (dir, svc, older, newer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_shows_replays_and_resets_a_parked_event_as_the_api_does() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -168,10 +178,7 @@ async fn the_cli_shows_replays_and_resets_a_parked_event_as_the_api_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_replay_from_the_cli_lists_first_with_dry_run_then_replays() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let svc = Service::start(dir.path(), &[]).await;
-    let first = park_one(&svc, "cli-bulk-1").await;
-    let second = park_one(&svc, "cli-bulk-2").await;
+    let (_dir, svc, first, second) = two_parked("cli-bulk").await;
     svc.call("POST", "/api/test/bus/up", None).await;
 
     let dry = ok_json(&dlq(&svc, &["replay", "--all", "--dry-run", "--json"]));
@@ -482,10 +489,7 @@ fn relay_partitions_shows_and_changes_the_layout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let svc = Service::start(dir.path(), &[]).await;
-    let older = park_one(&svc, "cli-page-1").await;
-    let newer = park_one(&svc, "cli-page-2").await;
+    let (_dir, svc, older, newer) = two_parked("cli-page").await;
 
     let out = dlq(&svc, &["list", "--size", "1"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
