@@ -262,6 +262,7 @@ macro_rules! dlq_store_contract {
                 keyset_pages_cover_every_record_once_in_order,
                 a_keyset_walk_neither_skips_nor_repeats_records_that_stay,
                 counters_equal_a_real_count_after_random_changes,
+                counters_stay_exact_under_concurrent_writers,
             ]
         );
     };
