@@ -597,6 +597,12 @@ pub(crate) async fn fetch_page<T>(
     q.page(content, total.unwrap_or(0))
 }
 
+/// How this adapter makes a listing read the index it names
+/// (`order_core::ports::sql::IndexHint`).
+pub fn index_hint(index: &str) -> String {
+    format!(" FORCE INDEX ({index})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

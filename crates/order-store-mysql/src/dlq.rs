@@ -17,16 +17,10 @@ use order_core::ports::{
 use sqlx::mysql::MySqlConnection;
 
 use crate::db::{
-    chunks, corrupt, db_err, execute, fetch, fetch_optional, fetch_page, fit, in_tx, is_duplicate,
-    is_retryable, query, read_row, retry_pause, TX_RETRIES,
+    chunks, corrupt, db_err, execute, fetch, fetch_optional, fetch_page, fit, in_tx, index_hint,
+    is_duplicate, is_retryable, query, read_row, retry_pause, TX_RETRIES,
 };
 use crate::store::MySqlStore;
-
-/// How this adapter makes a listing read the index it names
-/// (`order_core::ports::sql::IndexHint`).
-pub fn index_hint(index: &str) -> String {
-    format!(" FORCE INDEX ({index})")
-}
 
 /// Widths of the VARCHAR columns; longer values (only a malformed message
 /// from the DLQ topic can carry them) are cut to fit rather than stall the

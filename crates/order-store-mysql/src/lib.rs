@@ -33,8 +33,8 @@ mod leases;
 mod outbox;
 mod store;
 
+pub use db::index_hint;
 pub use db::{MySqlConfig, DEFAULT_DATABASE};
-pub use dlq::index_hint;
 pub use store::MySqlStore;
 
 use order_core::ports::StoreError;

@@ -16,14 +16,8 @@ use order_core::ports::{
 };
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::db::{corrupt, db_err, execute, fetch, fetch_optional, fetch_page};
+use crate::db::{corrupt, db_err, execute, fetch, fetch_optional, fetch_page, index_hint};
 use crate::store::SqliteStore;
-
-/// How this adapter makes a listing read the index it names
-/// (`order_core::ports::sql::IndexHint`).
-pub fn index_hint(index: &str) -> String {
-    format!(" INDEXED BY {index}")
-}
 
 /// Largest number of bound parameters used in one `IN (…)` list.
 const IN_CHUNK: usize = 500;

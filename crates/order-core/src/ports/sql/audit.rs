@@ -2,6 +2,7 @@
 
 use super::Checked;
 use super::ColumnReader;
+use super::IndexHint;
 use super::PageQuery;
 use super::SortKey;
 use super::SqlValue;
@@ -54,10 +55,20 @@ pub fn inserted(entry: NewAuditEntry, id: i64) -> AuditEntry {
 }
 
 /// Matching entries, newest first (`at` desc, then id desc), by page
-/// number or after a cursor. The total is an exact `COUNT(*)` of the
-/// filter (`idx_audit_*` serve each filter).
-pub fn list(q: &AuditQuery) -> PageQuery {
+/// number or after a cursor, read through the index of the narrowest
+/// filter given (each ends with `at`, then the id), as `hint` writes it.
+/// The total is an exact `COUNT(*)` of the filter.
+pub fn list(q: &AuditQuery, hint: IndexHint) -> PageQuery {
     let f = &q.filter;
+    let index = if f.target.is_some() {
+        "idx_audit_target"
+    } else if f.principal.is_some() {
+        "idx_audit_principal"
+    } else if f.action.is_some() {
+        "idx_audit_action"
+    } else {
+        "idx_audit_at"
+    };
     let filter = Where::default()
         .and("principal = ?", f.principal.as_ref())
         .and("action = ?", f.action.map(|a| a.as_str()))
@@ -68,5 +79,5 @@ pub fn list(q: &AuditQuery) -> PageQuery {
         time: "at",
         id: "id",
     };
-    PageQuery::new(COLUMNS, "audit_log", filter, key, &q.page)
+    PageQuery::in_index(COLUMNS, "audit_log", (index, hint), filter, key, &q.page)
 }

@@ -286,10 +286,11 @@ pub struct SortKey {
 
 /// How an adapter insists that a statement reads a table through one
 /// index, written after the table's name: MySQL/MariaDB ` FORCE INDEX (i)`,
-/// SQLite ` INDEXED BY i`. Only the DLQ listings name their index: at a
-/// million records MariaDB otherwise answers a page by status after a
-/// cursor half-way down with a `ref` on the status alone, walking down
-/// from the newest record to the cursor (350,000 rows read for 21).
+/// SQLite ` INDEXED BY i`. The DLQ and audit listings name their index: at
+/// a million rows MariaDB otherwise answers a page by status (or by
+/// principal, action) after a cursor half-way down with a `ref` on that
+/// column alone, walking down from the newest row to the cursor (350,000
+/// rows read for 21).
 pub type IndexHint = fn(index: &str) -> String;
 
 /// One page of a table's matching rows (one row more than the page, to
