@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::DateTime;
+use chrono::{DateTime, Datelike};
 use order_core::ports::{Cursor, CursorId, Keyed, ListRequest, Page};
 use serde::Serialize;
 use uuid::Uuid;
@@ -52,7 +52,10 @@ pub fn decode(listing: Listing, text: &str) -> Option<Cursor> {
     let plain = String::from_utf8(bytes).ok()?;
     let rest = plain.strip_prefix(listing.letter())?;
     let (micros, id) = rest.split_once('.')?;
-    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    // Only instants every store can compare (MySQL's DATETIME: years
+    // 1000 to 9999); a cursor the service handed out is always one.
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)
+        .filter(|t| (1000..=9999).contains(&t.year()))?;
     let id = match listing {
         Listing::Jobs => CursorId::Uuid(Uuid::try_parse(id).ok()?),
         Listing::DlqRecords | Listing::Audit => CursorId::Int(id.parse().ok()?),
@@ -119,7 +122,17 @@ mod tests {
             decode(Listing::Jobs, &encode(Listing::Jobs, &job)),
             Some(job)
         );
-        for garbled in ["", "%%%", "cjEuMi4z", "not a cursor", &"A".repeat(500)] {
+        let far = URL_SAFE_NO_PAD.encode("r253402300800000000.1"); // year 10000
+        let early = URL_SAFE_NO_PAD.encode("r-30000000000000000.1"); // year 1019
+        assert!(decode(Listing::DlqRecords, &early).is_some());
+        for garbled in [
+            "",
+            "%%%",
+            "cjEuMi4z",
+            "not a cursor",
+            &"A".repeat(500),
+            &far,
+        ] {
             assert_eq!(decode(Listing::DlqRecords, garbled), None, "{garbled}");
         }
     }
