@@ -345,6 +345,13 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
         (Some(FailureClass::Retryable), Some(FailureClass::Permanent))
     );
     assert_eq!(class("c").await, (None, None), "consumer-side: no class");
+    // Migration 0008 counted them too.
+    let stats = DlqStore::stats(&store).await.expect("stats");
+    assert_eq!(
+        (stats.pending_count, stats.failed_count, stats.total_count),
+        (4, 1, 5),
+        "{stats:?}"
+    );
 }
 
 /// The retention worker deletes what was resolved longer ago than it keeps,
