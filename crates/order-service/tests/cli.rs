@@ -81,6 +81,16 @@ async fn park_one(svc: &Service, customer: &str) -> String {
     .await
 }
 
+/// A service with two orders' OrderCreated parked (the bus left down), and
+/// their event ids, older first.
+async fn two_parked(prefix: &str) -> (tempfile::TempDir, Service, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let older = park_one(&svc, &format!("{prefix}-1")).await;
+    let newer = park_one(&svc, &format!("{prefix}-2")).await;
+    (dir, svc, older, newer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_shows_replays_and_resets_a_parked_event_as_the_api_does() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -168,10 +178,7 @@ async fn the_cli_shows_replays_and_resets_a_parked_event_as_the_api_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_replay_from_the_cli_lists_first_with_dry_run_then_replays() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let svc = Service::start(dir.path(), &[]).await;
-    let first = park_one(&svc, "cli-bulk-1").await;
-    let second = park_one(&svc, "cli-bulk-2").await;
+    let (_dir, svc, first, second) = two_parked("cli-bulk").await;
     svc.call("POST", "/api/test/bus/up", None).await;
 
     let dry = ok_json(&dlq(&svc, &["replay", "--all", "--dry-run", "--json"]));
@@ -478,4 +485,29 @@ fn relay_partitions_shows_and_changes_the_layout() {
 
     let refused = cli_with_env(&["relay-partitions", "--set", "0"], &env);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
+    let (_dir, svc, older, newer) = two_parked("cli-page").await;
+
+    let out = dlq(&svc, &["list", "--size", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&newer), "newest first: {text}");
+    let cursor = text
+        .lines()
+        .find_map(|l| l.strip_prefix("next page: --after "))
+        .unwrap_or_else(|| panic!("no next page line: {text}"))
+        .to_owned();
+    let next = ok_json(&dlq(
+        &svc,
+        &["list", "--size", "1", "--after", &cursor, "--json"],
+    ));
+    let uri = format!("/api/dlq/pending?size=1&after={cursor}");
+    assert_eq!(next, api(&svc, "GET", &uri).await);
+    assert_eq!(next["content"][0]["eventId"], older.as_str());
+    assert!(next["nextCursor"].is_null(), "the last page: {next}");
+    let text = stdout(&dlq(&svc, &["list", "--size", "1", "--after", &cursor]));
+    assert!(!text.contains("next page"), "{text}");
 }

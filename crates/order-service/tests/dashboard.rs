@@ -2,7 +2,8 @@
 //! files are served offline, and a headless Chromium, driven over the W3C
 //! WebDriver protocol by chromedriver, shows the same figures as the API and
 //! replays a parked event; with API keys required it sends the typed key,
-//! hides what the key may not do (403) and skips a record after a prompt.
+//! hides what the key may not do (403) and skips a record after a prompt;
+//! and it starts a replay job after a dry run and cancels it.
 //!
 //! Needs `chromium` and `chromedriver` on `PATH` (Debian packages `chromium`
 //! and `chromium-driver`; `scripts/browser.sh` installs them and
@@ -768,6 +769,150 @@ async fn with_api_keys_the_dashboard_sends_the_key_and_hides_what_the_key_may_no
     eprintln!(
         "dashboard: with API keys: 401 shown without a key, viewer's Replay hidden after {:?}, admin replayed one record and skipped another",
         text(&snap, "action-result")
+    );
+    browser.quit().await;
+}
+
+/// The text of each cell of the replay-job row of `job_id`, and its status.
+async fn job_row(browser: &Browser, job_id: &str) -> Option<(String, Vec<String>)> {
+    let row = browser
+        .script(
+            r#"const tr = document.querySelector(`tr[data-job-id="${arguments[0]}"]`);
+               return tr && { status: tr.dataset.status,
+                              cells: Array.from(tr.children).map((td) => td.textContent.trim()) };"#,
+            json!([job_id]),
+        )
+        .await;
+    let cells = row["cells"].as_array()?;
+    let cells = cells
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default().to_owned())
+        .collect();
+    Some((row["status"].as_str()?.to_owned(), cells))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_starts_a_replay_job_after_a_dry_run_and_cancels_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One head a hundred seconds: the job is still running when cancelled.
+    let svc = Service::start(dir.path(), &[("ORDER_DLQ_JOB_RATE", "0.01")]).await;
+    svc.call("POST", "/api/test/bus/down", None).await;
+    for customer in ["dash-job-1", "dash-job-2", "dash-job-3"] {
+        let created = svc
+            .call("POST", "/api/orders", Some(&order_body(customer, "rest-1")))
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    eventually(20, "three events parked", || async {
+        let s = svc.call("GET", "/api/dlq/stats", None).await.json();
+        (s["pendingCount"] == json!(3)).then_some(())
+    })
+    .await;
+    svc.call("POST", "/api/test/bus/up", None).await;
+
+    let browser = Browser::start(dir.path()).await;
+    browser
+        .goto(&format!("http://{}/dashboard", svc.addr))
+        .await;
+    browser
+        .wait_for(15, "the job form and an empty job list", |s| {
+            (s["job-form"]["shown"] == json!(true) && s["jobs-empty"]["shown"] == json!(true))
+                .then_some(())
+        })
+        .await;
+
+    // A dry run first: what the job would replay, and nothing started.
+    browser.click("#job-status option[value=PENDING]").await;
+    browser.type_into("#job-limit", "2").await;
+    browser.click("#job-dry-run").await;
+    let preview = browser
+        .wait_for(15, "the dry run's answer", |s| {
+            (s["job-preview"]["shown"] == json!(true))
+                .then(|| text(s, "job-preview-text").to_owned())
+        })
+        .await;
+    assert!(
+        preview.contains("2 sequence heads would be replayed"),
+        "{preview}"
+    );
+    let jobs = svc.call("GET", "/api/dlq/jobs", None).await.json();
+    assert_eq!(
+        jobs["totalElements"],
+        json!(0),
+        "a dry run starts no job: {jobs}"
+    );
+
+    // Confirmed: the job runs, and its row shows its progress, rate and ETA.
+    browser.click("#job-confirm").await;
+    let job_id = eventually(15, "the job in the API", || async {
+        let jobs = svc.call("GET", "/api/dlq/jobs", None).await.json();
+        jobs["content"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let job = svc
+        .call("GET", &format!("/api/dlq/jobs/{job_id}"), None)
+        .await
+        .json();
+    assert_eq!(
+        (
+            &job["status"],
+            &job["filter"]["status"],
+            &job["filter"]["limit"]
+        ),
+        (&json!("RUNNING"), &json!("PENDING"), &json!(2)),
+        "{job}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cells = loop {
+        if let Some((status, cells)) = job_row(&browser, &job_id).await {
+            let rate = cells[4].parse::<f64>().unwrap_or(0.0);
+            if status == "RUNNING" && cells[2] == "1 / 2" && rate > 0.0 {
+                break cells;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running job's progress never showed: {:?}",
+            job_row(&browser, &job_id).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        cells[5].ends_with(" s") || cells[5].contains("min"),
+        "ETA: {cells:?}"
+    );
+    assert!(
+        text(&browser.snapshot().await, "jobs-result").contains("started"),
+        "the start is reported"
+    );
+
+    // Cancel it from its row.
+    browser
+        .click(&format!(
+            "tr[data-job-id=\"{job_id}\"] button[data-testid=job-cancel]"
+        ))
+        .await;
+    browser
+        .wait_for(15, "the cancelled job", |s| {
+            text(s, "jobs-result").contains("CANCELLED").then_some(())
+        })
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while job_row(&browser, &job_id).await.map(|(s, _)| s) != Some("CANCELLED".to_owned()) {
+        assert!(Instant::now() < deadline, "the row never showed CANCELLED");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job = svc
+        .call("GET", &format!("/api/dlq/jobs/{job_id}"), None)
+        .await
+        .json();
+    assert_eq!(
+        (&job["status"], &job["processed"]),
+        (&json!("CANCELLED"), &json!(1)),
+        "{job}"
+    );
+    eprintln!(
+        "dashboard: dry run ({preview}), job started, shown {cells:?}, cancelled from the page"
     );
     browser.quit().await;
 }

@@ -8,7 +8,7 @@ use order_core::ports::{
     AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Page, StoreError, AUDIT_TEXT_MAX,
 };
 
-use crate::db::{corrupt, db_err, fetch_page, fit, query};
+use crate::db::{corrupt, db_err, fetch_page, fit, index_hint, query};
 use crate::store::MySqlStore;
 
 #[async_trait]
@@ -38,7 +38,7 @@ impl AuditLog for MySqlStore {
     }
 
     async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
-        let q = audit::list(query);
+        let q = audit::list(query, index_hint);
         self.timed(
             "list audit entries",
             fetch_page(self.pool(), &q, audit::read_entry),

@@ -208,10 +208,12 @@ async fn create_database(target: &Target) -> Result<(), sqlx::Error> {
 }
 
 /// The statements of one migration file: separated by `;` at the end of a
-/// line, `--` comment lines dropped.
+/// line, `--` comment lines dropped. A compound statement (a line `BEGIN`
+/// opens it, as in a trigger's body) ends only at the line `END;`.
 fn statements(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
+    let mut compound = false;
     for line in sql.lines() {
         let trimmed = line.trim();
         if trimmed.starts_with("--") || trimmed.is_empty() {
@@ -219,7 +221,14 @@ fn statements(sql: &str) -> Vec<String> {
         }
         current.push_str(line);
         current.push('\n');
-        if trimmed.ends_with(';') {
+        compound |= trimmed.eq_ignore_ascii_case("BEGIN");
+        let end = if compound {
+            trimmed.eq_ignore_ascii_case("END;")
+        } else {
+            trimmed.ends_with(';')
+        };
+        if end {
+            compound = false;
             let stmt = current.trim().trim_end_matches(';').trim().to_owned();
             if !stmt.is_empty() {
                 out.push(stmt);
@@ -588,6 +597,12 @@ pub(crate) async fn fetch_page<T>(
     q.page(content, total.unwrap_or(0))
 }
 
+/// How this adapter makes a listing read the index it names
+/// (`order_core::ports::sql::IndexHint`).
+pub fn index_hint(index: &str) -> String {
+    format!(" FORCE INDEX ({index})")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +636,21 @@ mod tests {
         let s = statements(MIGRATIONS[0].sql);
         assert!(s.len() >= 8, "{s:?}");
         assert!(s.iter().all(|x| !x.ends_with(';') && !x.starts_with("--")));
+    }
+
+    #[test]
+    fn a_trigger_body_stays_one_statement() {
+        let dlq_listing = MIGRATIONS
+            .iter()
+            .find(|m| m.name == "dlq_listing")
+            .expect("migration 0008");
+        let s = statements(dlq_listing.sql);
+        let update = s
+            .iter()
+            .find(|x| x.starts_with("CREATE TRIGGER dlq_counters_update"))
+            .expect("the update trigger");
+        assert!(update.ends_with("END IF;\nEND"), "{update}");
+        assert!(s.iter().any(|x| x.starts_with("INSERT IGNORE")), "{s:?}");
     }
 
     #[test]

@@ -11,14 +11,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, NewDlqRecord, Page, PageRequest,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord, Page,
     ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use sqlx::mysql::MySqlConnection;
 
 use crate::db::{
-    chunks, corrupt, db_err, execute, fetch, fetch_optional, fetch_page, fit, in_tx, is_duplicate,
-    is_retryable, query, read_row, retry_pause, TX_RETRIES,
+    chunks, corrupt, db_err, execute, fetch, fetch_optional, fetch_page, fit, in_tx, index_hint,
+    is_duplicate, is_retryable, query, read_row, retry_pause, TX_RETRIES,
 };
 use crate::store::MySqlStore;
 
@@ -174,12 +174,12 @@ impl DlqStore for MySqlStore {
         .await
     }
 
-    async fn list(
+    async fn list_page(
         &self,
         status: Option<DlqStatus>,
-        page: PageRequest,
+        req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, page);
+        let q = dlq::list(status, &req, index_hint);
         self.timed(
             "list DLQ records",
             fetch_page(self.pool(), &q, dlq::read_record),
@@ -290,14 +290,19 @@ impl DlqStore for MySqlStore {
         self.db_clock().await
     }
 
+    /// The deletes run in one transaction, again when it loses a deadlock:
+    /// the counting triggers lock `dlq_counters` rows that replays lock too.
     async fn purge_resolved(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, StoreError> {
         self.timed("purge resolved DLQ records", async {
             let ids = fetch(self.pool(), &dlq::purgeable(before, limit), |r| r.int(0)).await?;
-            let mut gone = 0;
-            for range in chunks(ids.len()) {
-                gone += execute(self.pool(), &dlq::purge(&ids[range], before)).await?;
-            }
-            Ok(gone)
+            retry_tx!(self, |tx| {
+                let mut gone = 0;
+                for range in chunks(ids.len()) {
+                    let purge = dlq::purge(&ids[range], before);
+                    gone += query(&purge)?.execute(&mut *tx).await?.rows_affected();
+                }
+                gone
+            })
         })
         .await
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::jobs;
 use order_core::ports::{
-    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, NewReplayJob, Page, PageRequest,
+    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, ListRequest, NewReplayJob, Page,
     ReplayJob, ReplayJobStore, StoreError, AUDIT_TEXT_MAX,
 };
 use uuid::Uuid;
@@ -53,8 +53,8 @@ impl ReplayJobStore for MySqlStore {
         self.timed("read a replay job", self.fetch_job(id)).await
     }
 
-    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError> {
-        let q = jobs::list(page);
+    async fn list_jobs_page(&self, req: ListRequest) -> Result<Page<ReplayJob>, StoreError> {
+        let q = jobs::list(&req);
         self.timed(
             "list replay jobs",
             fetch_page(self.pool(), &q, jobs::read_job),

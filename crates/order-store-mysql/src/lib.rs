@@ -33,6 +33,7 @@ mod leases;
 mod outbox;
 mod store;
 
+pub use db::index_hint;
 pub use db::{MySqlConfig, DEFAULT_DATABASE};
 pub use store::MySqlStore;
 

@@ -224,7 +224,7 @@ async fn migrations_are_idempotent_and_recorded() {
             .fetch_all(&mut raw)
             .await
             .expect("versions");
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7, 8]);
     let engines: Vec<String> = sqlx::query_scalar(
         "SELECT DISTINCT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()",
     )
@@ -241,6 +241,55 @@ async fn migrations_are_idempotent_and_recorded() {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("newer"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// Migration 0008 counts the records stored before it (its triggers count
+/// the later ones): the stats and totals read the counts from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_stored_before_the_dlq_counters_are_counted_by_the_migration() {
+    let db = TestDb::new();
+    let store = db.store().await;
+    let mut raw = db.raw().await;
+    // Back to the schema before migration 8, with records as it stored them.
+    for stmt in [
+        "DELETE FROM schema_migrations WHERE version = 8",
+        "DROP TRIGGER dlq_counters_insert",
+        "DROP TRIGGER dlq_counters_update",
+        "DROP TRIGGER dlq_counters_delete",
+        "DROP TABLE dlq_counters",
+        "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, original_event, \
+         failure_reason, failure_time, status, source, blocked_by, topic) VALUES \
+         ('h', 'a', 'OrderCreated', '{}', 'down', '2026-01-01 00:00:01', 'PENDING', 'PUBLISH', NULL, 't'), \
+         ('b', 'a', 'OrderConfirmed', '{}', 'held', '2026-01-01 00:00:02', 'PENDING', 'PUBLISH', 'h', 't'), \
+         ('f', 'c', 'OrderCreated', '{}', 'down', '2026-01-01 00:00:00', 'FAILED', 'PUBLISH', NULL, 't'), \
+         ('r', 'd', 'OrderCreated', '{}', 'down', '2025-01-01 00:00:00', 'REPLAYED', 'PUBLISH', NULL, 't')",
+    ] {
+        raw.execute(stmt).await.unwrap_or_else(|e| panic!("{stmt}: {e}"));
+    }
+    order_store_mysql::migrate(&db.url).await.expect("migrate");
+    let stats = DlqStore::stats(&store).await.expect("stats");
+    assert_eq!(
+        (
+            stats.pending_count,
+            stats.blocked_count,
+            stats.failed_count,
+            stats.replayed_count,
+            stats.total_count
+        ),
+        (2, 1, 1, 1, 4),
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.oldest_pending_failure_time,
+        Some("2026-01-01T00:00:00Z".parse().expect("instant"))
+    );
+    // And the triggers count what comes after.
+    let later = order_core::testkit::fixtures::dlq_record("e", 1, None, at(0));
+    store.insert_new(&[later]).await.expect("insert");
+    assert_eq!(
+        DlqStore::stats(&store).await.expect("stats").pending_count,
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,12 +137,12 @@ impl DlqStore for HookedDlq {
     ) -> Result<Option<order_core::ports::DlqRecord>, StoreError> {
         self.inner.get(event_id).await
     }
-    async fn list(
+    async fn list_page(
         &self,
         status: Option<order_core::ports::DlqStatus>,
-        page: order_core::ports::PageRequest,
+        req: order_core::ports::ListRequest,
     ) -> Result<order_core::ports::Page<order_core::ports::DlqRecord>, StoreError> {
-        self.inner.list(status, page).await
+        self.inner.list_page(status, req).await
     }
     async fn stats(&self) -> Result<order_core::ports::DlqStats, StoreError> {
         DlqStore::stats(self.inner.as_ref()).await

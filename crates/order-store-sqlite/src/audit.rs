@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use order_core::ports::sql::audit;
 use order_core::ports::{AuditEntry, AuditLog, AuditQuery, NewAuditEntry, Page, StoreError};
 
-use crate::db::{execute, fetch_page};
+use crate::db::{execute, fetch_page, index_hint};
 use crate::store::SqliteStore;
 
 #[async_trait]
@@ -23,7 +23,7 @@ impl AuditLog for SqliteStore {
     }
 
     async fn list(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
-        let q = audit::list(query);
+        let q = audit::list(query, index_hint);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, audit::read_entry))
             .await

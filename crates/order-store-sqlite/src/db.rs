@@ -414,3 +414,9 @@ pub(crate) fn fetch_page<T>(
     tx.finish().map_err(db_err)?;
     q.page(content, total)
 }
+
+/// How this adapter makes a listing read the index it names
+/// (`order_core::ports::sql::IndexHint`).
+pub fn index_hint(index: &str) -> String {
+    format!(" INDEXED BY {index}")
+}

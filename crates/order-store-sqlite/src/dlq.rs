@@ -11,12 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, NewDlqRecord, Page, PageRequest,
+    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord, Page,
     ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::db::{corrupt, db_err, execute, fetch, fetch_optional, fetch_page};
+use crate::db::{corrupt, db_err, execute, fetch, fetch_optional, fetch_page, index_hint};
 use crate::store::SqliteStore;
 
 /// Largest number of bound parameters used in one `IN (…)` list.
@@ -103,12 +103,12 @@ impl DlqStore for SqliteStore {
             .await
     }
 
-    async fn list(
+    async fn list_page(
         &self,
         status: Option<DlqStatus>,
-        page: PageRequest,
+        req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
-        let q = dlq::list(status, page);
+        let q = dlq::list(status, &req, index_hint);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, dlq::read_record))
             .await

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::jobs;
 use order_core::ports::{
-    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, NewReplayJob, Page, PageRequest,
+    JobCancel, JobCancelled, JobEnd, JobLease, JobProgress, ListRequest, NewReplayJob, Page,
     ReplayJob, ReplayJobStore, StoreError,
 };
 use rusqlite::Connection;
@@ -41,8 +41,8 @@ impl ReplayJobStore for SqliteStore {
         self.db.read_async(move |conn| get(conn, id)).await
     }
 
-    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError> {
-        let q = jobs::list(page);
+    async fn list_jobs_page(&self, req: ListRequest) -> Result<Page<ReplayJob>, StoreError> {
+        let q = jobs::list(&req);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, jobs::read_job))
             .await

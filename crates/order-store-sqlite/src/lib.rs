@@ -32,6 +32,7 @@ mod read_model;
 mod store;
 
 pub use bus::EmbeddedBus;
+pub use db::index_hint;
 pub use read_model::SqliteReadModel;
 pub use store::SqliteStore;
 

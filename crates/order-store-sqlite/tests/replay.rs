@@ -318,7 +318,7 @@ async fn every_action_is_audited_under_the_principal_that_asked() {
 
     let all = AuditQuery {
         filter: AuditFilter::default(),
-        page: PageRequest { page: 0, size: 10 },
+        page: PageRequest { page: 0, size: 10 }.into(),
     };
     let page = AuditLog::list(w.store.as_ref(), &all).await.expect("audit");
     let got: Vec<(&str, &str, AuditAction, Option<&str>, &str)> = page

@@ -60,7 +60,7 @@ async fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("schema_migrations");
-    assert_eq!(applied, 7, "every migration recorded once");
+    assert_eq!(applied, 8, "every migration recorded once");
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal mode");
@@ -248,7 +248,7 @@ async fn the_audit_log_refuses_updates_and_deletes() {
     let page = store
         .list(&AuditQuery {
             filter: AuditFilter::default(),
-            page: PageRequest { page: 0, size: 10 },
+            page: PageRequest { page: 0, size: 10 }.into(),
         })
         .await
         .expect("list");
@@ -269,6 +269,10 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
         "DELETE FROM schema_migrations WHERE version >= 5;
+         DROP TABLE dlq_counters;
+         DROP TRIGGER dlq_counters_insert;
+         DROP TRIGGER dlq_counters_update;
+         DROP TRIGGER dlq_counters_delete;
          DROP INDEX idx_dlq_heads;
          ALTER TABLE dlq_replay_records DROP COLUMN head_since;
          DROP TABLE relay_partitions;
@@ -343,6 +347,13 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
         (Some(FailureClass::Retryable), Some(FailureClass::Permanent))
     );
     assert_eq!(class("c").await, (None, None), "consumer-side: no class");
+    // Migration 0008 counted them too.
+    let stats = DlqStore::stats(&store).await.expect("stats");
+    assert_eq!(
+        (stats.pending_count, stats.failed_count, stats.total_count),
+        (4, 1, 5),
+        "{stats:?}"
+    );
 }
 
 /// The retention worker deletes what was resolved longer ago than it keeps,

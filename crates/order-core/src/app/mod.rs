@@ -7,12 +7,14 @@
 //! → [`dlq`] (what could not be published or processed: sequencing rules,
 //! recorder, operator service, bulk jobs, automatic redrive).
 //!
-//! [`audit`], [`principal`], [`metrics`] and [`error`] serve every stage.
+//! [`audit`], [`principal`], [`metrics`] and [`error`] serve every stage;
+//! [`listing`] pages through the DLQ records and replay jobs.
 
 pub mod audit;
 pub mod commands;
 pub mod dlq;
 pub mod error;
+pub mod listing;
 pub mod metrics;
 pub mod principal;
 pub mod projector;
@@ -30,6 +32,7 @@ pub use dlq::{
     MIN_HEADS_FOR_RATIO, SKIP_REASON_MAX,
 };
 pub use error::AppError;
+pub use listing::Listings;
 pub use metrics::{Gauges, Metrics};
 pub use principal::{Principal, Role};
 pub use projector::{ProjectionReport, Projector, ProjectorConfig, RebuildReport};

@@ -1,8 +1,11 @@
 //! The append-only audit log of operator actions.
 
 use super::error::StoreError;
+use super::page::Cursor;
+use super::page::CursorId;
+use super::page::Keyed;
+use super::page::ListRequest;
 use super::page::Page;
-use super::page::PageRequest;
 use async_trait::async_trait;
 use chrono::DateTime;
 use chrono::Utc;
@@ -97,6 +100,16 @@ pub struct AuditEntry {
     pub entry: NewAuditEntry,
 }
 
+/// Listings sort newest first.
+impl Keyed for AuditEntry {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.entry.at,
+            id: CursorId::Int(self.id),
+        }
+    }
+}
+
 /// Which entries [`AuditLog::list`] returns; every field narrows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -113,7 +126,8 @@ pub struct AuditFilter {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditQuery {
     pub filter: AuditFilter,
-    pub page: PageRequest,
+    /// A page by number, or the page after a cursor.
+    pub page: ListRequest,
 }
 
 /// Who did what to the DLQ (and the test/admin switches). Append-only: the

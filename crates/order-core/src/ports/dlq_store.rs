@@ -2,6 +2,10 @@
 
 use super::bus::PublishError;
 use super::error::StoreError;
+use super::page::Cursor;
+use super::page::CursorId;
+use super::page::Keyed;
+use super::page::ListRequest;
 use super::page::Page;
 use super::page::PageRequest;
 use async_trait::async_trait;
@@ -158,6 +162,16 @@ pub struct DlqRecord {
     pub blocked_by: Option<String>,
     pub topic: String,
     pub origin: Option<String>,
+}
+
+/// Listings sort newest failure first.
+impl Keyed for DlqRecord {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.failure_time,
+            id: CursorId::Int(self.id),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -321,13 +335,26 @@ pub trait DlqStore: Send + Sync {
 
     async fn get(&self, event_id: &str) -> Result<Option<DlqRecord>, StoreError>;
 
-    /// Records, newest failure first, optionally of one status.
+    /// Records, newest failure first (then highest id), optionally of one
+    /// status: a page by number or the page after a cursor. The total is
+    /// kept by the store as records change, never counted row by row.
+    async fn list_page(
+        &self,
+        status: Option<DlqStatus>,
+        req: ListRequest,
+    ) -> Result<Page<DlqRecord>, StoreError>;
+
+    /// [`list_page`](Self::list_page) by page number.
     async fn list(
         &self,
         status: Option<DlqStatus>,
         page: PageRequest,
-    ) -> Result<Page<DlqRecord>, StoreError>;
+    ) -> Result<Page<DlqRecord>, StoreError> {
+        self.list_page(status, page.into()).await
+    }
 
+    /// The counts (kept by the store as records change, so answering does
+    /// not scan the records) and the oldest unresolved failure time.
     async fn stats(&self) -> Result<DlqStats, StoreError>;
 
     /// Every unresolved (PENDING or FAILED) publish-side record of the given

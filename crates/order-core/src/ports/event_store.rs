@@ -253,6 +253,7 @@ macro_rules! write_side_migrations {
             5 "failure_class" "0005_failure_class.sql",
             6 "relay_partitions" "0006_relay_partitions.sql",
             7 "dlq_heads" "0007_dlq_heads.sql",
+            8 "dlq_listing" "0008_dlq_listing.sql",
         )
     };
     (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {

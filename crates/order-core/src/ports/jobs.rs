@@ -1,6 +1,10 @@
 //! Durable bulk replay jobs.
 
 use super::error::StoreError;
+use super::page::Cursor;
+use super::page::CursorId;
+use super::page::Keyed;
+use super::page::ListRequest;
 use super::page::Page;
 use super::page::PageRequest;
 use async_trait::async_trait;
@@ -107,6 +111,16 @@ pub struct ReplayJob {
     pub lease_until: Option<DateTime<Utc>>,
 }
 
+/// Listings sort newest first.
+impl Keyed for ReplayJob {
+    fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.created_at,
+            id: CursorId::Uuid(self.id),
+        }
+    }
+}
+
 /// [`ReplayJobStore::lease_job`]: `runner` takes (or renews) job `id` at
 /// `now`, until `until`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,8 +182,14 @@ pub trait ReplayJobStore: Send + Sync {
     /// instances' own clocks never meet.
     async fn clock(&self) -> Result<DateTime<Utc>, StoreError>;
 
-    /// All jobs, newest first (`created_at` desc, then id desc).
-    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError>;
+    /// All jobs, newest first (`created_at` desc, then id desc): a page by
+    /// number or the page after a cursor.
+    async fn list_jobs_page(&self, req: ListRequest) -> Result<Page<ReplayJob>, StoreError>;
+
+    /// [`list_jobs_page`](Self::list_jobs_page) by page number.
+    async fn list_jobs(&self, page: PageRequest) -> Result<Page<ReplayJob>, StoreError> {
+        self.list_jobs_page(page.into()).await
+    }
 
     /// RUNNING jobs the runner `by` may lease at `now` (their lease is free,
     /// lapsed or already `by`'s), oldest first.

@@ -42,6 +42,7 @@ use crate::ports::{
 };
 
 pub mod audit;
+pub mod dlq_scale;
 pub mod dlq_store;
 pub mod event_bus;
 pub mod event_store;
@@ -49,6 +50,7 @@ pub mod fixtures;
 pub mod legacy;
 pub mod outage;
 pub mod outbox;
+pub mod paging;
 pub mod read_model;
 pub mod relay_leases;
 pub mod replay_jobs;
@@ -262,6 +264,10 @@ macro_rules! dlq_store_contract {
                 the_head_index_follows_every_change_to_a_sequence,
                 a_head_walk_is_stable_while_sequences_change,
                 claims_and_held_records_come_in_batches,
+                keyset_pages_cover_every_record_once_in_order,
+                a_keyset_walk_neither_skips_nor_repeats_records_that_stay,
+                counters_equal_a_real_count_after_random_changes,
+                counters_stay_exact_under_concurrent_writers,
             ]
         );
     };
@@ -281,6 +287,7 @@ macro_rules! audit_log_contract {
                 list_is_newest_first_with_paging,
                 list_filters_by_principal_action_and_target,
                 list_filters_by_time_range,
+                keyset_pages_cover_every_entry_once_in_order,
             ]
         );
     };
@@ -298,6 +305,7 @@ macro_rules! replay_job_store_contract {
             [
                 create_then_get_round_trips,
                 list_is_newest_first_with_paging,
+                keyset_pages_cover_every_job_once_in_order,
                 a_lease_is_exclusive_until_it_lapses,
                 progress_and_finish_need_the_lease,
                 cancel_wins_over_the_runner,

@@ -342,3 +342,25 @@ pub async fn cancel_wins_over_the_runner(store: Arc<dyn ReplayJobStore>) {
         other => panic!("a final job is not cancelled again, got {other:?}"),
     }
 }
+
+pub async fn keyset_pages_cover_every_job_once_in_order(store: Arc<dyn ReplayJobStore>) {
+    // Three jobs share each instant: the id breaks the tie.
+    for t in 0..11 {
+        create(&store, (t / 3) * SECOND).await;
+    }
+    let expected = store
+        .list_jobs(PageRequest { page: 0, size: 100 })
+        .await
+        .expect("list")
+        .content;
+    assert!(super::paging::in_listing_order(&expected));
+    let ids = |jobs: &[crate::ports::ReplayJob]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    for size in [1, 2, 4, 11] {
+        let walked = super::paging::walk(size, 11, 20, |req| {
+            let store = store.clone();
+            async move { store.list_jobs_page(req).await.expect("page") }
+        })
+        .await;
+        assert_eq!(ids(&walked), ids(&expected), "size {size}");
+    }
+}

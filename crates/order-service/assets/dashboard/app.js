@@ -1,6 +1,7 @@
 // order-service operations dashboard: plain JavaScript, no dependencies.
-// Reads /api/dlq/stats, /api/dlq/status/{PENDING,FAILED} and /metrics every
-// REFRESH_MS, and drives replay / reset / skip of one DLQ record. Every call
+// Reads /api/dlq/stats, /api/dlq/status/{PENDING,FAILED}, /api/dlq/jobs and
+// /metrics every REFRESH_MS, drives replay / reset / skip of one DLQ record,
+// and starts (after a dry run) and cancels bulk replay jobs. Every call
 // carries the API key kept in sessionStorage (X-API-Key) when there is one.
 // Data from the service is only ever written with textContent: failure
 // reasons and payloads come from brokers and consumers and may hold markup.
@@ -9,6 +10,7 @@
 (function () {
   const REFRESH_MS = 5000;
   const FAILURES_SHOWN = 20;
+  const JOBS_SHOWN = 10;
   const KEY_STORAGE = "order-service.apiKey";
 
   const $ = (id) => document.getElementById(id);
@@ -20,6 +22,7 @@
     refreshing: null,
     again: false,
     refreshes: 0,
+    preview: null, // the job request the shown dry run answered
   };
 
   // ---- HTTP ----------------------------------------------------------------
@@ -64,7 +67,9 @@
     } catch (_) {
       /* not JSON (metrics text, or an empty body) */
     }
-    return { status: resp.status, ok: resp.ok, json, text };
+    // The server's clock (whole seconds), for figures computed against now.
+    const date = Date.parse(resp.headers.get("Date") || "");
+    return { status: resp.status, ok: resp.ok, json, text, serverNow: isNaN(date) ? null : date };
   }
 
   // One line for an error answer: the problem's title and detail when it is one.
@@ -216,6 +221,164 @@
     $("failures-empty").hidden = rows.length > 0;
   }
 
+  // ---- replay jobs -----------------------------------------------------------
+
+  // Heads the job will work on: those that matched at its start, at most its limit.
+  function jobTarget(job) {
+    const limit = job.filter && Number(job.filter.limit);
+    return limit > 0 ? Math.min(job.matched, limit) : job.matched;
+  }
+
+  // Heads per second from the job's own counters and timestamps: until its
+  // end, or until now by the server's clock (the answer's Date header; its
+  // last progress save when there is none), never the browser's.
+  function jobRate(job, serverNow) {
+    const updated = Date.parse(job.updatedAt);
+    const end = job.finishedAt ? Date.parse(job.finishedAt) : Math.max(updated, serverNow || updated);
+    const secs = (end - Date.parse(job.createdAt)) / 1000;
+    return job.processed > 0 && secs > 0 ? job.processed / secs : null;
+  }
+
+  function jobEta(job, rate) {
+    if (job.status !== "RUNNING") return "–";
+    const left = Math.max(0, jobTarget(job) - job.processed);
+    if (left === 0) return formatAge(0);
+    return rate ? formatAge(left / rate) : "–";
+  }
+
+  function renderJobs(jobs, serverNow) {
+    const rows = [];
+    for (const job of jobs) {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "job-row";
+      tr.dataset.jobId = job.id;
+      tr.dataset.status = job.status;
+      const rate = jobRate(job, serverNow);
+      const cells = [
+        formatTime(job.createdAt),
+        job.status,
+        job.processed + " / " + jobTarget(job),
+        job.replayed + " / " + job.failed + " / " + job.skipped,
+        rate === null ? "–" : rate.toFixed(2),
+        jobEta(job, rate),
+        job.principal,
+      ];
+      for (const c of cells) {
+        const td = document.createElement("td");
+        td.textContent = c === null || c === undefined ? "" : String(c);
+        tr.appendChild(td);
+      }
+      tr.children[1].classList.add("status-" + String(job.status).toLowerCase());
+      tr.children[1].title = job.message || "";
+      const td = document.createElement("td");
+      if (job.status === "RUNNING" && !state.forbidden.has("cancel")) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "secondary";
+        b.textContent = "Cancel";
+        b.dataset.testid = "job-cancel";
+        b.addEventListener("click", () => cancelJob(job.id, b));
+        td.appendChild(b);
+      }
+      tr.appendChild(td);
+      rows.push(tr);
+    }
+    $("jobs-body").replaceChildren(...rows);
+    $("jobs-empty").hidden = rows.length > 0;
+  }
+
+  function showJobsResult(text, isError) {
+    showOutcome("jobs-result", text, isError);
+  }
+
+  // The filter as the form says; empty fields match anything.
+  function jobRequest() {
+    const body = {};
+    const status = $("job-status").value;
+    if (status) body.status = status;
+    const eventType = $("job-event-type").value.trim();
+    if (eventType) body.eventType = eventType;
+    const aggregateId = $("job-aggregate-id").value.trim();
+    if (aggregateId) body.aggregateId = aggregateId;
+    const limit = $("job-limit").value.trim();
+    if (limit) body.limit = Number(limit);
+    return body;
+  }
+
+  function discardPreview() {
+    state.preview = null;
+    $("job-preview").hidden = true;
+    $("job-confirm").disabled = false;
+  }
+
+  // Starting a job is admin-only: a 403 hides the form.
+  function forbidJobForm(what, r) {
+    state.forbidden.add("start-job");
+    $("job-form").hidden = true;
+    showJobsResult(describe(what, r), true);
+  }
+
+  async function dryRun() {
+    const body = jobRequest();
+    discardPreview();
+    const r = await call("POST", "/api/dlq/replay", Object.assign({}, body, { dryRun: true }));
+    if (r.status === 403) return forbidJobForm("dry run", r);
+    if (!r.ok || !r.json) return showJobsResult(describe("dry run", r), true);
+    const n = r.json.matched;
+    const ids = r.json.eventIds || [];
+    let text = "Dry run: " + n + " sequence head" + (n === 1 ? "" : "s") + " would be replayed";
+    if (ids.length) text += " (oldest first: " + ids.slice(0, 3).join(", ") + (ids.length > 3 ? ", …" : "") + ")";
+    text += n ? ". Start the job?" : ": nothing to start.";
+    state.preview = body;
+    $("job-preview-text").textContent = text;
+    $("job-preview").dataset.matched = String(n);
+    $("job-confirm").disabled = n === 0;
+    $("job-preview").hidden = false;
+    $("jobs-result").hidden = true;
+  }
+
+  async function startJob() {
+    const body = state.preview;
+    if (!body) return;
+    $("job-confirm").disabled = true;
+    const r = await call("POST", "/api/dlq/replay", body);
+    discardPreview();
+    if (r.status === 403) return forbidJobForm("start job", r);
+    if (r.status === 202 && r.json) {
+      showJobsResult("job " + r.json.id + " started: " + r.json.matched + " heads matched", false);
+    } else {
+      showJobsResult(describe("start job", r), true);
+    }
+    await refresh();
+  }
+
+  async function cancelJob(id, button) {
+    button.disabled = true;
+    const r = await call("DELETE", "/api/dlq/jobs/" + encodeURIComponent(id));
+    if (r.status === 403) state.forbidden.add("cancel");
+    if (r.ok && r.json) showJobsResult("job " + id + ": " + r.json.status, false);
+    else showJobsResult(describe("cancel job " + id, r), true);
+    await refresh();
+  }
+
+  // The jobs (operator and up) and whether the key may start one (admin:
+  // the admin-only audit log answers it).
+  function renderJobPanel(jobs, adminProbe, errors) {
+    const forbidden = jobs.status === 403;
+    $("jobs-forbidden").hidden = !forbidden;
+    $("jobs").hidden = forbidden;
+    if (forbidden) {
+      $("jobs-empty").hidden = true;
+    } else if (jobs.ok && jobs.json) {
+      renderJobs(jobs.json.content, jobs.serverNow);
+    } else {
+      errors.push(describe("GET /api/dlq/jobs", jobs));
+    }
+    const admin = adminProbe.ok && !state.forbidden.has("start-job");
+    $("job-form").hidden = !admin;
+    if (!admin) discardPreview();
+  }
+
   function renderDetail(r) {
     $("detail").hidden = false;
     $("detail").dataset.status = r.status;
@@ -250,7 +413,12 @@
   }
 
   function showResult(text, isError) {
-    const el = $("action-result");
+    showOutcome("action-result", text, isError);
+  }
+
+  // An action's outcome (or its error) in the result line `id`.
+  function showOutcome(id, text, isError) {
+    const el = $(id);
     el.hidden = false;
     el.textContent = text;
     el.classList.toggle("error", !!isError);
@@ -287,11 +455,13 @@
 
   async function refreshOnce() {
     const list = (status) => call("GET", "/api/dlq/status/" + status + "?page=0&size=" + FAILURES_SHOWN);
-    const [stats, metrics, pending, failed] = await Promise.all([
+    const [stats, metrics, pending, failed, jobs, adminProbe] = await Promise.all([
       call("GET", "/api/dlq/stats"),
       call("GET", "/metrics"),
       list("PENDING"),
       list("FAILED"),
+      call("GET", "/api/dlq/jobs?size=" + JOBS_SHOWN),
+      call("GET", "/api/dlq/audit?size=1"),
     ]);
     const errors = [];
     if (stats.ok && stats.json) renderStats(stats.json);
@@ -307,6 +477,7 @@
     } else {
       errors.push(describe("GET /api/dlq/status", pending.ok ? failed : pending));
     }
+    renderJobPanel(jobs, adminProbe, errors);
     const detailErr = await loadDetail();
     if (detailErr) errors.push(detailErr);
     showError(errors);
@@ -394,6 +565,14 @@
     for (const action of Object.keys(ACTIONS)) {
       $("action-" + action).addEventListener("click", () => act(action));
     }
+    $("job-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      dryRun();
+    });
+    // A changed filter needs a new dry run before it can start.
+    $("job-form").addEventListener("input", discardPreview);
+    $("job-confirm").addEventListener("click", startJob);
+    $("job-discard").addEventListener("click", discardPreview);
     $("detail-close").addEventListener("click", () => {
       state.selected = null;
       $("detail").hidden = true;

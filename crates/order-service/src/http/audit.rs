@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::Auditor;
-use order_core::ports::{AuditAction, AuditEntry, AuditFilter, AuditQuery, Page, AUDIT_TEXT_MAX};
+use order_core::ports::{AuditAction, AuditEntry, AuditFilter, AuditQuery, AUDIT_TEXT_MAX};
 
+use super::cursor::{CursorPage, Listing};
 use super::error::ApiError;
 use super::extract::Params;
 
@@ -37,11 +38,11 @@ fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiErro
 }
 
 /// `principal`, `action`, `target` (exact), `from` (inclusive) and `to`
-/// (exclusive) narrow; `page`/`size` as every list.
+/// (exclusive) narrow; `page`/`size` as every list, or `after` a cursor.
 pub async fn list(
     State(audit): State<Auditor>,
     params: Params,
-) -> Result<Json<Page<AuditEntry>>, ApiError> {
+) -> Result<Json<CursorPage<AuditEntry>>, ApiError> {
     let action = match params.get("action") {
         None => None,
         Some(a) => Some(AuditAction::parse(a).ok_or_else(|| {
@@ -65,6 +66,7 @@ pub async fn list(
             return Err(ApiError::bad_request("from must not be after to"));
         }
     }
-    let page = params.page()?;
-    Ok(Json(audit.list(&AuditQuery { filter, page }).await?))
+    let page = params.list_request(Listing::Audit)?;
+    let entries = audit.list(&AuditQuery { filter, page }).await?;
+    Ok(Json(CursorPage::new(Listing::Audit, entries)))
 }

@@ -1,5 +1,6 @@
 //! `/dashboard`: the operators' page (DLQ by status, outbox and projector
-//! lag, publish rate, recent failures, replay / reset / skip of a record).
+//! lag, publish rate, recent failures, replay / reset / skip of a record,
+//! replay jobs: progress, rate and ETA, start after a dry run, cancel).
 //! A static HTML page, a plain JavaScript file and a stylesheet compiled into
 //! the binary, like the Swagger UI: nothing is fetched from elsewhere. The
 //! page calls the JSON API and `/metrics` itself, with the operator's API key,

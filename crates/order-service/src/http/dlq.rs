@@ -11,13 +11,14 @@ use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::{
-    Auditor, BulkReplayRequest, DlqService, Principal, ReplayJobs, Role, BULK_REPLAY_MAX,
+    Auditor, BulkReplayRequest, DlqService, Listings, Principal, ReplayJobs, Role, BULK_REPLAY_MAX,
     JOB_LIMIT_MAX, SKIP_REASON_MAX,
 };
 use order_core::ports::{AuditAction, DlqStatus};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::cursor::{CursorPage, Listing};
 use super::error::ApiError;
 use super::extract::{principal as principal_of, OptionalJsonBody, Params, PathParam};
 
@@ -62,14 +63,27 @@ fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) ->
     Json(value).into_response()
 }
 
+/// A page of the records of `status` (`page`/`size`, or `after` a cursor).
+async fn records_page(
+    lists: &Listings,
+    principal: Option<Extension<Principal>>,
+    status: DlqStatus,
+    params: &Params,
+) -> Result<Response, ApiError> {
+    let req = params.list_request(Listing::DlqRecords)?;
+    let records = lists.records(Some(status), req).await?;
+    Ok(records_for(
+        principal,
+        CursorPage::new(Listing::DlqRecords, records),
+    ))
+}
+
 pub async fn pending(
-    State(dlq): State<Arc<DlqService>>,
+    State(lists): State<Listings>,
     principal: Option<Extension<Principal>>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    let records = dlq.list(Some(DlqStatus::Pending), page).await?;
-    Ok(records_for(principal, records))
+    records_page(&lists, principal, DlqStatus::Pending, &params).await
 }
 
 pub async fn event(
@@ -223,13 +237,11 @@ fn job_id(PathParam(id): PathParam) -> Result<Uuid, ApiError> {
     })
 }
 
-/// Replay jobs, newest first.
-pub async fn jobs(
-    State(jobs): State<Arc<ReplayJobs>>,
-    params: Params,
-) -> Result<Response, ApiError> {
-    let page = params.page()?;
-    Ok(Json(jobs.list(page).await?).into_response())
+/// Replay jobs, newest first (`page`/`size`, or `after` a cursor).
+pub async fn jobs(State(lists): State<Listings>, params: Params) -> Result<Response, ApiError> {
+    let req = params.list_request(Listing::Jobs)?;
+    let page = CursorPage::new(Listing::Jobs, lists.jobs(req).await?);
+    Ok(Json(page).into_response())
 }
 
 /// One replay job: its status and counters (poll this for progress).
@@ -341,7 +353,7 @@ pub async fn skip(
 }
 
 pub async fn by_status(
-    State(dlq): State<Arc<DlqService>>,
+    State(lists): State<Listings>,
     principal: Option<Extension<Principal>>,
     PathParam(status): PathParam,
     params: Params,
@@ -353,7 +365,5 @@ pub async fn by_status(
             valid.join(", ")
         )));
     };
-    let page = params.page()?;
-    let records = dlq.list(Some(status), page).await?;
-    Ok(records_for(principal, records))
+    records_page(&lists, principal, status, &params).await
 }

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cursor;
 pub mod dashboard;
 pub mod dlq;
 pub mod error;

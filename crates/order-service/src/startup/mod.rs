@@ -20,7 +20,7 @@ mod workers;
 
 use std::sync::Arc;
 
-use order_core::app::{Auditor, DlqService, OrderQueries};
+use order_core::app::{Auditor, DlqService, Listings, OrderQueries};
 
 pub use self::backends::{lock_database, open_backends, Backends};
 pub use self::offline::{migrate, rebuild_read_model, relay_partitions};
@@ -91,6 +91,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         bus: shared.bus.clone(),
         fault: shared.fault.clone(),
     };
+    let listings = Listings::new(dlq_store.clone(), backends.replay_jobs.clone());
     let background = Background::new(
         &config,
         &shared,
@@ -118,6 +119,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         }),
         dlq,
         jobs: background.jobs,
+        listings,
         audit,
         health,
         projector: background.projector,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use order_core::app::{
-    Auditor, CommandService, DlqService, FaultSwitch, Metrics, OrderQueries, OutboxRelay,
+    Auditor, CommandService, DlqService, FaultSwitch, Listings, Metrics, OrderQueries, OutboxRelay,
     Projector, ReplayJobs,
 };
 use order_core::ports::{DlqStore, EventBus, ReadModel};
@@ -27,6 +27,8 @@ pub struct Services {
     pub dlq: Arc<DlqService>,
     /// Bulk replay jobs (`POST /api/dlq/replay`, `/api/dlq/jobs`).
     pub jobs: Arc<ReplayJobs>,
+    /// The DLQ record and replay job listings (keyset pages).
+    pub listings: Listings,
     /// The audit trail of DLQ, test and admin actions.
     pub audit: Auditor,
     /// Health, readiness and the store-backed gauges.
@@ -95,6 +97,7 @@ sub_state! {
     Arc<Orders> => orders,
     Arc<DlqService> => dlq,
     Arc<ReplayJobs> => jobs,
+    Listings => listings,
     Auditor => audit,
     Health => health,
     Arc<Projector> => projector,

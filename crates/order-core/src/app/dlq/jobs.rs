@@ -39,7 +39,7 @@ use crate::app::principal::{Principal, Role};
 use crate::domain::now;
 use crate::ports::{
     AuditAction, DlqRecord, DlqStatus, HeadCursor, JobCancel, JobCancelled, JobCounters, JobEnd,
-    JobLease, JobProgress, JobStatus, NewReplayJob, Page, PageRequest, ReplayJob, ReplayJobStore,
+    JobLease, JobProgress, JobStatus, NewReplayJob, ReplayJob, ReplayJobStore,
 };
 
 /// Pause before a job tries again a head another replay holds.
@@ -196,10 +196,6 @@ impl ReplayJobs {
     }
 
     /// Jobs, newest first.
-    pub async fn list(&self, page: PageRequest) -> Result<Page<ReplayJob>, AppError> {
-        Ok(self.store.list_jobs(page).await?)
-    }
-
     /// RUNNING → CANCELLED; the runner stops before its next head. 404
     /// unknown, 409 already finished. Audited as DLQ_REPLAY_JOB_CANCEL.
     pub async fn cancel(&self, who: &Principal, id: Uuid) -> Result<ReplayJob, AppError> {

@@ -24,7 +24,7 @@ use crate::app::relay::{message_for, Publisher, RetryPolicy, SendResult, Sent};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
     AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus,
-    FailureClass, Page, PageRequest, ReplayClaim,
+    FailureClass, ReplayClaim,
 };
 
 pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX, JOB_LIMIT_MAX};
@@ -158,14 +158,6 @@ impl DlqService {
             .get(event_id)
             .await?
             .ok_or_else(|| not_found(event_id))
-    }
-
-    pub async fn list(
-        &self,
-        status: Option<DlqStatus>,
-        page: PageRequest,
-    ) -> Result<Page<DlqRecord>, AppError> {
-        Ok(self.dlq.list(status, page).await?)
     }
 
     /// Replays one record. A REPLAYED or SKIPPED record publishes nothing

@@ -2,7 +2,9 @@
 
 use super::Checked;
 use super::ColumnReader;
+use super::IndexHint;
 use super::PageQuery;
+use super::SortKey;
 use super::SqlValue;
 use super::Statement;
 use super::Where;
@@ -52,14 +54,30 @@ pub fn inserted(entry: NewAuditEntry, id: i64) -> AuditEntry {
     AuditEntry { id, entry }
 }
 
-/// Matching entries, newest first (`at` desc, then id desc).
-pub fn list(q: &AuditQuery) -> PageQuery {
+/// Matching entries, newest first (`at` desc, then id desc), by page
+/// number or after a cursor, read through the index of the narrowest
+/// filter given (each ends with `at`, then the id), as `hint` writes it.
+/// The total is an exact `COUNT(*)` of the filter.
+pub fn list(q: &AuditQuery, hint: IndexHint) -> PageQuery {
     let f = &q.filter;
+    let index = if f.target.is_some() {
+        "idx_audit_target"
+    } else if f.principal.is_some() {
+        "idx_audit_principal"
+    } else if f.action.is_some() {
+        "idx_audit_action"
+    } else {
+        "idx_audit_at"
+    };
     let filter = Where::default()
         .and("principal = ?", f.principal.as_ref())
         .and("action = ?", f.action.map(|a| a.as_str()))
         .and("target = ?", f.target.as_ref())
         .and("at >= ?", f.from)
         .and("at < ?", f.to);
-    PageQuery::new(COLUMNS, "audit_log", filter, "at DESC, id DESC", q.page)
+    let key = SortKey {
+        time: "at",
+        id: "id",
+    };
+    PageQuery::in_index(COLUMNS, "audit_log", (index, hint), filter, key, &q.page)
 }

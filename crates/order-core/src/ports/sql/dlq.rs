@@ -13,7 +13,9 @@ use super::literals;
 use super::unsigned;
 use super::Checked;
 use super::ColumnReader;
+use super::IndexHint;
 use super::PageQuery;
+use super::SortKey;
 use super::SqlValue;
 use super::Statement;
 use super::Where;
@@ -24,8 +26,8 @@ use crate::ports::DlqStatus;
 use crate::ports::FailureClass;
 use crate::ports::Guard;
 use crate::ports::HeadQuery;
+use crate::ports::ListRequest;
 use crate::ports::NewDlqRecord;
-use crate::ports::PageRequest;
 use crate::ports::ReplayClaims;
 use crate::ports::SequenceChange;
 use crate::ports::SequenceMember;
@@ -109,38 +111,86 @@ pub fn get(event_id: &str) -> Statement {
     )
 }
 
-/// Records, newest failure first, optionally of one status.
-pub fn list(status: Option<DlqStatus>, page: PageRequest) -> PageQuery {
-    PageQuery::new(
+/// How record listings sort: newest failure first, then highest id. The
+/// indexes `(status, failure_time)` and `(failure_time)` hold it (both
+/// InnoDB and SQLite end every index with the row id).
+pub const SORT: SortKey = SortKey {
+    time: "failure_time",
+    id: "id",
+};
+
+/// Records, optionally of one status: a page by number or after a cursor
+/// (read through the index of that order, as `hint` writes it), counted by
+/// [`count`].
+pub fn list(status: Option<DlqStatus>, req: &ListRequest, hint: IndexHint) -> PageQuery {
+    let index = match status {
+        Some(_) => "idx_dlq_status_failure_time",
+        None => "idx_dlq_failure_time",
+    };
+    let status = status.map(DlqStatus::as_str);
+    PageQuery::in_index(
         COLUMNS,
         "dlq_replay_records",
-        Where::default().and("status = ?", status.map(DlqStatus::as_str)),
-        "failure_time DESC, id DESC",
-        page,
+        (index, hint),
+        Where::default().and("status = ?", status),
+        SORT,
+        req,
     )
+    .counted_by(count(status))
 }
 
-/// The counts of [`read_stats`], in one statement (one snapshot).
-pub fn stats() -> Statement {
-    let count =
-        |status: DlqStatus| format!("COUNT(CASE WHEN status = '{}' THEN 1 END)", status.as_str());
+/// The sum of the `dlq_counters` rows (of one status): the triggers of
+/// migration 0008 keep one count per status, held or not and shard
+/// (`id % 8`, so concurrent writers on MySQL rarely wait for one row), in
+/// the transaction of every insert, change and delete of a record.
+fn count(status: Option<&str>) -> Statement {
+    let filter = Where::default().and("status = ?", status);
     Statement::new(
         format!(
-            "SELECT {}, {}, {}, {}, COUNT(*), \
-             COUNT(CASE WHEN status = 'PENDING' AND blocked_by IS NOT NULL THEN 1 END), \
-             MIN(CASE WHEN status IN ({}) THEN failure_time END) \
-             FROM dlq_replay_records",
-            count(DlqStatus::Pending),
-            count(DlqStatus::Replayed),
-            count(DlqStatus::Failed),
-            count(DlqStatus::Skipped),
-            unresolved()
+            "SELECT CAST(COALESCE(SUM(n), 0) AS SIGNED) FROM dlq_counters{}",
+            filter.sql()
         ),
-        [],
+        filter.args,
     )
 }
 
+/// The figures of [`read_stats`], in one statement (one snapshot): the
+/// counts from `dlq_counters`, the oldest unresolved failure from the
+/// `(status, failure_time)` index (one MIN per unresolved status, each the
+/// first entry of its index range).
+pub fn stats() -> Statement {
+    let sum = |cond: &str| {
+        format!("(SELECT CAST(COALESCE(SUM(n), 0) AS SIGNED) FROM dlq_counters{cond})")
+    };
+    let per_status = DlqStatus::ALL.map(|s| sum(&format!(" WHERE status = '{}'", s.as_str())));
+    let oldest = DlqStatus::ALL
+        .into_iter()
+        .filter(|s| s.is_unresolved())
+        .map(|s| {
+            format!(
+                "(SELECT MIN(failure_time) FROM dlq_replay_records WHERE status = '{}')",
+                s.as_str()
+            )
+        });
+    let columns: Vec<String> = per_status
+        .into_iter()
+        .chain([sum(""), sum(" WHERE status = 'PENDING' AND held = 1")])
+        .chain(oldest)
+        .collect();
+    Statement::new(format!("SELECT {}", columns.join(", ")), [])
+}
+
+/// The row of [`stats`]: the counts of [`DlqStatus::ALL`], the total, the
+/// blocked count, then the oldest failure of each unresolved status.
 pub fn read_stats(r: &dyn ColumnReader) -> Result<DlqStats, StoreError> {
+    let unresolved = DlqStatus::ALL.iter().filter(|s| s.is_unresolved()).count();
+    let mut oldest = None;
+    for i in 6..6 + unresolved {
+        oldest = match (oldest, r.opt_time(i)?) {
+            (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+            (a, b) => a.or(b),
+        };
+    }
     Ok(DlqStats {
         pending_count: r.count(0)?,
         replayed_count: r.count(1)?,
@@ -148,7 +198,7 @@ pub fn read_stats(r: &dyn ColumnReader) -> Result<DlqStats, StoreError> {
         skipped_count: r.count(3)?,
         total_count: r.count(4)?,
         blocked_count: r.count(5)?,
-        oldest_pending_failure_time: r.opt_time(6)?,
+        oldest_pending_failure_time: oldest,
     })
 }
 
@@ -190,7 +240,7 @@ fn head_conditions(q: &HeadQuery<'_>, with_cursor: bool) -> (String, Vec<SqlValu
         .and("status = ?", q.status.map(DlqStatus::as_str))
         .and("source = ?", q.source.map(DlqSource::as_str));
     let (mut sql, mut args) = filter.into_parts();
-    sql.insert(0, "head_since IS NOT NULL");
+    sql.insert(0, "head_since IS NOT NULL".to_owned());
     let mut sql = sql.join(" AND ");
     if let Some(c) = q.after.filter(|_| with_cursor) {
         sql.push_str(" AND head_since >= ? AND (head_since > ? OR id > ?)");

@@ -10,6 +10,7 @@ use super::int;
 use super::Checked;
 use super::ColumnReader;
 use super::PageQuery;
+use super::SortKey;
 use super::SqlValue;
 use super::Statement;
 use super::Where;
@@ -20,8 +21,8 @@ use crate::ports::JobEnd;
 use crate::ports::JobLease;
 use crate::ports::JobProgress;
 use crate::ports::JobStatus;
+use crate::ports::ListRequest;
 use crate::ports::NewReplayJob;
-use crate::ports::PageRequest;
 use crate::ports::ReplayJob;
 use crate::ports::StoreError;
 
@@ -87,15 +88,14 @@ pub fn get(id: Uuid) -> Statement {
     )
 }
 
-/// All jobs, newest first.
-pub fn list(page: PageRequest) -> PageQuery {
-    PageQuery::new(
-        COLUMNS,
-        "dlq_replay_jobs",
-        Where::default(),
-        "created_at DESC, id DESC",
-        page,
-    )
+/// All jobs, newest first (`idx_replay_jobs_created`), by page number or
+/// after a cursor.
+pub fn list(req: &ListRequest) -> PageQuery {
+    let key = SortKey {
+        time: "created_at",
+        id: "id",
+    };
+    PageQuery::new(COLUMNS, "dlq_replay_jobs", Where::default(), key, req)
 }
 
 /// Ids of the RUNNING jobs whose lease is free or lapsed at `now`, or held

@@ -19,6 +19,9 @@ use chrono::DateTime;
 use chrono::Utc;
 
 use super::error::StoreError;
+use super::page::Cursor;
+use super::page::CursorId;
+use super::page::ListRequest;
 use super::page::Page;
 use super::page::PageRequest;
 
@@ -217,10 +220,19 @@ pub(crate) fn literals<'a>(values: impl IntoIterator<Item = &'a str>) -> String 
         .join(", ")
 }
 
-/// Conditions joined with `AND`, each with its bound value.
+impl From<CursorId> for SqlValue {
+    fn from(id: CursorId) -> Self {
+        match id {
+            CursorId::Int(n) => SqlValue::Int(n),
+            CursorId::Uuid(u) => SqlValue::Text(u.to_string()),
+        }
+    }
+}
+
+/// Conditions joined with `AND`, each with its bound values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Where {
-    clauses: Vec<&'static str>,
+    clauses: Vec<String>,
     args: Vec<SqlValue>,
 }
 
@@ -228,15 +240,35 @@ impl Where {
     /// Adds `clause` (one `?`) with its value, when there is one.
     pub fn and(mut self, clause: &'static str, value: Option<impl Into<SqlValue>>) -> Self {
         if let Some(v) = value {
-            self.clauses.push(clause);
+            self.clauses.push(clause.to_owned());
             self.args.push(v.into());
         }
         self
     }
 
     /// The clauses and their values, in order.
-    pub fn into_parts(self) -> (Vec<&'static str>, Vec<SqlValue>) {
+    pub fn into_parts(self) -> (Vec<String>, Vec<SqlValue>) {
         (self.clauses, self.args)
+    }
+
+    /// Adds the rows strictly below `after` in `key`'s order, when there is
+    /// a cursor. Written as `t <= ? AND (t < ? OR (t = ? AND id < ?))`
+    /// rather than `(t, id) < (?, ?)`: MySQL/MariaDB and SQLite all turn
+    /// the first term into an index range (the rest filters within it),
+    /// which a row-value comparison or a bare OR does not get everywhere.
+    fn below(mut self, key: SortKey, after: Option<Cursor>) -> Self {
+        if let Some(c) = after {
+            let SortKey { time: t, id } = key;
+            self.clauses
+                .push(format!("{t} <= ? AND ({t} < ? OR ({t} = ? AND {id} < ?))"));
+            self.args.extend([
+                SqlValue::from(c.at),
+                SqlValue::from(c.at),
+                SqlValue::from(c.at),
+                SqlValue::from(c.id),
+            ]);
+        }
+        self
     }
 
     /// ` WHERE a AND b`, or nothing.
@@ -249,7 +281,25 @@ impl Where {
     }
 }
 
-/// One page of a table's matching rows and the count of all of them.
+/// How a listing sorts: newest first by `time`, ties broken by the unique
+/// `id` (so every row has its own place and a [`Cursor`] names one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SortKey {
+    pub time: &'static str,
+    pub id: &'static str,
+}
+
+/// How an adapter insists that a statement reads a table through one
+/// index, written after the table's name: MySQL/MariaDB ` FORCE INDEX (i)`,
+/// SQLite ` INDEXED BY i`. The DLQ and audit listings name their index: at
+/// a million rows MariaDB otherwise answers a page by status (or by
+/// principal, action) after a cursor half-way down with a `ref` on that
+/// column alone, walking down from the newest row to the cursor (350,000
+/// rows read for 21).
+pub type IndexHint = fn(index: &str) -> String;
+
+/// One page of a table's matching rows (one row more than the page, to
+/// know whether another page follows) and the count of all of them.
 /// Adapters run both on one snapshot where the database allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageQuery {
@@ -259,31 +309,86 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    pub fn new(
+    /// The page `req` asks for: after its cursor, else by number (OFFSET);
+    /// counted with `COUNT(*)` over `filter` (see [`Self::counted_by`]).
+    pub fn new(columns: &str, table: &str, filter: Where, key: SortKey, req: &ListRequest) -> Self {
+        Self::reading(columns, table, table, filter, key, req)
+    }
+
+    /// [`Self::new`] with the page's rows read through `index` (the
+    /// adapter's `hint` says how).
+    pub fn in_index(
         columns: &str,
         table: &str,
+        (index, hint): (&str, IndexHint),
         filter: Where,
-        order_by: &str,
-        page: PageRequest,
+        key: SortKey,
+        req: &ListRequest,
     ) -> Self {
-        let cond = filter.sql();
+        let source = format!("{table}{}", hint(index));
+        Self::reading(columns, table, &source, filter, key, req)
+    }
+
+    /// The page's rows come from `source`: `table`, perhaps with an index
+    /// hint (a deep page by number then joins back to `table` itself, by
+    /// primary key).
+    fn reading(
+        columns: &str,
+        table: &str,
+        source: &str,
+        filter: Where,
+        key: SortKey,
+        req: &ListRequest,
+    ) -> Self {
+        let page = req.page;
+        let count = Statement::new(
+            format!("SELECT COUNT(*) FROM {table}{}", filter.sql()),
+            filter.args.clone(),
+        );
+        let rows = filter.below(key, req.after);
         let size = i64::from(page.size.max(1));
-        let offset = i64::try_from(page.offset()).unwrap_or(i64::MAX);
-        let mut args = filter.args.clone();
-        args.extend([SqlValue::Int(size), SqlValue::Int(offset)]);
+        let offset = match req.after {
+            Some(_) => 0,
+            None => i64::try_from(page.offset()).unwrap_or(i64::MAX),
+        };
+        let mut args = rows.args.clone();
+        args.extend([SqlValue::Int(size + 1), SqlValue::Int(offset)]);
+        let SortKey { time, id } = key;
+        let order = format!("ORDER BY {time} DESC, {id} DESC");
+        let cond = rows.sql();
+        let sql = if offset > 0 {
+            // A deep page by number: the offset is walked in the index
+            // alone (InnoDB and SQLite end every index with the row id),
+            // and only the page's rows are read whole.
+            format!(
+                "SELECT {columns} FROM {table} JOIN (SELECT {id} FROM {source}{cond} {order} \
+                 LIMIT ? OFFSET ?) k USING ({id}) {order}"
+            )
+        } else {
+            format!("SELECT {columns} FROM {source}{cond} {order} LIMIT ? OFFSET ?")
+        };
         Self {
-            rows: Statement::new(
-                format!("SELECT {columns} FROM {table}{cond} ORDER BY {order_by} LIMIT ? OFFSET ?"),
-                args,
-            ),
-            count: Statement::new(format!("SELECT COUNT(*) FROM {table}{cond}"), filter.args),
+            rows: Statement::new(sql, args),
+            count,
             page,
         }
     }
 
-    /// The page of `content`, `total` rows matching in all.
-    pub fn page<T>(&self, content: Vec<T>, total: i64) -> Result<Page<T>, StoreError> {
-        Ok(Page::new(content, self.page, unsigned(total)?))
+    /// The same page, its total read by `count` (one row, one integer)
+    /// instead of a `COUNT(*)`.
+    pub fn counted_by(self, count: Statement) -> Self {
+        Self { count, ..self }
+    }
+
+    /// The page of `content` (the rows read: one more than the page when
+    /// another page follows), `total` rows matching in all.
+    pub fn page<T>(&self, mut content: Vec<T>, total: i64) -> Result<Page<T>, StoreError> {
+        let size = self.page.size.max(1) as usize;
+        let more = content.len() > size;
+        content.truncate(size);
+        let mut page = Page::new(content, self.page, unsigned(total)?);
+        page.more = more;
+        Ok(page)
     }
 }
 
@@ -302,24 +407,77 @@ mod tests {
         assert_eq!(Where::default().sql(), "");
     }
 
-    #[test]
-    fn page_queries_bind_the_filter_then_limit_and_offset() {
-        let q = PageQuery::new(
+    const KEY: SortKey = SortKey {
+        time: "at",
+        id: "id",
+    };
+
+    fn query(req: &ListRequest) -> PageQuery {
+        PageQuery::new(
             "id",
             "t",
             Where::default().and("a = ?", Some("x")),
-            "id DESC",
-            PageRequest { page: 2, size: 10 },
-        );
+            KEY,
+            req,
+        )
+    }
+
+    #[test]
+    fn page_queries_bind_the_filter_then_limit_and_offset() {
+        let req = ListRequest::from(PageRequest { page: 2, size: 10 });
+        let q = query(&req);
         assert_eq!(
             q.rows.sql,
-            "SELECT id FROM t WHERE a = ? ORDER BY id DESC LIMIT ? OFFSET ?"
+            "SELECT id FROM t JOIN (SELECT id FROM t WHERE a = ? ORDER BY at DESC, id DESC \
+             LIMIT ? OFFSET ?) k USING (id) ORDER BY at DESC, id DESC"
         );
         assert_eq!(
             q.rows.args,
-            [SqlValue::from("x"), SqlValue::Int(10), SqlValue::Int(20)]
+            [SqlValue::from("x"), SqlValue::Int(11), SqlValue::Int(20)]
         );
         assert_eq!(q.count.sql, "SELECT COUNT(*) FROM t WHERE a = ?");
         assert_eq!(q.count.args, [SqlValue::from("x")]);
+    }
+
+    #[test]
+    fn a_cursor_starts_the_page_below_it_without_an_offset() {
+        let after = Cursor {
+            at: DateTime::UNIX_EPOCH,
+            id: CursorId::Int(7),
+        };
+        let req = ListRequest {
+            page: PageRequest { page: 3, size: 5 },
+            after: Some(after),
+        };
+        let q = query(&req);
+        assert_eq!(
+            q.rows.sql,
+            "SELECT id FROM t WHERE a = ? AND at <= ? AND (at < ? OR (at = ? AND id < ?)) \
+             ORDER BY at DESC, id DESC LIMIT ? OFFSET ?"
+        );
+        let t = SqlValue::Time(DateTime::UNIX_EPOCH);
+        assert_eq!(
+            q.rows.args,
+            [
+                SqlValue::from("x"),
+                t.clone(),
+                t.clone(),
+                t,
+                SqlValue::Int(7),
+                SqlValue::Int(6),
+                SqlValue::Int(0)
+            ]
+        );
+        assert_eq!(q.count.sql, "SELECT COUNT(*) FROM t WHERE a = ?");
+    }
+
+    #[test]
+    fn a_page_read_with_one_row_more_knows_another_follows() {
+        let req = ListRequest::from(PageRequest { page: 0, size: 2 });
+        let q = PageQuery::new("id", "t", Where::default(), KEY, &req);
+        let p = q.page(vec![1, 2, 3], 3).expect("page");
+        assert_eq!((p.content, p.more), (vec![1, 2], true));
+        let p = q.page(vec![1, 2], 2).expect("page");
+        assert!(!p.more);
     }
 }

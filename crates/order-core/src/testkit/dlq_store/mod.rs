@@ -19,11 +19,13 @@ use crate::ports::{
 };
 
 mod heads;
+mod listing;
 mod ordering;
 mod records;
 mod skipping;
 
 pub use heads::*;
+pub use listing::*;
 pub use ordering::*;
 pub use records::*;
 pub use skipping::*;

@@ -65,6 +65,9 @@ pub enum DlqCommand {
         /// Page size [service default: 20]
         #[arg(long)]
         size: Option<u64>,
+        /// The page after this cursor (the `--after` a page prints last)
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
     },
     /// One record in full.
     Show { event_id: String },
@@ -82,6 +85,9 @@ pub enum DlqCommand {
         /// Page size [service default: 20]
         #[arg(long, conflicts_with = "id")]
         size: Option<u64>,
+        /// The page after this cursor (the `--after` a page prints last)
+        #[arg(long, value_name = "CURSOR", conflicts_with = "id")]
+        after: Option<String>,
     },
     /// Cancel a running replay job (it stops before its next head).
     CancelJob { id: String },
@@ -158,6 +164,9 @@ pub struct AuditArgs {
     /// Page size
     #[arg(long)]
     pub size: Option<u64>,
+    /// The page after this cursor (the page's `nextCursor`)
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
 }
 /// Runs the command on a current-thread runtime of its own: the CLI needs
 /// neither the service's configuration nor its telemetry.

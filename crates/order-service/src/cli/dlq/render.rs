@@ -170,7 +170,8 @@ const RECORD_COLUMNS: [(&str, &str); 10] = [
     ("REASON", "failureReason"),
 ];
 
-/// A `{content, page, size, totalElements, totalPages}` page as a table.
+/// A `{content, page, size, totalElements, totalPages, nextCursor}` page as
+/// a table, and how to ask for the next one.
 fn render_page(v: &Value, columns: &[(&str, &str)], what: &str) -> String {
     let items = v["content"].as_array().cloned().unwrap_or_default();
     let mut out = if items.is_empty() {
@@ -192,6 +193,9 @@ fn render_page(v: &Value, columns: &[(&str, &str)], what: &str) -> String {
             text(&v["totalPages"]),
             text(&v["size"])
         );
+    }
+    if let Some(cursor) = v["nextCursor"].as_str() {
+        let _ = writeln!(out, "next page: --after {cursor}");
     }
     out
 }
@@ -412,7 +416,8 @@ mod tests {
     #[test]
     fn a_generic_page_gets_a_column_per_field() {
         let v = json!({"content": [{"principal": "ops", "action": "DLQ_REPLAY"}, {"principal": "ci", "result": "OK"}],
-                        "page": 0, "size": 20, "totalElements": 2, "totalPages": 1});
+                        "page": 0, "size": 20, "totalElements": 2, "totalPages": 1,
+                        "nextCursor": "YTE3LjE"});
         let out = render_generic(&v);
         assert!(
             out.starts_with(
@@ -421,5 +426,6 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("entries in all: 2;"), "{out}");
+        assert!(out.ends_with("next page: --after YTE3LjE\n"), "{out}");
     }
 }

@@ -12,7 +12,12 @@ use crate::cli::client::encode;
 pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<Value>, View) {
     match command {
         DlqCommand::Stats => ("GET", "/api/dlq/stats".into(), None, View::Stats),
-        DlqCommand::List { status, page, size } => {
+        DlqCommand::List {
+            status,
+            page,
+            size,
+            after,
+        } => {
             let base = if status.eq_ignore_ascii_case("pending") {
                 "/api/dlq/pending".to_owned()
             } else {
@@ -21,6 +26,7 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
             let query = query(&[
                 ("page", page.map(|p| p.to_string())),
                 ("size", size.map(|s| s.to_string())),
+                ("after", after.clone()),
             ]);
             ("GET", base + &query, None, View::Page)
         }
@@ -78,10 +84,12 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
             id: None,
             page,
             size,
+            after,
         } => {
             let query = query(&[
                 ("page", page.map(|p| p.to_string())),
                 ("size", size.map(|s| s.to_string())),
+                ("after", after.clone()),
             ]);
             ("GET", format!("/api/dlq/jobs{query}"), None, View::Jobs)
         }
@@ -112,6 +120,7 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
                 ("to", a.to.clone()),
                 ("page", a.page.map(|p| p.to_string())),
                 ("size", a.size.map(|s| s.to_string())),
+                ("after", a.after.clone()),
             ]);
             ("GET", format!("/api/dlq/audit{query}"), None, View::Generic)
         }
@@ -175,11 +184,13 @@ mod tests {
             to: None,
             page: Some(2),
             size: None,
+            after: Some("YTE3.MQ".into()),
         };
         let (_, path, _, _) = request_of(&DlqCommand::Audit(args));
         assert_eq!(
             path,
-            "/api/dlq/audit?principal=ops%20team&action=DLQ_REPLAY&from=2026-01-01T00%3A00%3A00%2B01%3A00&page=2"
+            "/api/dlq/audit?principal=ops%20team&action=DLQ_REPLAY&from=2026-01-01T00%3A00%3A00%2B01%3A00&page=2\
+             &after=YTE3.MQ"
         );
     }
 }
