@@ -34,6 +34,7 @@
 
 pub mod drain;
 pub mod load;
+pub mod outage;
 pub mod profile;
 pub mod prom;
 pub mod raw;
@@ -117,6 +118,8 @@ pub struct Options {
     pub json: bool,
     #[command(flatten)]
     pub drain: drain::DrainOptions,
+    #[command(flatten)]
+    pub outage: outage::OutageOptions,
 }
 
 /// `--scenario`.
@@ -127,6 +130,8 @@ pub enum Scenario {
     Load,
     /// Preloaded outbox drained by 1, 2, … instances; failover gap.
     Drain,
+    /// A million parked events drained by one replay job (--profile).
+    Outage,
 }
 
 /// An error with the context it happened in.
@@ -252,6 +257,26 @@ pub async fn run(opts: Options) -> Result<()> {
         } else {
             print!("{}", drain::report::human(&runs));
         }
+        return Ok(());
+    }
+    if opts.scenario == Scenario::Outage {
+        let backends = match opts.profile {
+            profile::Profile::Production => Some(production_backends(&opts)?),
+            profile::Profile::Embedded => None,
+        };
+        let bin = service::resolve_service_bin(opts.service_bin.clone())?;
+        let run = outage::run(
+            &outage::Setup {
+                profile: opts.profile,
+                backends: backends.as_ref(),
+                service_bin: &bin,
+                ready_timeout: Duration::from_secs(opts.ready_timeout),
+                limit: Duration::from_secs(opts.drain_timeout.unwrap_or(3600)),
+            },
+            &opts.outage,
+        )
+        .await?;
+        print!("{}", outage::human(&run));
         return Ok(());
     }
     let production = match opts.profile {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
@@ -265,7 +265,19 @@ fn free_port() -> Result<u16> {
 
 /// One `GET` on a fresh connection; returns status and body text.
 pub async fn get(target: &Target, path: &str, limit: Duration) -> Result<(u16, String)> {
-    let what = || format!("GET {}{path}", target.base_url());
+    request(target, "GET", path, None, limit).await
+}
+
+/// One request on a fresh connection, with a JSON `body` when given;
+/// returns status and body text.
+pub async fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    limit: Duration,
+) -> Result<(u16, String)> {
+    let what = || format!("{method} {}{path}", target.base_url());
     tokio::time::timeout(limit, async {
         let stream = TcpStream::connect(target.addr).await.with_context(what)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -274,9 +286,15 @@ pub async fn get(target: &Target, path: &str, limit: Duration) -> Result<(u16, S
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = Request::get(path)
-            .header(hyper::header::HOST, target.host_header())
-            .body(Empty::<Bytes>::new())
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, target.host_header());
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
             .with_context(what)?;
         let resp = sender.send_request(req).await.with_context(what)?;
         let status = resp.status().as_u16();
