@@ -26,6 +26,54 @@ pub struct Health {
     /// The bus behind the fault switch, as publishers see it.
     pub bus: Arc<dyn EventBus>,
     pub fault: Arc<FaultSwitch>,
+    /// The last count of orphaned holds, for large DLQs (see
+    /// [`Health::gauges`]).
+    pub orphans: Arc<OrphanCount>,
+}
+
+/// Unresolved DLQ records above which `orders_dlq_orphaned_holds` is
+/// counted in the background, at most once per [`ORPHANS_REFRESH`], instead
+/// of at every scrape: the count joins every held record with its head
+/// (about 1.5 s on MariaDB at 100,000 held records).
+pub const ORPHANS_INLINE_MAX: u64 = 50_000;
+/// How old the background count of orphaned holds may get.
+pub const ORPHANS_REFRESH: Duration = Duration::from_secs(60);
+
+/// The background count of orphaned holds: the last value, when it was
+/// taken, and whether a count runs now.
+#[derive(Debug, Default)]
+pub struct OrphanCount {
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl OrphanCount {
+    /// The last count (0 before the first), starting a new one in the
+    /// background when it is older than [`ORPHANS_REFRESH`] and none runs.
+    fn read(self: &Arc<Self>, dlq: &Arc<dyn DlqStore>) -> u64 {
+        use std::sync::atomic::Ordering;
+        let last = *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = last.is_none_or(|(at, _)| at.elapsed() >= ORPHANS_REFRESH);
+        if stale && !self.running.swap(true, Ordering::AcqRel) {
+            let (me, dlq) = (self.clone(), dlq.clone());
+            tokio::spawn(async move {
+                match dlq.orphaned_holds().await {
+                    Ok(n) => {
+                        *me.last
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some((std::time::Instant::now(), n));
+                    }
+                    Err(e) => tracing::debug!(error = %e, "metrics: orphaned holds unavailable"),
+                }
+                me.running.store(false, Ordering::Release);
+            });
+        }
+        last.map_or(0, |(_, n)| n)
+    }
 }
 
 /// Overall state: the database is essential, the rest degrades the service.
@@ -93,12 +141,21 @@ impl Health {
     /// The store-backed gauges of `/metrics`. A store that does not answer
     /// leaves its gauges at zero rather than failing the scrape.
     pub async fn gauges(&self) -> Gauges {
-        let (outbox, dlq, head, orphans) = tokio::join!(
+        let (outbox, dlq, head) = tokio::join!(
             bounded(self.outbox.stats()),
             bounded(self.dlq_store.stats()),
             bounded(self.event_store.head_position()),
-            bounded(self.dlq_store.orphaned_holds()),
         );
+        // Exact at every scrape while the DLQ is small; from the background
+        // count once it is large.
+        let unresolved = dlq
+            .as_ref()
+            .map_or(u64::MAX, |s| s.pending_count + s.failed_count);
+        let orphans = if unresolved <= ORPHANS_INLINE_MAX {
+            bounded(self.dlq_store.orphaned_holds()).await
+        } else {
+            Ok(self.orphans.read(&self.dlq_store))
+        };
         let mut g = Gauges {
             bus_down: self.fault.is_down(),
             ..Gauges::default()

@@ -90,6 +90,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         read_model: read_model.clone(),
         bus: shared.bus.clone(),
         fault: shared.fault.clone(),
+        orphans: Default::default(),
     };
     let listings = Listings::new(dlq_store.clone(), backends.replay_jobs.clone());
     let background = Background::new(
