@@ -13,6 +13,12 @@
 //! producer batch, as in the consumer (Tansu returns only batches starting
 //! at or after the fetch offset).
 //!
+//! A DLQ replay also says when the message's last earlier attempt was made
+//! (`orders_parked_at`, [`BusMessage::latest_send`]): then the read stops at
+//! the first offset stamped after that (plus one producer batch), so the
+//! look-up before each batch of a large drain reads the outage's window, not
+//! everything the drain itself has published since.
+//!
 //! Reading is bounded by [`KafkaConfig::find_published_budget`]. A broker
 //! that does not answer is an error (the caller then does not send). A topic
 //! with more traffic since the message than can be read in the budget is
@@ -35,6 +41,11 @@ struct Wanted {
     ids: HashSet<String>,
     /// Earliest send time, epoch milliseconds; `None`: from the beginning.
     since_ms: Option<i64>,
+    /// Latest send time, epoch milliseconds, when every message has one
+    /// (`BusMessage::latest_send`); `None`: to the end.
+    until_ms: Option<i64>,
+    /// A message without a latest send time was seen.
+    open_ended: bool,
 }
 
 /// Blocking: run on a blocking thread.
@@ -48,6 +59,16 @@ pub(crate) fn find_published(
         let Some(id) = m.event_id() else { continue };
         let w = topics.entry(m.topic.as_str()).or_default();
         w.ids.insert(id.to_owned());
+        match m.latest_send().filter(|_| !w.open_ended) {
+            Some(t) => {
+                let ms = t.timestamp_millis();
+                w.until_ms = Some(w.until_ms.map_or(ms, |u| u.max(ms)));
+            }
+            None => {
+                w.open_ended = true;
+                w.until_ms = None;
+            }
+        }
         match m.earliest_send() {
             Some(t) if !unbounded.contains(m.topic.as_str()) => {
                 let ms = t.timestamp_millis();
@@ -130,6 +151,29 @@ fn scan_topic(
             Err(e) => tracing::debug!(topic, error = %e, "offsets by time unavailable"),
         }
     }
+    if let Some(until) = wanted.until_ms {
+        // Nothing sent after `until` is looked at: the end of each range is
+        // the first offset at or after it (plus a batch, for timestamps a
+        // little out of order).
+        let mut by_time = TopicPartitionList::new();
+        for &p in ranges.keys() {
+            by_time
+                .add_partition_offset(topic, p, Offset::Offset(until))
+                .map_err(|e| unavailable(&what, e))?;
+        }
+        match consumer.offsets_for_times(by_time, timeout) {
+            Ok(tpl) => {
+                for e in tpl.elements() {
+                    if let (Some(range), Offset::Offset(o)) =
+                        (ranges.get_mut(&e.partition()), e.offset())
+                    {
+                        range.1 = range.1.min(o.saturating_add(cfg.max_batch_messages()));
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(topic, error = %e, "offsets by time unavailable"),
+        }
+    }
     ranges.retain(|_, (start, end)| start < end);
     if ranges.is_empty() {
         return Ok(());
@@ -172,6 +216,16 @@ fn scan_topic(
             Some(Ok(m)) => {
                 read += 1;
                 let p = m.partition();
+                let late = wanted
+                    .until_ms
+                    .zip(m.timestamp().to_millis())
+                    .is_some_and(|(until, t)| t > until);
+                if late {
+                    // Stamped after the last earlier attempt could land:
+                    // the rest of this partition is later still.
+                    ranges.remove(&p);
+                    continue;
+                }
                 if let Some(headers) = m.headers() {
                     for h in headers.iter() {
                         if h.key == "ce_id" || h.key == "eventId" {

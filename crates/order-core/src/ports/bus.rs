@@ -41,6 +41,23 @@ impl BusMessage {
     }
 }
 
+impl BusMessage {
+    /// The latest moment an earlier attempt at this message can have landed
+    /// on the bus: the `orders_parked_at` header (set on DLQ replays: the
+    /// last time its sequence was parked or failed a replay), plus
+    /// [`CLOCK_MARGIN`]. `None`: no such bound (look up to the end).
+    pub fn latest_send(&self) -> Option<DateTime<Utc>> {
+        let at = DateTime::parse_from_rfc3339(self.header(PARKED_AT)?).ok()?;
+        Some(at.with_timezone(&Utc) + CLOCK_MARGIN)
+    }
+}
+
+/// Header of a replayed DLQ message: when its sequence was last parked or
+/// failed a replay (RFC 3339). An earlier attempt at it cannot have landed
+/// much later, so a look-up for it ([`EventBus::find_published`]) need not
+/// read what the bus received after that.
+pub const PARKED_AT: &str = "orders_parked_at";
+
 /// Allowed clock difference between the instance that sent a message and
 /// whoever answers [`EventBus::find_published`].
 pub const CLOCK_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);

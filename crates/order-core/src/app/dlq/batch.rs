@@ -32,6 +32,7 @@ use crate::app::metrics::Metrics;
 use crate::app::relay::{SendResult, Sent};
 use crate::ports::{
     BusMessage, DlqRecord, DlqSource, DlqStatus, FailureClass, ReplayClaims, SequenceChange, Step,
+    PARKED_AT,
 };
 
 /// What a batch did with one head.
@@ -286,8 +287,26 @@ impl DlqService {
             sequences
                 .iter()
                 .filter(|s| s.head.source == source)
-                .flat_map(|s| std::iter::once(&s.head).chain(&s.held))
-                .map(replay_message)
+                .flat_map(|s| {
+                    // An earlier attempt at any of them (the park, a failed
+                    // replay that sent part of the sequence) was made by
+                    // the last of these times.
+                    let records = || std::iter::once(&s.head).chain(&s.held);
+                    let parked = records()
+                        .flat_map(|r| [Some(r.failure_time), r.replay_attempt_time])
+                        .flatten()
+                        .max();
+                    records().map(move |r| {
+                        let mut m = replay_message(r);
+                        if let Some(at) = parked {
+                            m.headers.push((
+                                PARKED_AT.to_owned(),
+                                at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                            ));
+                        }
+                        m
+                    })
+                })
                 .collect()
         };
         let parked = messages(DlqSource::Publish);
