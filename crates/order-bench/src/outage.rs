@@ -11,7 +11,7 @@
 //!    created: `POST /api/dlq/replay {"limit":100000000}`.
 //! 3. While it drains: `--traffic` creates per second of new orders (their
 //!    latencies), `GET /api/dlq/stats` and the first page of
-//!    `GET /api/dlq/pending` timed every `--poll-ms`, the service's resident
+//!    `GET /api/dlq/pending` timed every `--outage-poll-ms`, the service's resident
 //!    memory sampled from `/proc/<pid>/status`, and its CPU.
 //! 4. Figures: time to the first published head, the drain rate
 //!    (events/s over the job), peak RSS, the latencies above, and the check
@@ -39,9 +39,10 @@ pub struct OutageOptions {
     #[arg(long, default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub parked: u64,
-    /// Outage: events per order (the first heads its sequence).
+    /// Outage: events per order (whole lifecycles: the first heads its
+    /// sequence; at most 5).
     #[arg(long, default_value_t = 5,
-          value_parser = clap::value_parser!(u64).range(1..=1000))]
+          value_parser = clap::value_parser!(u64).range(1..=5))]
     pub events_per_order: u64,
     /// Outage: new orders created per second during the drain (unaffected
     /// traffic; their latencies are reported).
@@ -54,7 +55,7 @@ pub struct OutageOptions {
     /// Outage: how often stats, a listing page, the job and RSS are read, ms.
     #[arg(long, default_value_t = 500,
           value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub poll_ms: u64,
+    pub outage_poll_ms: u64,
 }
 
 /// What one outage run measured.
@@ -178,7 +179,7 @@ async fn drain(
     let id = job["id"].as_str().unwrap_or_default().to_owned();
     let job_started = Instant::now();
     progress(format!("job {id} started; draining"));
-    let poll = Duration::from_millis(opts.poll_ms);
+    let poll = Duration::from_millis(opts.outage_poll_ms);
     let mut next_note = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(died) = svc.died()? {

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use order_bus_kafka::{KafkaBus, KafkaConfig, DLQ_RETENTION_MS};
-use order_core::ports::{BusError, BusMessage, EventBus, PublishError, PARKED_AT};
+use order_core::ports::{BusError, BusMessage, EventBus, PublishError};
 use order_core::testkit::fixtures::{message, poll_n, unique_name};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -204,41 +204,4 @@ async fn check_describes_the_broker() {
         .expect("connect");
     let desc = bus.check(Duration::from_secs(10)).await.expect("check");
     assert!(desc.contains("1 broker(s)"), "{desc}");
-}
-
-/// A replayed DLQ message says when its last earlier attempt was made
-/// (`orders_parked_at`): the look-up for it reads the topic up to then
-/// (plus the clock margin), not what was published afterwards, so the
-/// look-ups of a large drain do not grow with what the drain published.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_look_up_reads_no_further_than_the_parked_time() {
-    let brokers = common::brokers();
-    let cfg = common::test_config(&brokers);
-    let topic = cfg.events_topic.clone();
-    let bus = KafkaBus::connect(cfg).await.expect("connect");
-    bus.ensure_topics().await.expect("topics");
-    let mut sent = message(&topic, "order-1", 0);
-    sent.headers
-        .push(("ce_id".to_owned(), unique_name("event")));
-    assert!(bus.publish(std::slice::from_ref(&sent)).await[0].is_ok());
-    let id = sent.event_id().expect("id").to_owned();
-    let parked_at = |ago: chrono::TimeDelta| {
-        let mut m = sent.clone();
-        let at = order_core::domain::now() - ago;
-        m.headers.push((PARKED_AT.to_owned(), at.to_rfc3339()));
-        m
-    };
-    let found = bus
-        .find_published(&[parked_at(chrono::TimeDelta::zero())])
-        .await
-        .expect("look-up");
-    assert!(found.contains(&id), "sent before the parked time: found");
-    let found = bus
-        .find_published(&[parked_at(chrono::TimeDelta::hours(1))])
-        .await
-        .expect("look-up");
-    assert!(
-        found.is_empty(),
-        "sent long after the parked time: not read, so not found"
-    );
 }

@@ -1,5 +1,5 @@
 //! Issue #11's outage scenario on the production backends: 100,000 events
-//! parked in MariaDB over 10,000 orders, drained by ONE bulk replay job to a
+//! parked in MariaDB over 20,000 orders, drained by ONE bulk replay job to a
 //! Kafka-protocol broker (Tansu); an independent consumer then reads the
 //! topic (`order_core::testkit::outage`). The embedded profile runs the
 //! same scenario in `order-store-sqlite/tests/outage.rs`.
@@ -47,8 +47,8 @@ async fn a_hundred_thousand_parked_events_drain_to_kafka_in_one_job_in_order() {
     let bus = KafkaBus::connect(cfg).await.expect("kafka");
     bus.ensure_topics().await.expect("topics");
     let outage = Outage {
-        orders: 10_000,
-        events_per_order: 10,
+        orders: 20_000,
+        events_per_order: 5,
     };
     let d = drained_by_one_job(store, Arc::new(bus), &topic, outage).await;
     d.assert_within("MariaDB + Tansu", RSS_GROWTH_BOUND_MIB, MIN_EVENTS_PER_SEC);

@@ -15,7 +15,7 @@ use order_core::domain::now;
 use order_core::ports::{
     BusError, BusMessage, Delivery, EventBus, PublishError, StoreError, Subscription,
 };
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::Notify;
 
 use crate::db::{corrupt, db_err, ts, Db, Migration};
@@ -150,6 +150,14 @@ impl EventBus for EmbeddedBus {
         // back to ("" = the beginning). A message without an id cannot be
         // recognised and counts as not found.
         let mut wanted: HashMap<String, (HashSet<String>, String)> = HashMap::new();
+        // The latest publish time to look at: the latest `latest_send` when
+        // every message has one ("" = up to the end).
+        let until = messages
+            .iter()
+            .map(|m| m.latest_send().map(|t| ts(&t)))
+            .collect::<Option<Vec<String>>>()
+            .and_then(|times| times.into_iter().max())
+            .unwrap_or_default();
         for m in messages {
             let Some(id) = m.event_id() else { continue };
             let since = m.earliest_send().map(|t| ts(&t)).unwrap_or_default();
@@ -164,15 +172,24 @@ impl EventBus for EmbeddedBus {
             .read_async(move |conn| {
                 // Newest first along the (topic, offset) index, stopping at
                 // the first message older than the window.
+                let last = if until.is_empty() {
+                    Some(i64::MAX)
+                } else {
+                    last_offset_until(conn, &until)?
+                };
+                let Some(last) = last else {
+                    // Nothing was published by then.
+                    return Ok(HashSet::new());
+                };
                 let mut stmt = conn
                     .prepare_cached(
                         "SELECT headers, published_at FROM bus_messages WHERE topic = ?1 \
-                         ORDER BY \"offset\" DESC",
+                         AND \"offset\" <= ?2 ORDER BY \"offset\" DESC",
                     )
                     .map_err(db_err)?;
                 let mut found = HashSet::new();
                 for (topic, (ids, since)) in wanted {
-                    let mut rows = stmt.query(params![topic]).map_err(db_err)?;
+                    let mut rows = stmt.query(params![topic, last]).map_err(db_err)?;
                     let mut hits = 0;
                     while let Some(r) = rows.next().map_err(db_err)? {
                         let published_at: String = r.get(1).map_err(db_err)?;
@@ -335,4 +352,43 @@ impl Subscription for EmbeddedSubscription {
             .await
             .map_err(unavailable)
     }
+}
+
+/// The last offset published at or before `until` (`None`: none was). One
+/// writer appends with the time of its append, so offsets and publish
+/// times grow together: a binary search over the offsets, a few index
+/// probes instead of reading every message published since.
+fn last_offset_until(conn: &Connection, until: &str) -> Result<Option<i64>, StoreError> {
+    let (first, last): (Option<i64>, Option<i64>) = conn
+        .query_row(
+            "SELECT MIN(\"offset\"), MAX(\"offset\") FROM bus_messages",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(db_err)?;
+    let (Some(mut lo), Some(mut hi)) = (first, last) else {
+        return Ok(None);
+    };
+    let mut at = conn
+        .prepare_cached(
+            "SELECT published_at FROM bus_messages WHERE \"offset\" >= ?1 \
+             ORDER BY \"offset\" LIMIT 1",
+        )
+        .map_err(db_err)?;
+    let mut published = |offset: i64| -> Result<String, StoreError> {
+        at.query_row(params![offset], |r| r.get(0)).map_err(db_err)
+    };
+    if published(lo)?.as_str() > until {
+        return Ok(None);
+    }
+    // The message at (or just after) `lo` was published by `until`.
+    while lo < hi {
+        let mid = lo + (hi - lo + 1) / 2;
+        if published(mid)?.as_str() <= until {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(Some(lo))
 }

@@ -1,5 +1,5 @@
 //! Issue #11's outage scenario on the embedded profile (SQLite + the
-//! embedded bus): 100,000 parked events over 10,000 orders, drained by ONE
+//! embedded bus): 100,000 parked events over 20,000 orders (whole lifecycles), drained by ONE
 //! bulk replay job (`order_core::testkit::outage`). The 1,000,000-record
 //! figures are the benchmark's (`order-bench --scenario outage`).
 
@@ -10,7 +10,7 @@ use order_store_sqlite::{EmbeddedBus, SqliteStore};
 
 /// Resident memory the drain may add, MiB. The backlog's records are ~45
 /// MiB as stored (payload, reasons, ids); the replay holds one page of at
-/// most 256 sequences (~2,560 records, ~1 MiB) at a time. What the drain
+/// most 256 sequences (~1,280 records, ~1 MiB) at a time. What the drain
 /// does add is the SQLite page caches filling up: 4 MiB per connection,
 /// about six connections per database file (writer, checkpointer, idle
 /// readers), two files (store and bus) — a ceiling of ~48 MiB that does not
@@ -29,8 +29,8 @@ async fn a_hundred_thousand_parked_events_drain_in_one_job_in_order_with_flat_me
     let store = Arc::new(SqliteStore::open(dir.path().join("orders.db")).expect("store"));
     let bus = Arc::new(EmbeddedBus::open(dir.path().join("bus.db")).expect("bus"));
     let outage = Outage {
-        orders: 10_000,
-        events_per_order: 10,
+        orders: 20_000,
+        events_per_order: 5,
     };
     let d = drained_by_one_job(store, bus, "order-events", outage).await;
     d.assert_within("embedded", RSS_GROWTH_BOUND_MIB, MIN_EVENTS_PER_SEC);

@@ -6,15 +6,12 @@
 
 use std::time::Instant;
 
-use order_core::domain::{now, Transition};
 use order_core::ports::{Commit, EventStore};
-use order_core::testkit::fixtures;
 use order_store_mysql::MySqlStore;
 
 use crate::{Context, Error, Result};
 
-/// Most events one order can have: created and its four transitions.
-pub const MAX_EVENTS_PER_ORDER: u64 = 5;
+pub use order_core::testkit::fixtures::{lifecycle, MAX_EVENTS_PER_ORDER};
 
 /// How many orders carry how many events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,36 +37,6 @@ impl Plan {
             return 0;
         }
         self.events / self.orders + u64::from(i < self.events % self.orders)
-    }
-}
-
-/// One order with `events` events (1..=5) in one commit; `i` varies the
-/// customer, restaurant and payment.
-pub fn lifecycle(i: u64, events: u64) -> Commit {
-    let at = now();
-    let created = fixtures::create(
-        &format!("cust-{}", i % 1000),
-        &format!("rest-{}", i % 50),
-        at,
-    );
-    let steps: Vec<Transition> = [
-        fixtures::confirm(&format!("pay-{i}")),
-        Transition::Prepare,
-        Transition::MarkReady,
-        Transition::Deliver,
-    ]
-    .into_iter()
-    .take(events.saturating_sub(1) as usize)
-    .collect();
-    if steps.is_empty() {
-        return created;
-    }
-    let later = fixtures::transition(&created.state, &steps, at);
-    Commit {
-        expected_version: 0,
-        events: created.events.into_iter().chain(later.events).collect(),
-        state: later.state,
-        idempotency: None,
     }
 }
 
@@ -130,18 +97,5 @@ mod tests {
             assert_eq!(per.iter().sum::<u64>(), events, "{p:?}");
             assert!(per.iter().all(|n| (1..=MAX_EVENTS_PER_ORDER).contains(n)));
         }
-    }
-
-    #[test]
-    fn a_lifecycle_commit_holds_consecutive_versions_from_the_create() {
-        for n in 1..=MAX_EVENTS_PER_ORDER {
-            let c = lifecycle(7, n);
-            assert_eq!(c.expected_version, 0);
-            assert_eq!(c.events.len() as u64, n);
-            let versions: Vec<u64> = c.events.iter().map(|e| e.version).collect();
-            assert_eq!(versions, (1..=n).collect::<Vec<_>>());
-            assert_eq!(c.state.version, n);
-        }
-        assert_eq!(lifecycle(7, 9).events.len() as u64, MAX_EVENTS_PER_ORDER);
     }
 }

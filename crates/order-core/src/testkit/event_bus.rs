@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fixtures::{message, poll_n, unique_name};
-use crate::ports::{BusMessage, Delivery, EventBus};
+use crate::ports::{BusMessage, Delivery, EventBus, PARKED_AT};
 
 async fn publish_ok(bus: &Arc<dyn EventBus>, msgs: &[BusMessage]) {
     let results = bus.publish(msgs).await;
@@ -278,6 +278,38 @@ pub async fn find_published_names_what_is_on_the_topic(bus: Arc<dyn EventBus>) {
         .await
         .expect("nothing asked")
         .is_empty());
+}
+
+/// A replayed DLQ message says when its last earlier attempt was made
+/// (`orders_parked_at`): the look-up for it reads the topic up to then (plus
+/// the clock margin), not what was published afterwards, so the look-ups of
+/// a large drain do not grow with what the drain itself published.
+pub async fn find_published_reads_no_further_than_the_parked_time(bus: Arc<dyn EventBus>) {
+    let topic = unique_name("orders");
+    let mut sent = message(&topic, "order-1", 0);
+    sent.headers
+        .push(("ce_id".to_owned(), unique_name("event")));
+    publish_ok(&bus, std::slice::from_ref(&sent)).await;
+    let id = sent.event_id().expect("id").to_owned();
+    let parked = |ago: chrono::TimeDelta| {
+        let mut m = sent.clone();
+        let at = crate::domain::now() - ago;
+        m.headers.push((PARKED_AT.to_owned(), at.to_rfc3339()));
+        m
+    };
+    let found = bus
+        .find_published(&[parked(chrono::TimeDelta::zero())])
+        .await
+        .expect("look-up");
+    assert!(found.contains(&id), "sent before the parked time: found");
+    let found = bus
+        .find_published(&[parked(chrono::TimeDelta::hours(1))])
+        .await
+        .expect("look-up");
+    assert!(
+        found.is_empty(),
+        "sent long after the parked time: not read, so not found"
+    );
 }
 
 /// `lag` counts the messages after the member's position.

@@ -128,6 +128,40 @@ pub fn transition(prev: &Order, transitions: &[Transition], at: DateTime<Utc>) -
     }
 }
 
+/// Most events one order can have: created and its four transitions.
+pub const MAX_EVENTS_PER_ORDER: u64 = 5;
+
+/// One order with `events` events (1..=5: created, confirmed, preparing,
+/// ready, delivered) in one commit; `i` varies the customer, restaurant and
+/// payment.
+pub fn lifecycle(i: u64, events: u64) -> Commit {
+    let at = crate::domain::now();
+    let created = create(
+        &format!("cust-{}", i % 1000),
+        &format!("rest-{}", i % 50),
+        at,
+    );
+    let steps: Vec<Transition> = [
+        confirm(&format!("pay-{i}")),
+        Transition::Prepare,
+        Transition::MarkReady,
+        Transition::Deliver,
+    ]
+    .into_iter()
+    .take(events.saturating_sub(1) as usize)
+    .collect();
+    if steps.is_empty() {
+        return created;
+    }
+    let later = transition(&created.state, &steps, at);
+    Commit {
+        expected_version: 0,
+        events: created.events.into_iter().chain(later.events).collect(),
+        state: later.state,
+        idempotency: None,
+    }
+}
+
 pub fn confirm(payment: &str) -> Transition {
     Transition::confirm(Some(payment.to_owned())).expect("valid payment id")
 }
@@ -232,4 +266,22 @@ pub async fn poll_n(sub: &mut Box<dyn Subscription>, n: usize) -> Vec<Delivery> 
         got.extend(batch);
     }
     got
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifecycle_commit_holds_consecutive_versions_from_the_create() {
+        for n in 1..=MAX_EVENTS_PER_ORDER {
+            let c = lifecycle(7, n);
+            assert_eq!(c.expected_version, 0);
+            assert_eq!(c.events.len() as u64, n);
+            let versions: Vec<u64> = c.events.iter().map(|e| e.version).collect();
+            assert_eq!(versions, (1..=n).collect::<Vec<_>>());
+            assert_eq!(c.state.version, n);
+        }
+        assert_eq!(lifecycle(7, 9).events.len() as u64, MAX_EVENTS_PER_ORDER);
+    }
 }

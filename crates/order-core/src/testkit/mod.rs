@@ -355,6 +355,7 @@ macro_rules! event_bus_contract {
                 poll_without_messages_returns_empty_after_wait,
                 poll_wakes_on_publish,
                 find_published_names_what_is_on_the_topic,
+                find_published_reads_no_further_than_the_parked_time,
                 lag_counts_what_is_not_consumed,
             ]
         );

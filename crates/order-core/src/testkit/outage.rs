@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -27,11 +26,13 @@ use crate::app::{
 use crate::ports::{
     AuditLog, DlqSource, DlqStore, EventBus, FailureClass, JobStatus, NewDlqRecord, ReplayJobStore,
 };
+use crate::testkit::fixtures::lifecycle;
 
 /// The size of the backlog.
 #[derive(Clone, Copy, Debug)]
 pub struct Outage {
     pub orders: usize,
+    /// 1..=[`MAX_EVENTS_PER_ORDER`](crate::testkit::fixtures::MAX_EVENTS_PER_ORDER).
     pub events_per_order: u64,
 }
 
@@ -88,39 +89,40 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Parks `outage` in `dlq` through the DLQ's own write path, in chunks.
-/// Returns each event id's order and version.
+/// Parks `outage` in `dlq` through the DLQ's own write path, in chunks:
+/// whole order lifecycles (real event envelopes, at most
+/// [`MAX_EVENTS_PER_ORDER`](crate::testkit::fixtures::MAX_EVENTS_PER_ORDER) an order), each order's first event failed at
+/// the outage, the later ones held behind it. Returns each event id's order
+/// and version.
 pub async fn park(
     dlq: &dyn DlqStore,
     outage: Outage,
     topic: &str,
 ) -> HashMap<String, (String, u64)> {
-    let start = crate::domain::now() - TimeDelta::hours(1);
     let mut index = HashMap::new();
     let mut chunk: Vec<NewDlqRecord> = Vec::new();
-    let mut tick = 0i64;
     for o in 0..outage.orders {
-        let order = format!("outage-{}", Uuid::now_v7());
+        let commit = lifecycle(o as u64, outage.events_per_order);
         let mut head: Option<String> = None;
-        for version in 1..=outage.events_per_order {
-            tick += 1;
-            let event_id = Uuid::now_v7().to_string();
-            index.insert(event_id.clone(), (order.clone(), version));
+        for event in &commit.events {
+            let event_id = event.event_id.to_string();
+            index.insert(
+                event_id.clone(),
+                (event.aggregate_id.clone(), event.version),
+            );
             chunk.push(NewDlqRecord {
-                original_event: format!(
-                    r#"{{"eventId":"{event_id}","aggregateId":"{order}","version":{version},"type":"OrderConfirmed","data":{{"order":{o}}}}}"#
-                ),
+                original_event: serde_json::to_string(event).expect("an envelope serialises"),
                 event_id: event_id.clone(),
-                aggregate_id: order.clone(),
-                event_type: "OrderConfirmed".into(),
-                version: Some(version),
+                aggregate_id: event.aggregate_id.clone(),
+                event_type: event.event_type.clone(),
+                version: Some(event.version),
                 failure_reason: if head.is_none() {
                     "publish failed after retries: retryable: broker down".into()
                 } else {
                     "held behind an unpublished event of the same order".into()
                 },
                 failure_class: head.is_none().then_some(FailureClass::Retryable),
-                failure_time: start + TimeDelta::microseconds(tick),
+                failure_time: event.occurred_on,
                 source: DlqSource::Publish,
                 blocked_by: head.clone(),
                 topic: topic.to_owned(),

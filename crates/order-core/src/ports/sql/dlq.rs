@@ -45,6 +45,15 @@ fn unresolved() -> String {
     literals(statuses.map(DlqStatus::as_str))
 }
 
+/// `(status IN (…)) = 1`: a status condition no index can serve, for
+/// statements that name their rows by event id or head. Written plainly,
+/// SQLite (without table statistics) reads `status IN` through
+/// `idx_dlq_status_failure_time` — every PENDING record, a million after an
+/// outage — rather than the few rows the ids name.
+fn status_among(statuses: &str) -> String {
+    format!("(status IN ({statuses})) = 1")
+}
+
 /// A record from a row of [`COLUMNS`].
 pub fn read_record(r: &dyn ColumnReader) -> Result<DlqRecord, StoreError> {
     let id = r.int(0)?;
@@ -277,9 +286,9 @@ pub fn held_behind(heads: &[String]) -> Statement {
     Statement::new(
         format!(
             "SELECT {COLUMNS} FROM dlq_replay_records WHERE blocked_by IN ({}) \
-             AND status IN ({}) ORDER BY blocked_by, version, id",
+             AND {} ORDER BY blocked_by, version, id",
             in_list(heads.len()),
-            unresolved()
+            status_among(&unresolved())
         ),
         heads.iter().map(SqlValue::from),
     )
@@ -295,10 +304,10 @@ pub fn claim(c: &ReplayClaims<'_>) -> Statement {
     Statement::new(
         format!(
             "UPDATE dlq_replay_records SET replay_claimed_by = ?, replay_claimed_until = ? \
-             WHERE event_id IN ({}) AND status IN ({}) AND (replay_claimed_by IS NULL \
+             WHERE event_id IN ({}) AND {} AND (replay_claimed_by IS NULL \
              OR replay_claimed_by = ? OR replay_claimed_until < ?)",
             in_list(c.event_ids.len()),
-            unresolved()
+            status_among(&unresolved())
         ),
         args,
     )
@@ -435,9 +444,9 @@ pub fn unresolved_behind(heads: &[&str]) -> Statement {
     Statement::new(
         format!(
             "SELECT blocked_by, COUNT(*) FROM dlq_replay_records \
-             WHERE blocked_by IN ({}) AND status IN ({}) GROUP BY blocked_by",
+             WHERE blocked_by IN ({}) AND {} GROUP BY blocked_by",
             in_list(heads.len()),
-            unresolved()
+            status_among(&unresolved())
         ),
         heads.iter().copied().map(SqlValue::from),
     )
@@ -556,9 +565,9 @@ pub fn step_statements(
                         "UPDATE dlq_replay_records SET status = ?, replay_result = ?, \
                          replay_attempt_time = ?, replay_failure_class = ?, \
                          replay_attempts = replay_attempts + ? \
-                         WHERE event_id IN ({}) AND status IN ({})",
+                         WHERE event_id IN ({}) AND {}",
                         in_list(part.len()),
-                        literals(from.iter().map(|s| s.as_str()))
+                        status_among(&literals(from.iter().map(|s| s.as_str())))
                     ),
                     args,
                 )
