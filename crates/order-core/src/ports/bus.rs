@@ -45,10 +45,10 @@ impl BusMessage {
     /// The latest moment an earlier attempt at this message can have landed
     /// on the bus: the `orders_parked_at` header (set on DLQ replays: the
     /// last time its sequence was parked or failed a replay), plus
-    /// [`CLOCK_MARGIN`]. `None`: no such bound (look up to the end).
+    /// [`LATE_MARGIN`]. `None`: no such bound (look up to the end).
     pub fn latest_send(&self) -> Option<DateTime<Utc>> {
         let at = DateTime::parse_from_rfc3339(self.header(PARKED_AT)?).ok()?;
-        Some(at.with_timezone(&Utc) + CLOCK_MARGIN)
+        Some(at.with_timezone(&Utc) + LATE_MARGIN)
     }
 }
 
@@ -57,6 +57,14 @@ impl BusMessage {
 /// much later, so a look-up for it ([`EventBus::find_published`]) need not
 /// read what the bus received after that.
 pub const PARKED_AT: &str = "orders_parked_at";
+
+/// How long after `orders_parked_at` an earlier attempt may still carry its
+/// timestamp: the attempt was stamped by the instance that then parked the
+/// record (or failed the replay) on the database's clock, so only the
+/// difference between those clocks and a produce request's retries count.
+/// Narrower than [`CLOCK_MARGIN`]: a look-up during a drain reads what was
+/// published in this window after the outage.
+pub const LATE_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// Allowed clock difference between the instance that sent a message and
 /// whoever answers [`EventBus::find_published`].

@@ -89,6 +89,9 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// How long ago the outage parked the backlog.
+pub const OUTAGE_AGO: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
 /// Parks `outage` in `dlq` through the DLQ's own write path, in chunks:
 /// whole order lifecycles (real event envelopes, at most
 /// [`MAX_EVENTS_PER_ORDER`](crate::testkit::fixtures::MAX_EVENTS_PER_ORDER) an order), each order's first event failed at
@@ -102,9 +105,11 @@ pub async fn park(
     let mut index = HashMap::new();
     let mut chunk: Vec<NewDlqRecord> = Vec::new();
     for o in 0..outage.orders {
-        let commit = lifecycle(o as u64, outage.events_per_order);
+        let mut commit = lifecycle(o as u64, outage.events_per_order);
         let mut head: Option<String> = None;
-        for event in &commit.events {
+        for event in &mut commit.events {
+            // Committed (and parked) during an outage that is over.
+            event.occurred_on -= OUTAGE_AGO;
             let event_id = event.event_id.to_string();
             index.insert(
                 event_id.clone(),
