@@ -123,55 +123,30 @@ fn scan_topic(
             ranges.insert(p, (low, high));
         }
     }
+    let slack = cfg.max_batch_messages();
     if let Some(since) = wanted.since_ms {
-        let mut by_time = TopicPartitionList::new();
-        for &p in ranges.keys() {
-            by_time
-                .add_partition_offset(topic, p, Offset::Offset(since))
-                .map_err(|e| unavailable(&what, e))?;
-        }
-        match consumer.offsets_for_times(by_time, timeout) {
-            Ok(tpl) => {
-                for e in tpl.elements() {
-                    let Some(range) = ranges.get_mut(&e.partition()) else {
-                        continue;
-                    };
-                    match e.offset() {
-                        Offset::Offset(o) => {
-                            let start = o.saturating_sub(cfg.max_batch_messages());
-                            range.0 = range.0.max(start);
-                        }
-                        // Nothing at or after `since` in this partition.
-                        Offset::End => range.0 = range.1,
-                        _ => {}
-                    }
-                }
+        // Each range starts at the first offset at or after `since` (less
+        // a batch); without timestamps the whole partition is read.
+        for (p, offset) in offsets_at(consumer, topic, ranges.keys(), since, timeout, &what)? {
+            let Some(range) = ranges.get_mut(&p) else {
+                continue;
+            };
+            match offset {
+                Offset::Offset(o) => range.0 = range.0.max(o.saturating_sub(slack)),
+                // Nothing at or after `since` in this partition.
+                Offset::End => range.0 = range.1,
+                _ => {}
             }
-            // Without timestamps the whole partition is read.
-            Err(e) => tracing::debug!(topic, error = %e, "offsets by time unavailable"),
         }
     }
     if let Some(until) = wanted.until_ms {
-        // Nothing sent after `until` is looked at: the end of each range is
-        // the first offset at or after it (plus a batch, for timestamps a
+        // Nothing sent after `until` is looked at: each range ends at the
+        // first offset at or after it (plus a batch, for timestamps a
         // little out of order).
-        let mut by_time = TopicPartitionList::new();
-        for &p in ranges.keys() {
-            by_time
-                .add_partition_offset(topic, p, Offset::Offset(until))
-                .map_err(|e| unavailable(&what, e))?;
-        }
-        match consumer.offsets_for_times(by_time, timeout) {
-            Ok(tpl) => {
-                for e in tpl.elements() {
-                    if let (Some(range), Offset::Offset(o)) =
-                        (ranges.get_mut(&e.partition()), e.offset())
-                    {
-                        range.1 = range.1.min(o.saturating_add(cfg.max_batch_messages()));
-                    }
-                }
+        for (p, offset) in offsets_at(consumer, topic, ranges.keys(), until, timeout, &what)? {
+            if let (Some(range), Offset::Offset(o)) = (ranges.get_mut(&p), offset) {
+                range.1 = range.1.min(o.saturating_add(slack));
             }
-            Err(e) => tracing::debug!(topic, error = %e, "offsets by time unavailable"),
         }
     }
     ranges.retain(|_, (start, end)| start < end);
@@ -248,4 +223,33 @@ fn scan_topic(
     }
     consumer.unassign().map_err(|e| unavailable(&what, e))?;
     Ok(())
+}
+
+/// The first offset of each of `partitions` whose timestamp is at or after
+/// `ms` (`ListOffsets` by time); empty when the broker cannot say.
+fn offsets_at<'a>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: impl Iterator<Item = &'a i32>,
+    ms: i64,
+    timeout: std::time::Duration,
+    what: &str,
+) -> Result<Vec<(i32, Offset)>, BusError> {
+    let mut by_time = TopicPartitionList::new();
+    for &p in partitions {
+        by_time
+            .add_partition_offset(topic, p, Offset::Offset(ms))
+            .map_err(|e| unavailable(what, e))?;
+    }
+    match consumer.offsets_for_times(by_time, timeout) {
+        Ok(tpl) => Ok(tpl
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect()),
+        Err(e) => {
+            tracing::debug!(topic, error = %e, "offsets by time unavailable");
+            Ok(Vec::new())
+        }
+    }
 }
