@@ -18,7 +18,10 @@ use super::PageQuery;
 use super::SortKey;
 use super::SqlValue;
 use super::Statement;
+use super::Walk;
 use super::Where;
+use crate::ports::Cursor;
+use crate::ports::CursorId;
 use crate::ports::DlqRecord;
 use crate::ports::DlqSource;
 use crate::ports::DlqStats;
@@ -235,37 +238,42 @@ pub fn read_member(r: &dyn ColumnReader) -> Result<SequenceMember, StoreError> {
     })
 }
 
-/// The conditions of `q` (its cursor included, not its limit). A head's
-/// `head_since` is its failure time (a generated column: see migration
-/// 0007), so the cursor and the time range run along the `(head_since, id)`
-/// index. The cursor is written `t >= ? AND (t > ? OR id > ?)`: its first
-/// half is a range both databases start an index scan at.
-fn head_conditions(q: &HeadQuery<'_>, with_cursor: bool) -> (String, Vec<SqlValue>) {
-    let filter = Where::default()
+/// The conditions of `q` (its cursor too when `with_cursor`, never its
+/// limit). A head's `head_since` is its failure time (a generated column:
+/// see migration 0007), so the cursor and the time range run along the
+/// `(head_since, id)` index, oldest first.
+fn head_filter(q: &HeadQuery<'_>, with_cursor: bool) -> Where {
+    let mut filter = Where::default();
+    filter.clauses.push("head_since IS NOT NULL".to_owned());
+    let after = q.after.filter(|_| with_cursor).map(|c| Cursor {
+        at: c.failure_time,
+        id: CursorId::Int(c.id),
+    });
+    filter
         .and("head_since >= ?", q.from)
         .and("head_since < ?", q.to)
         .and("aggregate_id = ?", q.aggregate_id)
         .and("event_type = ?", q.event_type)
         .and("status = ?", q.status.map(DlqStatus::as_str))
-        .and("source = ?", q.source.map(DlqSource::as_str));
-    let (mut sql, mut args) = filter.into_parts();
-    sql.insert(0, "head_since IS NOT NULL".to_owned());
-    let mut sql = sql.join(" AND ");
-    if let Some(c) = q.after.filter(|_| with_cursor) {
-        sql.push_str(" AND head_since >= ? AND (head_since > ? OR id > ?)");
-        args.extend([c.failure_time.into(), c.failure_time.into(), c.id.into()]);
-    }
-    (sql, args)
+        .and("source = ?", q.source.map(DlqSource::as_str))
+        .beyond(HEAD_KEY, after, Walk::OldestFirst)
 }
+
+/// The order of the head index.
+const HEAD_KEY: SortKey = SortKey {
+    time: "head_since",
+    id: "id",
+};
 
 /// The heads [`HeadQuery`] asks for, oldest failure first (then id).
 pub fn heads(q: &HeadQuery<'_>) -> Statement {
-    let (cond, mut args) = head_conditions(q, true);
+    let filter = head_filter(q, true);
+    let mut args = filter.args.clone();
     args.push(SqlValue::Int(i64::try_from(q.limit).unwrap_or(i64::MAX)));
     Statement::new(
         format!(
-            "SELECT {COLUMNS} FROM dlq_replay_records WHERE {cond} \
-             ORDER BY head_since, id LIMIT ?"
+            "SELECT {COLUMNS} FROM dlq_replay_records{} ORDER BY head_since, id LIMIT ?",
+            filter.sql()
         ),
         args,
     )
@@ -273,10 +281,10 @@ pub fn heads(q: &HeadQuery<'_>) -> Statement {
 
 /// How many heads match `q` (cursor and limit ignored).
 pub fn count_heads(q: &HeadQuery<'_>) -> Statement {
-    let (cond, args) = head_conditions(q, false);
+    let filter = head_filter(q, false);
     Statement::new(
-        format!("SELECT COUNT(*) FROM dlq_replay_records WHERE {cond}"),
-        args,
+        format!("SELECT COUNT(*) FROM dlq_replay_records{}", filter.sql()),
+        filter.args,
     )
 }
 

@@ -246,21 +246,22 @@ impl Where {
         self
     }
 
-    /// The clauses and their values, in order.
-    pub fn into_parts(self) -> (Vec<String>, Vec<SqlValue>) {
-        (self.clauses, self.args)
-    }
-
-    /// Adds the rows strictly below `after` in `key`'s order, when there is
-    /// a cursor. Written as `t <= ? AND (t < ? OR (t = ? AND id < ?))`
-    /// rather than `(t, id) < (?, ?)`: MySQL/MariaDB and SQLite all turn
-    /// the first term into an index range (the rest filters within it),
-    /// which a row-value comparison or a bare OR does not get everywhere.
-    fn below(mut self, key: SortKey, after: Option<Cursor>) -> Self {
+    /// Adds the rows strictly past `after` in `key`'s order walked `walk`,
+    /// when there is a cursor. Written as `t <= ? AND (t < ? OR (t = ? AND
+    /// id < ?))` (newest first; mirrored oldest first) rather than `(t, id)
+    /// < (?, ?)`: MySQL/MariaDB and SQLite all turn the first term into an
+    /// index range (the rest filters within it), which a row-value
+    /// comparison or a bare OR does not get everywhere.
+    fn beyond(mut self, key: SortKey, after: Option<Cursor>, walk: Walk) -> Self {
         if let Some(c) = after {
             let SortKey { time: t, id } = key;
-            self.clauses
-                .push(format!("{t} <= ? AND ({t} < ? OR ({t} = ? AND {id} < ?))"));
+            let (to, past) = match walk {
+                Walk::NewestFirst => ("<=", "<"),
+                Walk::OldestFirst => (">=", ">"),
+            };
+            self.clauses.push(format!(
+                "{t} {to} ? AND ({t} {past} ? OR ({t} = ? AND {id} {past} ?))"
+            ));
             self.args.extend([
                 SqlValue::from(c.at),
                 SqlValue::from(c.at),
@@ -279,6 +280,13 @@ impl Where {
             format!(" WHERE {}", self.clauses.join(" AND "))
         }
     }
+}
+
+/// Which way a keyset walk goes along its [`SortKey`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Walk {
+    NewestFirst,
+    OldestFirst,
 }
 
 /// How a listing sorts: newest first by `time`, ties broken by the unique
@@ -345,7 +353,7 @@ impl PageQuery {
             format!("SELECT COUNT(*) FROM {table}{}", filter.sql()),
             filter.args.clone(),
         );
-        let rows = filter.below(key, req.after);
+        let rows = filter.beyond(key, req.after, Walk::NewestFirst);
         let size = i64::from(page.size.max(1));
         let offset = match req.after {
             Some(_) => 0,
