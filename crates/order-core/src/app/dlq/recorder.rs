@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use super::sequencing;
 use crate::app::metrics::Metrics;
-use crate::app::projector::{consume_loop, dlt_headers};
+use crate::app::projector::consume_loop;
+use crate::ports::dlt;
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{Delivery, DlqSource, DlqStore, NewDlqRecord, StoreError, Subscription};
 
@@ -32,7 +33,7 @@ impl DlqRecorder {
     }
 
     pub fn to_record(&self, d: &Delivery) -> NewDlqRecord {
-        use dlt_headers as h;
+        use dlt as h;
         let reason = d
             .header(h::EXCEPTION_MESSAGE)
             .unwrap_or("no failure reason given")
