@@ -100,7 +100,11 @@ mod tests {
             1_733_400_000_000i64.to_be_bytes().to_vec()
         );
         assert_eq!(to_wire(ORIGINAL_TOPIC, "order-events"), b"order-events");
-        assert_eq!(to_wire(ORIGINAL_PARTITION, "n/a"), b"n/a", "not a number: text");
+        assert_eq!(
+            to_wire(ORIGINAL_PARTITION, "n/a"),
+            b"n/a",
+            "not a number: text"
+        );
     }
 
     #[test]
@@ -121,6 +125,9 @@ mod tests {
         assert_eq!(from_wire(ORIGINAL_PARTITION, b"1234"), "1234");
         assert_eq!(from_wire(ORIGINAL_OFFSET, b"87654321"), "87654321");
         assert_eq!(from_wire(ORIGINAL_TOPIC, &[0, 0, 0, 3]), "\0\0\0\u{3}");
-        assert_eq!(from_wire(EXCEPTION_MESSAGE, "zu spät".as_bytes()), "zu spät");
+        assert_eq!(
+            from_wire(EXCEPTION_MESSAGE, "zu spät".as_bytes()),
+            "zu spät"
+        );
     }
 }

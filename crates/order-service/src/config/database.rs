@@ -275,12 +275,21 @@ mod tests {
             }),
             "a CA alone means verify-ca"
         );
-        let c = Config::from_env(&env(&[url, ("ORDER_DATABASE_SSL_MODE", "VERIFY_IDENTITY")]))
-            .unwrap();
-        assert_eq!(c.database_tls.map(|t| t.mode), Some(TlsMode::VerifyIdentity));
+        let c =
+            Config::from_env(&env(&[url, ("ORDER_DATABASE_SSL_MODE", "VERIFY_IDENTITY")])).unwrap();
+        assert_eq!(
+            c.database_tls.map(|t| t.mode),
+            Some(TlsMode::VerifyIdentity)
+        );
         for (pairs, expect) in [
-            (vec![url, ("ORDER_DATABASE_SSL_MODE", "strict")], "expected disabled"),
-            (vec![url, ("ORDER_DATABASE_SSL_CA", "/nonexistent.pem")], "no such file"),
+            (
+                vec![url, ("ORDER_DATABASE_SSL_MODE", "strict")],
+                "expected disabled",
+            ),
+            (
+                vec![url, ("ORDER_DATABASE_SSL_CA", "/nonexistent.pem")],
+                "no such file",
+            ),
             (
                 vec![
                     url,

@@ -52,7 +52,11 @@ impl fmt::Debug for KafkaProperties {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(k, v)| {
-                let shown = if Self::is_secret(k) { "***" } else { v.as_str() };
+                let shown = if Self::is_secret(k) {
+                    "***"
+                } else {
+                    v.as_str()
+                };
                 (k, shown)
             }))
             .finish()
@@ -112,9 +116,7 @@ fn security(p: &Parser<'_>) -> Result<BTreeMap<String, String>, ConfigError> {
         ));
     }
     let has = |key: &str| p.get(key).is_some();
-    if !sasl
-        && (mechanism.is_some() || has("kafka_sasl_username") || has("kafka_sasl_password"))
-    {
+    if !sasl && (mechanism.is_some() || has("kafka_sasl_username") || has("kafka_sasl_password")) {
         return Err(ConfigError::new(
             "ORDER_KAFKA_SASL_* is set but ORDER_KAFKA_SECURITY_PROTOCOL is not sasl_ssl or \
              sasl_plaintext",
@@ -324,16 +326,31 @@ mod tests {
         ]))
         .unwrap();
         let props = c.kafka.expect("kafka").properties.0;
-        assert_eq!(props.get("socket.keepalive.enable").map(String::as_str), Some("true"));
-        assert_eq!(props.get("client.rack").map(String::as_str), Some("b"), "env wins");
-        assert_eq!(props.get("statistics.interval.ms").map(String::as_str), Some("0"));
+        assert_eq!(
+            props.get("socket.keepalive.enable").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            props.get("client.rack").map(String::as_str),
+            Some("b"),
+            "env wins"
+        );
+        assert_eq!(
+            props.get("statistics.interval.ms").map(String::as_str),
+            Some("0")
+        );
 
         let e = err(&[BROKERS, ("ORDER_KAFKA_PROPERTY_NO_SUCH_THING", "1")]);
         assert!(
-            e.starts_with("ORDER_KAFKA_PROPERTY_NO_SUCH_THING: the Kafka client refuses `no.such.thing`"),
+            e.starts_with(
+                "ORDER_KAFKA_PROPERTY_NO_SUCH_THING: the Kafka client refuses `no.such.thing`"
+            ),
             "{e}"
         );
-        let e = err(&[BROKERS, ("ORDER_KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "maybe")]);
+        let e = err(&[
+            BROKERS,
+            ("ORDER_KAFKA_PROPERTY_SOCKET_KEEPALIVE_ENABLE", "maybe"),
+        ]);
         assert!(e.contains("socket.keepalive.enable"), "{e}");
         let e = err(&[("ORDER_KAFKA_PROPERTY_CLIENT_RACK", "b")]);
         assert!(e.contains("ORDER_KAFKA_BROKERS is not"), "{e}");
@@ -359,7 +376,10 @@ mod tests {
         assert!(shown.contains("sasl.username"), "{shown}");
 
         for (bad, expect) in [
-            (vec![("ORDER_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")], "ORDER_KAFKA_SASL_MECHANISM"),
+            (
+                vec![("ORDER_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
+                "ORDER_KAFKA_SASL_MECHANISM",
+            ),
             (
                 vec![
                     ("ORDER_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
@@ -367,8 +387,14 @@ mod tests {
                 ],
                 "ORDER_KAFKA_SASL_USERNAME",
             ),
-            (vec![("ORDER_KAFKA_SASL_MECHANISM", "PLAIN")], "is not sasl_ssl"),
-            (vec![("ORDER_KAFKA_SECURITY_PROTOCOL", "tls")], "ORDER_KAFKA_SECURITY_PROTOCOL"),
+            (
+                vec![("ORDER_KAFKA_SASL_MECHANISM", "PLAIN")],
+                "is not sasl_ssl",
+            ),
+            (
+                vec![("ORDER_KAFKA_SECURITY_PROTOCOL", "tls")],
+                "ORDER_KAFKA_SECURITY_PROTOCOL",
+            ),
             (
                 vec![
                     ("ORDER_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
@@ -376,7 +402,10 @@ mod tests {
                 ],
                 "ORDER_KAFKA_SASL_MECHANISM",
             ),
-            (vec![("ORDER_KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem")], "no such file"),
+            (
+                vec![("ORDER_KAFKA_SSL_CA_LOCATION", "/nonexistent/ca.pem")],
+                "no such file",
+            ),
         ] {
             let mut pairs = vec![BROKERS];
             pairs.extend(bad);
@@ -400,7 +429,10 @@ mod tests {
         ]))
         .unwrap();
         let k = c.kafka.expect("kafka");
-        assert_eq!((k.replication_factor, k.min_insync_replicas), (Some(3), Some(2)));
+        assert_eq!(
+            (k.replication_factor, k.min_insync_replicas),
+            (Some(3), Some(2))
+        );
         assert_eq!(k.compression, "zstd");
         let e = err(&[
             BROKERS,

@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use super::sequencing;
 use crate::app::metrics::Metrics;
 use crate::app::projector::consume_loop;
-use crate::ports::dlt;
 use crate::domain::{now, EventEnvelope};
+use crate::ports::dlt;
 use crate::ports::{Delivery, DlqSource, DlqStore, NewDlqRecord, StoreError, Subscription};
 
 /// Records DLQ-topic messages as DLQ records (source CONSUMER), deduplicated

@@ -314,7 +314,10 @@ fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage 
                 h::ORIGINAL_TIMESTAMP.to_owned(),
                 at.timestamp_millis().to_string(),
             ),
-            (h::ORIGINAL_TIMESTAMP_TYPE.to_owned(), "CreateTime".to_owned()),
+            (
+                h::ORIGINAL_TIMESTAMP_TYPE.to_owned(),
+                "CreateTime".to_owned(),
+            ),
         ]);
     }
     headers.extend([
