@@ -143,7 +143,12 @@ def check_compose(known: set[str]) -> None:
         if "healthcheck" not in svc:
             problem(at, "no healthcheck")
         for port in svc.get("ports") or []:
-            if not (isinstance(port, str) and port.startswith("127.0.0.1:")):
+            loopback = (
+                port.get("host_ip") == "127.0.0.1"
+                if isinstance(port, dict)
+                else str(port).startswith("127.0.0.1:")
+            )
+            if not loopback:
                 problem(at, f"published port {port!r} is not bound to 127.0.0.1")
         env = environment_of(svc)
         check_variable_names(at, list(env), known)
