@@ -26,6 +26,12 @@ pub enum Alg {
 }
 
 impl Alg {
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Alg::Rs256, Alg::Ps256, Alg::Es256]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Alg::Rs256 => "RS256",
@@ -213,6 +219,10 @@ impl KeySet {
     /// Checks a signature made with the key `kid` (any key of algorithm
     /// `alg` for a token without a key id); `alg` must be the key's own.
     pub fn check(&self, kid: Option<&str>, alg: &str, signed: &[u8], sig: &[u8]) -> KeyCheck {
+        if Alg::from_name(alg).is_none() {
+            // No set holds keys for it: fetching again cannot help.
+            return KeyCheck::Refused;
+        }
         let mut candidates = self
             .keys
             .iter()
@@ -291,6 +301,11 @@ mod tests {
         assert_eq!(
             set.check(None, "RS256", b"signed", sig),
             KeyCheck::UnknownKey
+        );
+        assert_eq!(
+            set.check(Some("ec-2"), "none", b"signed", b""),
+            KeyCheck::Refused,
+            "an algorithm no set has keys for fetches nothing"
         );
     }
 
