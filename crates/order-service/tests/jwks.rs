@@ -2,14 +2,16 @@
 //! server in the test (a stand-in identity provider that counts its
 //! fetches and can rotate its keys): RS256, PS256 and ES256 tokens, key
 //! rotation, a storm of unknown key ids, `alg` confusion, and start-up while
-//! the provider is away. RSA keys come from the `openssl` CLI (ring cannot
-//! generate them); P-256 keys from ring.
+//! the provider is away, and a provider over HTTPS behind a private CA. RSA
+//! keys and the test CA come from the `openssl` CLI (ring cannot generate
+//! RSA keys); P-256 keys from ring.
 
 // Test helpers fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -463,4 +465,158 @@ async fn while_the_provider_is_away_tokens_are_refused_and_api_keys_work() {
     let unknown = ec.token("ES256", Some("another"), &claims());
     assert_eq!(t.stats(&unknown).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(t.stats(&token).await.status, StatusCode::OK);
+}
+
+/// Runs the openssl CLI in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl CLI makes the test's certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a certificate it issued for 127.0.0.1
+/// (`srv.pem`, `srv.key`), in `dir`.
+fn private_ca(dir: &Path) {
+    let p256 = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = [
+        "req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+    ];
+    openssl(
+        dir,
+        &[&ca[..], &p256, &["-subj", "/CN=JWKS test CA"]].concat(),
+    );
+    let csr = [
+        "req",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    openssl(dir, &[&csr[..], &p256].concat());
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+/// Serves `body` over HTTPS with `dir`'s `srv.pem`/`srv.key` (one request
+/// per connection); its URL and the count of requests answered.
+async fn https_idp(dir: &Path, body: String) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{crypto::ring::default_provider, ServerConfig};
+    let certs = CertificateDer::pem_file_iter(dir.join("srv.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("srv.key")).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/certs", listener.local_addr().unwrap());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (acceptor, body, count) = (acceptor.clone(), body.clone(), count.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, answered)
+}
+
+/// The application taking tokens from the key set at `url`, trusting
+/// `ca_file` (else the Mozilla roots) for it.
+async fn https_app(url: &str, ca_file: Option<PathBuf>) -> TestApp {
+    let url = url.to_owned();
+    test_app_with(move |c| {
+        c.auth.jwt = Some(JwtSettings {
+            jwks: Some(JwksSettings {
+                ca_file,
+                ..JwksSettings::new(url.clone())
+            }),
+            ..JwtSettings::jwks(url)
+        });
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_provider_is_trusted_through_the_configured_ca_and_not_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    private_ca(dir.path());
+    let ec = Signer::p256();
+    let body = json!({ "keys": [ec.jwk("ec", None)] }).to_string();
+    let (url, answered) = https_idp(dir.path(), body).await;
+    let token = ec.token("ES256", Some("ec"), &claims());
+
+    // The Mozilla roots do not know the test CA: the TLS handshake fails.
+    let t = https_app(&url, None).await;
+    assert_eq!(t.stats(&token).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answered.load(Ordering::SeqCst), 0);
+    drop(t);
+
+    let t = https_app(&url, Some(dir.path().join("ca.pem"))).await;
+    assert_eq!(t.stats(&token).await.status, StatusCode::OK);
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
 }

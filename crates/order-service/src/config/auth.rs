@@ -4,6 +4,7 @@
 //! checking of requests is `http::auth`; this is only what is configured.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use order_core::app::Role;
@@ -111,6 +112,9 @@ pub struct JwksSettings {
     /// A token with a key id the set lacks fetches the set again, at most
     /// once per this interval (a storm of made-up ids costs one fetch).
     pub min_refresh: Duration,
+    /// PEM file of the CA certificates an `https://` URL is checked
+    /// against instead of the Mozilla roots (a provider with a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl JwksSettings {
@@ -119,6 +123,7 @@ impl JwksSettings {
             url: url.into(),
             refresh: Duration::from_secs(300),
             min_refresh: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -288,6 +293,7 @@ pub(super) fn parse_auth(p: &Parser<'_>) -> Result<AuthSettings, ConfigError> {
             url: parse_jwks_url(raw)?,
             refresh: Duration::from_secs(p.int("jwt_jwks_refresh_secs", 1, 86_400)?),
             min_refresh: Duration::from_secs(p.int("jwt_jwks_min_refresh_secs", 1, 3_600)?),
+            ca_file: p.get("jwt_jwks_ca_file").map(parse_ca_file).transpose()?,
         }),
     };
     let jwt = match (key, jwks) {
@@ -324,6 +330,20 @@ fn parse_jwks_url(raw: &Raw) -> Result<String, ConfigError> {
         return Err(bad("expected a host without user info"));
     }
     Ok(value.to_owned())
+}
+
+/// A readable PEM file of certificates, at least one.
+fn parse_ca_file(raw: &Raw) -> Result<PathBuf, ConfigError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let path = raw.value.trim();
+    let bad = |why: String| ConfigError::new(format!("{}: {path:?} {why}", raw.source));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(PathBuf::from(path)),
+        Ok(_) => Err(bad("holds no PEM certificate".into())),
+        Err(e) => Err(bad(format!("is not a PEM file: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +389,7 @@ mod tests {
                 url: url.1.into(),
                 refresh: Duration::from_secs(300),
                 min_refresh: Duration::from_secs(10),
+                ca_file: None,
             })
         );
         let secret = (
@@ -399,6 +420,21 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with("ORDER_JWT_JWKS_URL"), "{bad}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "no certificate here").unwrap();
+        for (file, expect) in [
+            (not_pem.to_str().unwrap(), "holds no PEM certificate"),
+            ("/nonexistent/ca.pem", "cannot be read"),
+        ] {
+            let e = Config::from_env(&env(&[url, ("ORDER_JWT_JWKS_CA_FILE", file)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("ORDER_JWT_JWKS_CA_FILE") && e.contains(expect),
+                "{e}"
+            );
         }
     }
 }

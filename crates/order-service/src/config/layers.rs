@@ -57,6 +57,7 @@ pub(super) const KEYS: &[&str] = &[
     "jwt_jwks_url",
     "jwt_jwks_refresh_secs",
     "jwt_jwks_min_refresh_secs",
+    "jwt_jwks_ca_file",
     "jwt_role_claim",
     "jwt_issuer",
     "jwt_audience",

@@ -2,10 +2,12 @@
 //!
 //! A connection per fetch (a fetch every few minutes needs no pool), built
 //! from what the service already compiles: hyper's client connection and
-//! rustls (ring, the Mozilla roots of `webpki-roots`) through tokio-rustls,
+//! rustls (ring, the Mozilla roots of `webpki-roots` or the CAs of
+//! `ORDER_JWT_JWKS_CA_FILE`) through tokio-rustls,
 //! rather than a client crate with its own dependency tree. Redirects are
 //! not followed: an identity provider publishes its JWKS at a fixed URL.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,8 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
@@ -35,7 +38,9 @@ pub(super) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(super) fn new(url: &str) -> Result<Self, String> {
+    /// A fetcher of `url`; an `https://` one trusts the certificates of
+    /// `ca_file` if given, else the Mozilla roots.
+    pub(super) fn new(url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|_| format!("not a URL: {url:?}"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
@@ -52,7 +57,7 @@ impl Fetcher {
         let tls = if https {
             let name = ServerName::try_from(host.clone())
                 .map_err(|_| format!("not a valid TLS server name: {host:?}"))?;
-            Some((TlsConnector::from(Arc::new(tls_config()?)), name))
+            Some((TlsConnector::from(Arc::new(tls_config(ca_file)?)), name))
         } else {
             None
         };
@@ -133,10 +138,22 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// TLS 1.2/1.3 with ring, trusting the Mozilla root certificates.
-fn tls_config() -> Result<ClientConfig, String> {
-    let roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// TLS 1.2/1.3 with ring, trusting the certificates of `ca_file`, else
+/// the Mozilla root certificates.
+fn tls_config(ca_file: Option<&Path>) -> Result<ClientConfig, String> {
+    let roots = match ca_file {
+        None => RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| format!("CA file {}: {e}", path.display());
+            let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            roots
+        }
     };
     Ok(
         ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

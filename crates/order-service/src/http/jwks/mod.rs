@@ -54,7 +54,7 @@ struct FetchState {
 impl Jwks {
     pub fn new(settings: &JwksSettings) -> Result<Self, String> {
         Ok(Self {
-            fetcher: Fetcher::new(&settings.url)?,
+            fetcher: Fetcher::new(&settings.url, settings.ca_file.as_deref())?,
             settings: settings.clone(),
             keys: RwLock::default(),
             fetching: tokio::sync::Mutex::default(),
