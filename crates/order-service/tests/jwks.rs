@@ -467,6 +467,40 @@ async fn while_the_provider_is_away_tokens_are_refused_and_api_keys_work() {
     assert_eq!(t.stats(&token).await.status, StatusCode::OK);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_the_jwks_url_from_the_environment_and_starts_while_the_provider_is_away()
+{
+    let ec = Signer::p256();
+    let idp = Idp::start(vec![ec.jwk("ec", None)], Duration::ZERO).await;
+    idp.up.store(false, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    // Ready (Service::start waits for it) although the provider is away.
+    let svc = support::Service::start(
+        dir.path(),
+        &[
+            ("ORDER_JWT_JWKS_URL", &idp.url),
+            ("ORDER_JWT_JWKS_MIN_REFRESH_SECS", "1"),
+        ],
+    )
+    .await;
+    let warned = || svc.log().contains("JWKS fetch failed");
+    for _ in 0..100 {
+        if warned() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(warned(), "{}", svc.log());
+    let auth = format!("Bearer {}", ec.token("ES256", Some("ec"), &claims()));
+    let headers = [("authorization", auth.as_str())];
+    let stats = || support::call(svc.addr, "GET", "/api/dlq/stats", None, &headers);
+    assert_eq!(stats().await.unwrap().status, 401);
+
+    idp.up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stats().await.unwrap().status, 200, "{}", svc.log());
+}
+
 /// Runs the openssl CLI in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

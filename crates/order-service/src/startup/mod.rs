@@ -63,10 +63,6 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     let posture = config.auth_posture()?;
     announce(&config, posture);
     let auth = Arc::new(Auth::new(&config.auth, posture).map_err(StartupError::Other)?);
-    if let Some(jwks) = auth.jwks() {
-        // In the background: start-up does not wait for the identity provider.
-        jwks.spawn_refresher();
-    }
     let backends = open_backends(&config).await?;
     let (event_store, outbox, dlq_store, read_model) = (
         backends.event_store,
@@ -115,6 +111,11 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         .start(&config, &shared.raw_bus, backends.lock)
         .await?;
 
+    if let Some(jwks) = auth.jwks() {
+        // In the background: start-up does not wait for the identity
+        // provider (tokens get 401 until its keys are there).
+        jwks.spawn_refresher();
+    }
     let state = AppState::new(Services {
         config,
         orders: Arc::new(Orders {
