@@ -273,7 +273,7 @@ async fn rs256_ps256_and_es256_tokens_are_accepted_with_the_key_their_kid_names(
 async fn a_token_signed_with_a_rotated_key_is_accepted_after_the_set_is_fetched_again() {
     let (old, new) = (Signer::p256(), Signer::rsa());
     let idp = Idp::start(vec![old.jwk("2026-11", None)], Duration::ZERO).await;
-    let min_refresh = Duration::from_millis(500);
+    let min_refresh = Duration::from_secs(1);
     let t = app_with(&idp, min_refresh).await;
     let old_token = old.token("ES256", Some("2026-11"), &claims());
     assert_eq!(t.stats(&old_token).await.status, StatusCode::OK);
