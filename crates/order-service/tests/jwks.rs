@@ -501,6 +501,73 @@ async fn the_binary_takes_the_jwks_url_from_the_environment_and_starts_while_the
     assert_eq!(stats().await.unwrap().status, 200, "{}", svc.log());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_hs256_secret_and_a_key_set_work_side_by_side() {
+    let secret = b"a-test-secret-of-at-least-32-bytes!!";
+    let ec = Signer::p256();
+    let idp = Idp::start(vec![ec.jwk("ec", None)], Duration::ZERO).await;
+    let url = idp.url.clone();
+    let t = test_app_with(move |c| {
+        let mut jwt = JwtSettings::hs256(secret);
+        jwt.jwks = Some(JwksSettings::new(url));
+        c.auth.jwt = Some(jwt);
+    })
+    .await;
+    let hs256 = |kid: Option<&str>, secret: &[u8]| {
+        let mut header = json!({"alg": "HS256"});
+        if let Some(kid) = kid {
+            header["kid"] = json!(kid);
+        }
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims().to_string().as_bytes())
+        );
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let sig = ring::hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", b64(sig.as_ref()))
+    };
+    for token in [
+        hs256(None, secret),
+        hs256(Some("whatever"), secret),
+        ec.token("ES256", Some("ec"), &claims()),
+    ] {
+        assert_eq!(t.stats(&token).await.status, StatusCode::OK, "{token}");
+    }
+    for token in [
+        hs256(None, b"another-secret-of-at-least-32-bytes!"),
+        hs256(Some("ec"), b"another-secret-of-at-least-32-bytes!"),
+    ] {
+        assert_eq!(t.stats(&token).await.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_set_over_a_mebibyte_is_not_read_and_the_keys_held_stay() {
+    let ec = Signer::p256();
+    let idp = Idp::start(vec![ec.jwk("ec", None)], Duration::ZERO).await;
+    let min_refresh = Duration::from_secs(1);
+    let t = app_with(&idp, min_refresh).await;
+    let token = ec.token("ES256", Some("ec"), &claims());
+    assert_eq!(t.stats(&token).await.status, StatusCode::OK);
+
+    let other = Signer::p256();
+    let mut huge = other.jwk("other", None);
+    huge["x5c"] = json!(["A".repeat(1024 * 1024)]);
+    idp.rotate(vec![huge]);
+    tokio::time::sleep(min_refresh).await;
+    let other_token = other.token("ES256", Some("other"), &claims());
+    assert_eq!(t.stats(&other_token).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(idp.fetches(), 2, "it was fetched, and refused");
+    assert_eq!(t.stats(&token).await.status, StatusCode::OK);
+    let metrics = t.call(Method::GET, "/metrics", None, &[]).await;
+    let text = String::from_utf8_lossy(&metrics.bytes);
+    assert!(
+        text.contains("orders_jwks_fetches_total{outcome=\"error\"} 1"),
+        "{text}"
+    );
+}
+
 /// Runs the openssl CLI in `dir`.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
