@@ -339,6 +339,29 @@ async fn a_storm_of_unknown_key_ids_costs_the_provider_one_fetch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_that_give_up_during_a_fetch_do_not_start_more_fetches() {
+    let ec = Signer::p256();
+    let idp = Idp::start(vec![ec.jwk("ec", None)], Duration::from_millis(300)).await;
+    let min_refresh = Duration::from_secs(2);
+    let t = app_with(&idp, min_refresh).await;
+    let token = ec.token("ES256", Some("ec"), &claims());
+    assert_eq!(t.stats(&token).await.status, StatusCode::OK);
+    tokio::time::sleep(min_refresh).await;
+    // A request is dropped (its client went away) while the fetch it
+    // started waits for the provider; the next ones find the interval
+    // running and are refused at once.
+    for i in 0..5 {
+        let unknown = ec.token("ES256", Some("unknown"), &claims());
+        match tokio::time::timeout(Duration::from_millis(50), t.stats(&unknown)).await {
+            Err(_) => assert_eq!(i, 0, "only the first request waits for a fetch"),
+            Ok(r) => assert_eq!(r.status, StatusCode::UNAUTHORIZED),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(idp.fetches(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_algorithm_is_the_keys_never_the_tokens() {
     let (rsa, ec) = (Signer::rsa(), Signer::p256());
     let idp = Idp::start(

@@ -45,7 +45,7 @@ pub struct Jwks {
 
 #[derive(Default)]
 struct FetchState {
-    /// When the last fetch ended, successful or not.
+    /// When the last fetch started or, once done, ended (successful or not).
     last: Option<Instant>,
     /// Failed fetches since the last successful one.
     failures: u32,
@@ -71,7 +71,7 @@ impl Jwks {
             .clone()
     }
 
-    /// Fetches the set again unless a fetch ended less than
+    /// Fetches the set again unless a fetch started or ended less than
     /// `min_refresh` ago; a caller arriving while a fetch runs waits for
     /// that one instead of starting its own.
     pub async fn refresh(&self) {
@@ -82,6 +82,10 @@ impl Jwks {
         {
             return;
         }
+        // Stamped before fetching as well: a request whose client goes away
+        // cancels the fetch it started, and must not leave the way open for
+        // the next one (that would make the limit per cancelled request).
+        state.last = Some(Instant::now());
         match self.fetch().await {
             Ok(()) => state.failures = 0,
             Err(e) => {
