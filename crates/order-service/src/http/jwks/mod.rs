@@ -38,7 +38,7 @@ pub struct Jwks {
     fetcher: Fetcher,
     keys: RwLock<Arc<KeySet>>,
     /// Held while fetching: concurrent refreshes wait for the one running.
-    fetching: tokio::sync::Mutex<FetchState>,
+    fetching: Arc<tokio::sync::Mutex<FetchState>>,
     fetched_ok: AtomicU64,
     fetch_failed: AtomicU64,
 }
@@ -57,7 +57,7 @@ impl Jwks {
             fetcher: Fetcher::new(&settings.url, settings.ca_file.as_deref())?,
             settings: settings.clone(),
             keys: RwLock::default(),
-            fetching: tokio::sync::Mutex::default(),
+            fetching: Arc::default(),
             fetched_ok: AtomicU64::new(0),
             fetch_failed: AtomicU64::new(0),
         })
@@ -74,37 +74,41 @@ impl Jwks {
     /// Fetches the set again unless a fetch started or ended less than
     /// `min_refresh` ago; a caller arriving while a fetch runs waits for
     /// that one instead of starting its own.
-    pub async fn refresh(&self) {
-        let mut state = self.fetching.lock().await;
+    pub async fn refresh(self: &Arc<Self>) {
+        let mut state = self.fetching.clone().lock_owned().await;
         if state
             .last
             .is_some_and(|t| t.elapsed() < self.settings.min_refresh)
         {
             return;
         }
-        // Stamped before fetching as well: a request whose client goes away
-        // cancels the fetch it started, and must not leave the way open for
-        // the next one (that would make the limit per cancelled request).
         state.last = Some(Instant::now());
-        match self.fetch().await {
-            Ok(()) => state.failures = 0,
-            Err(e) => {
-                state.failures = state.failures.saturating_add(1);
-                let held = self.keys().len();
-                tracing::warn!(
-                    url = %self.settings.url,
-                    error = %e,
-                    keys_held = held,
-                    "JWKS fetch failed; {}",
-                    if held == 0 {
-                        "bearer tokens are refused until a fetch succeeds"
-                    } else {
-                        "the keys fetched before stay in use"
-                    }
-                );
+        // A task of its own, holding the lock: a request whose client goes
+        // away does not cancel the fetch that the requests queued behind it
+        // wait for.
+        let jwks = self.clone();
+        let fetch = tokio::spawn(async move {
+            match jwks.fetch().await {
+                Ok(()) => state.failures = 0,
+                Err(e) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let held = jwks.keys().len();
+                    tracing::warn!(
+                        url = %jwks.settings.url,
+                        error = %e,
+                        keys_held = held,
+                        "JWKS fetch failed; {}",
+                        if held == 0 {
+                            "bearer tokens are refused until a fetch succeeds"
+                        } else {
+                            "the keys fetched before stay in use"
+                        }
+                    );
+                }
             }
-        }
-        state.last = Some(Instant::now());
+            state.last = Some(Instant::now());
+        });
+        let _ = fetch.await;
     }
 
     async fn fetch(&self) -> Result<(), String> {
