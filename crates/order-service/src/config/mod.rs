@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::auth::{
-    sha256, ApiKey, AuthPosture, AuthSettings, JwtKey, JwtSettings, MIN_API_KEY_LEN,
+    sha256, ApiKey, AuthPosture, AuthSettings, JwksSettings, JwtKey, JwtSettings, MIN_API_KEY_LEN,
 };
 pub use self::database::{DatabaseTarget, MongoSettings, SecretUrl};
 pub use self::kafka::{KafkaProperties, KafkaSettings};

@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod dlq;
 pub mod error;
 pub mod extract;
+pub mod jwks;
 pub mod ops;
 pub mod orders;
 pub mod routes;

@@ -10,6 +10,7 @@ use axum::Json;
 use order_core::app::{Auditor, Metrics, Projector};
 use serde_json::{json, Value};
 
+use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::PathParam;
 use crate::health::{age_secs, Health, Status};
@@ -97,8 +98,12 @@ pub async fn ready(State(health): State<Health>) -> Response {
 pub async fn metrics(
     State(health): State<Health>,
     State(metrics): State<Arc<Metrics>>,
+    State(auth): State<Arc<Auth>>,
 ) -> Response {
-    let text = metrics.render(&health.gauges().await);
+    let mut text = metrics.render(&health.gauges().await);
+    if let Some(jwks) = auth.jwks() {
+        jwks.render_metrics(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
