@@ -16,7 +16,7 @@ rules the README promises for these files:
   Service and PodDisruptionBudget selectors and probe ports match; probes
   use the actuator paths; the container runs as non-root.
 - Both: every ORDER_* variable they set is one the service reads (named in
-  config/default.toml, or in NEW_VARIABLES below).
+  config/default.toml).
 - Dockerfile: every workspace member's Cargo.toml is copied into the
   dependency-caching stage (a member missing there breaks `cargo build`).
 
@@ -36,20 +36,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 
-# Variables the service reads that config/default.toml does not name yet
-# (TLS, SASL and JWKS support, issue 12); drop each once the file lists it.
-NEW_VARIABLES = {
-    "ORDER_KAFKA_SECURITY_PROTOCOL",
-    "ORDER_KAFKA_SASL_MECHANISM",
-    "ORDER_KAFKA_SASL_USERNAME",
-    "ORDER_KAFKA_SASL_PASSWORD",
-    "ORDER_KAFKA_SSL_CA_LOCATION",
-    "ORDER_KAFKA_REPLICATION_FACTOR",
-    "ORDER_KAFKA_COMPRESSION",
-    "ORDER_DATABASE_SSL_MODE",
-    "ORDER_DATABASE_SSL_CA",
-    "ORDER_JWT_JWKS_URL",
-}
 # Any librdkafka property, dots as underscores.
 PASS_THROUGH_PREFIX = "ORDER_KAFKA_PROPERTY_"
 
@@ -67,7 +53,7 @@ def load_all(path: Path) -> list[dict]:
 
 def known_variables() -> set[str]:
     text = (ROOT / "config" / "default.toml").read_text(encoding="utf-8")
-    return set(re.findall(r"\bORDER_[A-Z0-9_]+\b", text)) | NEW_VARIABLES
+    return set(re.findall(r"\bORDER_[A-Z0-9_]+\b", text))
 
 
 def check_variable_names(where: str, names: list[str], known: set[str]) -> None:
