@@ -95,6 +95,10 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         .get("/actuator/health", Access::Open, ops::health)
         .get("/health/live", Access::Open, ops::live)
         .get("/health/ready", Access::Open, ops::ready)
+        // Spring Boot's probe paths, as Kubernetes manifests written for
+        // Spring services name them.
+        .get("/actuator/health/liveness", Access::Open, ops::live)
+        .get("/actuator/health/readiness", Access::Open, ops::ready)
         .get("/metrics", Access::Metrics, ops::metrics)
         .get("/v3/api-docs", Access::Open, ops::api_docs)
         .get("/swagger-ui", Access::Open, ops::swagger_ui)
