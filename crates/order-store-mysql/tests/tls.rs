@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use order_core::testkit::pki::TestPki;
 use order_store_mysql::{MySqlConfig, MySqlStore, Tls, TlsMode};
 
 /// A `mariadbd` of the test's own, with TLS, stopped (and its files
@@ -21,6 +22,7 @@ struct TlsServer {
     child: Child,
     dir: tempfile::TempDir,
     port: u16,
+    pki: TestPki,
 }
 
 impl Drop for TlsServer {
@@ -39,62 +41,6 @@ fn run(cmd: &mut Command) {
     );
 }
 
-/// A CA (`<name>-ca.pem`, `<name>-ca.key`) and, when `server` is set, a
-/// server certificate it signs for 127.0.0.1 and localhost.
-fn make_ca(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(format!("{name}-ca.key"));
-    let cert = dir.join(format!("{name}-ca.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .args(["-subj", &format!("/CN=order-service test CA {name}")]));
-    cert
-}
-
-fn make_server_cert(dir: &Path, ca: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join("server.key");
-    let csr = dir.join("server.csr");
-    let cert = dir.join("server.pem");
-    let ext = dir.join("server.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("write the extension file");
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr));
-    run(Command::new("openssl")
-        .args(["x509", "-req", "-days", "2"])
-        .arg("-in")
-        .arg(&csr)
-        .arg("-CA")
-        .arg(dir.join(format!("{ca}-ca.pem")))
-        .arg("-CAkey")
-        .arg(dir.join(format!("{ca}-ca.key")))
-        .arg("-CAcreateserial")
-        .arg("-extfile")
-        .arg(&ext)
-        .arg("-out")
-        .arg(&cert));
-    (cert, key)
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -106,9 +52,7 @@ impl TlsServer {
     fn start() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let d = dir.path();
-        make_ca(d, "good");
-        make_ca(d, "other");
-        let (cert, key) = make_server_cert(d, "good");
+        let pki = TestPki::create(d);
         let data = d.join("data");
         run(Command::new("mariadb-install-db")
             .arg("--no-defaults")
@@ -127,9 +71,9 @@ impl TlsServer {
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", d.join("mariadbd.pid").display()))
-            .arg(format!("--ssl-ca={}", d.join("good-ca.pem").display()))
-            .arg(format!("--ssl-cert={}", cert.display()))
-            .arg(format!("--ssl-key={}", key.display()))
+            .arg(format!("--ssl-ca={}", pki.ca("good").display()))
+            .arg(format!("--ssl-cert={}", pki.server_cert().display()))
+            .arg(format!("--ssl-key={}", pki.server_key().display()))
             .arg("--require-secure-transport=ON")
             .arg("--skip-log-bin")
             .arg("--innodb-buffer-pool-size=32M")
@@ -138,7 +82,12 @@ impl TlsServer {
             .stderr(log)
             .spawn()
             .expect("start mariadbd");
-        let server = TlsServer { child, dir, port };
+        let server = TlsServer {
+            child,
+            dir,
+            port,
+            pki,
+        };
         server.wait_and_add_user(&socket);
         server
     }
@@ -179,7 +128,7 @@ impl TlsServer {
     }
 
     fn ca(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}-ca.pem"))
+        self.pki.ca(name)
     }
 }
 
