@@ -205,10 +205,23 @@ fn is_plain_decimal(s: &str) -> bool {
         && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A quantity: a JSON number with an integral value (`2`, and also `2.0`
+/// or `2e0`, which JSON Schema counts as integers too), read from its text.
 fn quantity_field(field: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Option<u32> {
-    match serde_json::from_str::<i64>(raw.get()) {
-        Ok(n) if n >= 0 && n <= i64::from(u32::MAX) => Some(n as u32),
-        _ => {
+    let text = raw.get();
+    let number = if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        None
+    } else if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()
+    } else {
+        Decimal::from_str(text).ok()
+    };
+    let integral = number
+        .filter(|d| d.fract().is_zero())
+        .and_then(|d| rust_decimal::prelude::ToPrimitive::to_u32(&d));
+    match integral {
+        Some(n) => Some(n),
+        None => {
             errors.push(FieldError::new(
                 field,
                 format!(
@@ -899,6 +912,21 @@ mod tests {
         );
         let now = at("2024-05-01T12:00:00.5Z");
         assert_eq!(storable_instant(now), now);
+    }
+
+    #[test]
+    fn a_quantity_is_any_json_number_with_an_integral_value() {
+        let item = |q: &str| {
+            format!(
+                r#"{{"customerId":"c","restaurantId":"r","items":[{{"menuItemId":"m","name":"n","price":"1","quantity":{q}}}]}}"#
+            )
+        };
+        for q in ["2", "2.0", "2e0", "0.2e1", "10000.000"] {
+            assert_eq!(errors_of(&item(q)), Vec::<String>::new(), "{q}");
+        }
+        for q in ["2.5", "\"2\"", "-1", "1e30", "true", "4294967296"] {
+            assert_eq!(errors_of(&item(q)).len(), 1, "{q}");
+        }
     }
 
     #[test]
