@@ -250,7 +250,7 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
     };
     let status = match body.status.as_deref() {
         None => None,
-        Some(s) => match DlqStatus::parse(s).filter(|s| s.is_unresolved()) {
+        Some(s) => match DlqStatus::parse(s).filter(|st| st.is_unresolved() && s == s.trim()) {
             Some(s) => Some(s),
             None => {
                 return Err(ApiError::bad_request(format!(
