@@ -154,7 +154,10 @@ fn render(test_endpoints: bool) -> Bytes {
         // Serializing plain maps and strings cannot fail.
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
-    mark_required_headers(&mut value);
+    for_each_response(&mut value, |r| {
+        mark_required(r);
+        camel_case_links(r);
+    });
     Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
@@ -169,12 +172,13 @@ const ALWAYS_SENT: [&str; 5] = [
     "X-Correlation-Id",
 ];
 
-fn mark_required_headers(doc: &mut Value) {
+/// Applies `f` to every response of the document, shared ones included.
+fn for_each_response(doc: &mut Value, mut f: impl FnMut(&mut Value)) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut().filter_map(Value::as_object_mut) {
             for op in item.values_mut() {
                 if let Some(rs) = op.get_mut("responses").and_then(Value::as_object_mut) {
-                    rs.values_mut().for_each(mark_required);
+                    rs.values_mut().for_each(&mut f);
                 }
             }
         }
@@ -183,7 +187,26 @@ fn mark_required_headers(doc: &mut Value) {
         .pointer_mut("/components/responses")
         .and_then(Value::as_object_mut)
     {
-        rs.values_mut().for_each(mark_required);
+        rs.values_mut().for_each(f);
+    }
+}
+
+/// utoipa 5.5 serializes a link's fields in snake case (`operation_id`);
+/// OpenAPI names them `operationId`, `operationRef`, `requestBody`.
+fn camel_case_links(response: &mut Value) {
+    let Some(links) = response.get_mut("links").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for link in links.values_mut().filter_map(Value::as_object_mut) {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_owned(), v);
+            }
+        }
     }
 }
 
@@ -539,6 +562,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn links_name_existing_operations_in_camel_case() {
+        let doc = served(true);
+        let ops: Vec<&Value> = doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+            .flat_map(|item| item.as_object().into_iter().flat_map(|o| o.values()))
+            .collect();
+        let ids: BTreeSet<&str> = ops
+            .iter()
+            .filter_map(|o| o["operationId"].as_str())
+            .collect();
+        let mut links = 0;
+        for op in &ops {
+            for r in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                for link in r["links"].as_object().into_iter().flat_map(|l| l.values()) {
+                    let target = link["operationId"].as_str().expect("operationId");
+                    assert!(ids.contains(target), "a link to {target}");
+                    assert!(link.get("operation_id").is_none());
+                    links += 1;
+                }
+            }
+        }
+        assert!(links > 0);
     }
 
     #[test]

@@ -408,6 +408,11 @@ fn ctx(correlation: &CorrelationId) -> CommandContext {
             ("ETag" = String, description = "The order version, quoted."),
             ("Location" = String, description = "URL of the new order."),
             ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same Idempotency-Key."),
+        ), links(
+            ("getOrder" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
+            ("getOrderEvents" = (operation_id = "getOrderEvents", parameters(("id" = "$response.body#/id")))),
+            ("confirmOrder" = (operation_id = "confirmOrder", parameters(("id" = "$response.body#/id")))),
+            ("cancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, response = super::openapi::BadRequest),
         (status = 413, response = super::openapi::PayloadTooLarge),
