@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "deploy files (compose, Kubernetes, Dockerfile)"
+./scripts/validate-deploy.sh
+
 step "headless Chromium and chromedriver for the dashboard test"
 ./scripts/browser.sh
 

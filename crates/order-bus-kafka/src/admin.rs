@@ -22,11 +22,7 @@ impl KafkaBus {
     /// (`retention.ms=604800000`) when missing; an existing topic is left as
     /// it is.
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
-        let events = NewTopic::new(
-            &self.cfg.events_topic,
-            self.cfg.partitions,
-            TopicReplication::Fixed(self.cfg.replication_factor),
-        );
+        let events = self.topic_spec(&self.cfg.events_topic, self.cfg.partitions);
         let dlq = self.dlq_new_topic();
         self.create_topics(&[events, dlq], self.cfg.admin_timeout, false)
             .await
@@ -38,11 +34,21 @@ impl KafkaBus {
         if topic == self.cfg.dlq_topic {
             self.dlq_new_topic()
         } else {
-            NewTopic::new(
-                topic,
-                self.cfg.partitions,
-                TopicReplication::Fixed(self.cfg.replication_factor),
-            )
+            self.topic_spec(topic, self.cfg.partitions)
+        }
+    }
+
+    /// A topic with `partitions`, the configured replication factor (the
+    /// broker's default when it is -1) and `min.insync.replicas`.
+    fn topic_spec<'a>(&'a self, topic: &'a str, partitions: i32) -> NewTopic<'a> {
+        let spec = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(self.cfg.replication_factor),
+        );
+        match &self.min_insync_replicas {
+            Some(min) => spec.set("min.insync.replicas", min),
+            None => spec,
         }
     }
 
@@ -78,12 +84,8 @@ impl KafkaBus {
     }
 
     fn dlq_new_topic(&self) -> NewTopic<'_> {
-        NewTopic::new(
-            &self.cfg.dlq_topic,
-            self.cfg.dlq_partitions,
-            TopicReplication::Fixed(self.cfg.replication_factor),
-        )
-        .set("retention.ms", DLQ_RETENTION_MS)
+        self.topic_spec(&self.cfg.dlq_topic, self.cfg.dlq_partitions)
+            .set("retention.ms", DLQ_RETENTION_MS)
     }
 
     async fn create_topics(

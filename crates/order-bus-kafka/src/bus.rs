@@ -12,6 +12,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, Producer};
 
+use crate::access::{self, Access};
 use crate::{consumer, published, unavailable, KafkaConfig};
 
 /// The Kafka event bus. Cheap to share behind an `Arc`.
@@ -23,6 +24,8 @@ pub struct KafkaBus {
     pub(crate) admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist (created or found by this bus).
     pub(crate) known_topics: Mutex<HashSet<String>>,
+    /// `min.insync.replicas` of created topics, as the admin request takes it.
+    pub(crate) min_insync_replicas: Option<String>,
 }
 
 impl std::fmt::Debug for KafkaBus {
@@ -47,16 +50,29 @@ impl KafkaBus {
             .admin_config()
             .create()
             .map_err(|e| unavailable("cannot create admin client", e))?;
+        let min_insync_replicas = cfg.min_insync_replicas.map(|n| n.to_string());
         Ok(KafkaBus {
             cfg,
             producer: Mutex::new(producer),
             admin,
             known_topics: Mutex::new(HashSet::new()),
+            min_insync_replicas,
         })
     }
 
     pub fn config(&self) -> &KafkaConfig {
         &self.cfg
+    }
+
+    /// Whether the cluster lets this configuration in (see [`Access`]):
+    /// asks for metadata for up to `timeout`, returning early on an answer
+    /// or on a refused login or TLS handshake.
+    pub async fn probe_access(&self, timeout: Duration) -> Access {
+        let cfg = self.cfg.clone();
+        match tokio::task::spawn_blocking(move || access::probe(&cfg, timeout)).await {
+            Ok(a) => a,
+            Err(join) => Access::NoAnswer(format!("the probe was aborted: {join}")),
+        }
     }
 }
 

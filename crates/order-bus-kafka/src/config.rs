@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 pub const DEFAULT_BATCH_MESSAGES: i64 = 1000;
 
 /// Settings of the Kafka bus.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`, e.g. `localhost:9092`.
     pub brokers: String,
@@ -31,8 +31,14 @@ pub struct KafkaConfig {
     pub partitions: i32,
     /// Partition count of the DLQ topic when it is created.
     pub dlq_partitions: i32,
-    /// Replication factor of created topics.
+    /// Replication factor of created topics; -1: the broker's
+    /// `default.replication.factor` (KIP-464).
     pub replication_factor: i32,
+    /// `min.insync.replicas` of created topics; `None`: the broker's default.
+    pub min_insync_replicas: Option<u32>,
+    /// The producer's `compression.type` (`none`, `gzip`, `snappy`, `lz4`,
+    /// `zstd`).
+    pub compression: String,
     /// Consumer `max.poll.interval.ms`, also the consumer-group rebalance
     /// timeout (`session.timeout.ms` is capped to it). Tansu completes a
     /// group join only after the rebalance timeout: tests use ~6 s.
@@ -65,7 +71,9 @@ impl Default for KafkaConfig {
             dlq_topic: "order-events-dlq".to_owned(),
             partitions: 3,
             dlq_partitions: 1,
-            replication_factor: 1,
+            replication_factor: -1,
+            min_insync_replicas: None,
+            compression: "none".to_owned(),
             max_poll_interval: Duration::from_secs(300),
             admin_timeout: Duration::from_secs(10),
             create_topics_on_demand: true,
@@ -112,7 +120,8 @@ impl KafkaConfig {
             // the publish timeout instead (see `publish_with`).
             // librdkafka requires linger.ms < message.timeout.ms.
             .set("linger.ms", timeout_ms.saturating_sub(1).min(5).to_string())
-            .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string());
+            .set("batch.num.messages", DEFAULT_BATCH_MESSAGES.to_string())
+            .set("compression.type", &self.compression);
         self.with_extra(c)
     }
 
@@ -148,6 +157,34 @@ impl KafkaConfig {
     pub fn admin_config(&self) -> ClientConfig {
         self.with_extra(self.base())
     }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("events_topic", &self.events_topic)
+            .field("dlq_topic", &self.dlq_topic)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checks librdkafka properties the way the client will read them, without
+/// connecting: an unknown name or an invalid value is `Err((name, why))`.
+pub fn check_properties(properties: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    for (name, value) in properties {
+        let mut c = ClientConfig::new();
+        c.set(name, value);
+        if let Err(e) = c.create_native_config() {
+            let why = match e {
+                rdkafka::error::KafkaError::ClientConfig(_, desc, _, _) => desc,
+                other => other.to_string(),
+            };
+            return Err((name.clone(), why));
+        }
+    }
+    Ok(())
 }
 
 fn millis(d: Duration) -> u64 {

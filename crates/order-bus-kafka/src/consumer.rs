@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use order_core::ports::{BusError, Delivery, Subscription};
+use order_core::ports::{dlt, BusError, Delivery, Subscription};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
@@ -248,7 +248,7 @@ fn to_delivery(m: &BorrowedMessage<'_>) -> Delivery {
                     (
                         h.key.to_owned(),
                         h.value
-                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .map(|v| dlt::from_wire(h.key, v))
                             .unwrap_or_default(),
                     )
                 })
@@ -262,6 +262,10 @@ fn to_delivery(m: &BorrowedMessage<'_>) -> Delivery {
         key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         headers,
+        timestamp: m
+            .timestamp()
+            .to_millis()
+            .and_then(chrono::DateTime::from_timestamp_millis),
     }
 }
 

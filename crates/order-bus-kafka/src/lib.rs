@@ -56,6 +56,7 @@ use order_core::ports::BusError;
 #[cfg(doc)]
 use order_core::ports::{EventBus, Subscription};
 
+mod access;
 mod admin;
 mod bus;
 mod classify;
@@ -64,10 +65,11 @@ mod consumer;
 mod producer;
 mod published;
 
+pub use access::Access;
 pub use admin::DLQ_RETENTION_MS;
 pub use bus::KafkaBus;
 pub use classify::{classify_code, classify_error, publish_error, ErrorClass};
-pub use config::{KafkaConfig, DEFAULT_BATCH_MESSAGES};
+pub use config::{check_properties, KafkaConfig, DEFAULT_BATCH_MESSAGES};
 /// librdkafka's error codes, re-exported for callers of [`classify_code`].
 pub use rdkafka::types::RDKafkaErrorCode;
 

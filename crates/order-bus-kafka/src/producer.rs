@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(doc)]
 use order_core::ports::EventBus;
-use order_core::ports::{BusMessage, PublishError};
+use order_core::ports::{dlt, BusMessage, PublishError};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -277,14 +277,20 @@ fn needs_new_producer(e: &KafkaError) -> bool {
     )
 }
 
+/// The message's headers as Kafka carries them: text as UTF-8, except
+/// Spring's integer dead-letter headers (see [`dlt::to_wire`]).
 fn record_headers(m: &BusMessage) -> OwnedHeaders {
     m.headers.iter().fold(
         OwnedHeaders::new_with_capacity(m.headers.len()),
-        |h, (k, v)| {
-            h.insert(Header {
+        |h, (k, v)| match dlt::binary_width(k) {
+            None => h.insert(Header {
                 key: k,
                 value: Some(v.as_str()),
-            })
+            }),
+            Some(_) => h.insert(Header {
+                key: k,
+                value: Some(&dlt::to_wire(k, v)),
+            }),
         },
     )
 }

@@ -1835,6 +1835,18 @@ fn catalogue() -> Vec<Case> {
         ("GET /actuator/health", "GET", "/actuator/health", 200),
         ("GET /health/live", "GET", "/health/live", 200),
         ("GET /health/ready", "GET", "/health/ready", 200),
+        (
+            "GET /actuator/health/liveness",
+            "GET",
+            "/actuator/health/liveness",
+            200,
+        ),
+        (
+            "GET /actuator/health/readiness",
+            "GET",
+            "/actuator/health/readiness",
+            200,
+        ),
         ("GET /metrics", "GET", "/metrics", 200),
         ("GET /v3/api-docs", "GET", "/v3/api-docs", 200),
         ("GET /swagger-ui", "GET", "/swagger-ui", 200),
@@ -1970,6 +1982,14 @@ fn catalogue() -> Vec<Case> {
         ("/actuator/health", ("/actuator/health", vec!["GET"])),
         ("/health/live", ("/health/live", vec!["GET"])),
         ("/health/ready", ("/health/ready", vec!["GET"])),
+        (
+            "/actuator/health/liveness",
+            ("/actuator/health/liveness", vec!["GET"]),
+        ),
+        (
+            "/actuator/health/readiness",
+            ("/actuator/health/readiness", vec!["GET"]),
+        ),
         ("/metrics", ("/metrics", vec!["GET"])),
         ("/v3/api-docs", ("/v3/api-docs", vec!["GET"])),
         ("/swagger-ui", ("/swagger-ui", vec!["GET"])),

@@ -1314,6 +1314,8 @@ async fn the_openapi_document_describes_every_route() {
         ("/actuator/health", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
+        ("/actuator/health/liveness", "get"),
+        ("/actuator/health/readiness", "get"),
         ("/metrics", "get"),
         ("/v3/api-docs", "get"),
         ("/swagger-ui", "get"),

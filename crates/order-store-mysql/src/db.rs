@@ -45,6 +45,57 @@ pub struct MySqlConfig {
     /// (`innodb_autoinc_lock_mode = 2`, MySQL 8's default, or an
     /// `auto_increment_increment` above 1); forcing it is for tests.
     pub read_back_positions: bool,
+    /// TLS to the server; `None`: as the URL says (`ssl-mode`, `ssl-ca`),
+    /// else `preferred`.
+    pub tls: Option<Tls>,
+}
+
+/// How the connection to the server is protected (MySQL's `--ssl-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain text only.
+    Disabled,
+    /// TLS when the server offers it, else plain text.
+    Preferred,
+    /// TLS or no connection; the certificate is not checked.
+    Required,
+    /// TLS with a certificate signed by the trusted CA.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+impl TlsMode {
+    /// The mode named as in MySQL's `--ssl-mode` (any case, `-` or `_`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "disabled" => Some(Self::Disabled),
+            "preferred" => Some(Self::Preferred),
+            "required" => Some(Self::Required),
+            "verify-ca" => Some(Self::VerifyCa),
+            "verify-identity" => Some(Self::VerifyIdentity),
+            _ => None,
+        }
+    }
+
+    fn sqlx(self) -> sqlx::mysql::MySqlSslMode {
+        use sqlx::mysql::MySqlSslMode as M;
+        match self {
+            Self::Disabled => M::Disabled,
+            Self::Preferred => M::Preferred,
+            Self::Required => M::Required,
+            Self::VerifyCa => M::VerifyCa,
+            Self::VerifyIdentity => M::VerifyIdentity,
+        }
+    }
+}
+
+/// TLS settings: the mode and the CA certificates (PEM) to trust instead
+/// of the built-in web roots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl MySqlConfig {
@@ -55,7 +106,13 @@ impl MySqlConfig {
             acquire_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(30),
             read_back_positions: false,
+            tls: None,
         }
+    }
+
+    pub fn with_tls(mut self, tls: Option<Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn with_max_connections(mut self, n: u32) -> Self {
@@ -122,10 +179,20 @@ fn parse_target(url: &str) -> Result<Target, StoreError> {
     })
 }
 
-fn options(url: &str) -> Result<MySqlConnectOptions, StoreError> {
-    MySqlConnectOptions::from_str(url)
+fn options(url: &str, tls: Option<&Tls>) -> Result<MySqlConnectOptions, StoreError> {
+    let opts = MySqlConnectOptions::from_str(url)
         .map(|o| o.statement_cache_capacity(256))
-        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))
+        .map_err(|e| StoreError::Unavailable(format!("bad database URL: {e}")))?;
+    Ok(match tls {
+        None => opts,
+        Some(t) => {
+            let opts = opts.ssl_mode(t.mode.sqlx());
+            match &t.ca_file {
+                Some(ca) => opts.ssl_ca(ca),
+                None => opts,
+            }
+        }
+    })
 }
 
 /// Creates the pool on the configured database, creating the database when
@@ -139,8 +206,10 @@ pub(crate) async fn open_pool(cfg: &MySqlConfig) -> Result<(MySqlPool, String), 
         // One direct connection first: an unreachable server fails at once
         // with the real cause (the pool would retry until its timeout), and
         // a missing database is created.
-        match probe(&target).await {
-            Err(e) if error_number(&e) == Some(ER_BAD_DB_ERROR) => create_database(&target).await?,
+        match probe(cfg, &target).await {
+            Err(e) if error_number(&e) == Some(ER_BAD_DB_ERROR) => {
+                create_database(cfg, &target).await?
+            }
             other => other?,
         }
         build_pool(cfg, &target).await
@@ -160,7 +229,7 @@ pub(crate) async fn open_pool(cfg: &MySqlConfig) -> Result<(MySqlPool, String), 
 }
 
 async fn build_pool(cfg: &MySqlConfig, target: &Target) -> Result<MySqlPool, sqlx::Error> {
-    let opts = options(&target.server_url)
+    let opts = options(&target.server_url, cfg.tls.as_ref())
         .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?
         .database(&target.database);
     MySqlPoolOptions::new()
@@ -183,8 +252,8 @@ async fn build_pool(cfg: &MySqlConfig, target: &Target) -> Result<MySqlPool, sql
         .await
 }
 
-async fn probe(target: &Target) -> Result<(), sqlx::Error> {
-    let opts = options(&target.server_url)
+async fn probe(cfg: &MySqlConfig, target: &Target) -> Result<(), sqlx::Error> {
+    let opts = options(&target.server_url, cfg.tls.as_ref())
         .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?
         .database(&target.database);
     sqlx::mysql::MySqlConnection::connect_with(&opts)
@@ -193,8 +262,8 @@ async fn probe(target: &Target) -> Result<(), sqlx::Error> {
         .await
 }
 
-async fn create_database(target: &Target) -> Result<(), sqlx::Error> {
-    let opts = options(&target.server_url)
+async fn create_database(cfg: &MySqlConfig, target: &Target) -> Result<(), sqlx::Error> {
+    let opts = options(&target.server_url, cfg.tls.as_ref())
         .map_err(|e| sqlx::Error::Configuration(e.to_string().into()))?;
     let mut conn = sqlx::mysql::MySqlConnection::connect_with(&opts).await?;
     // The name was checked to be a plain identifier in `parse_target`.

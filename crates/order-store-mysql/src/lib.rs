@@ -34,7 +34,7 @@ mod outbox;
 mod store;
 
 pub use db::index_hint;
-pub use db::{MySqlConfig, DEFAULT_DATABASE};
+pub use db::{MySqlConfig, Tls, TlsMode, DEFAULT_DATABASE};
 pub use store::MySqlStore;
 
 use order_core::ports::StoreError;

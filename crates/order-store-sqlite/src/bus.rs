@@ -18,7 +18,7 @@ use order_core::ports::{
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use tokio::sync::Notify;
 
-use crate::db::{corrupt, db_err, ts, Db, Migration};
+use crate::db::{corrupt, db_err, parse_ts, ts, Db, Migration};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -258,7 +258,7 @@ impl EmbeddedSubscription {
             .read_async(move |conn| {
                 let mut stmt = conn
                     .prepare_cached(
-                        "SELECT \"offset\", key, payload, headers FROM bus_messages \
+                        "SELECT \"offset\", key, payload, headers, published_at FROM bus_messages \
                          WHERE topic = ?1 AND \"offset\" > ?2 ORDER BY \"offset\" LIMIT ?3",
                     )
                     .map_err(db_err)?;
@@ -276,6 +276,7 @@ impl EmbeddedSubscription {
                         headers: serde_json::from_str(&headers).map_err(|e| {
                             corrupt(format!("message {offset}: unreadable headers: {e}"))
                         })?,
+                        timestamp: parse_ts(&r.get::<_, String>(4).map_err(db_err)?).ok(),
                     });
                 }
                 Ok(out)

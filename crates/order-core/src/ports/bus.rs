@@ -79,6 +79,9 @@ pub struct Delivery {
     pub key: Option<String>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, String)>,
+    /// When the bus received the message (Kafka: the record's timestamp),
+    /// if it says.
+    pub timestamp: Option<DateTime<Utc>>,
 }
 
 impl Delivery {

@@ -8,6 +8,7 @@
 mod audit;
 mod bus;
 mod dlq_store;
+pub mod dlt;
 mod error;
 mod event_store;
 mod jobs;

@@ -4,11 +4,13 @@
 //! checking of requests is `http::auth`; this is only what is configured.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use order_core::app::Role;
 
 use super::keys::{decode_hex, parse_rsa_public_key};
-use super::layers::Parser;
+use super::layers::{Parser, Raw};
 use super::{Config, ConfigError, DatabaseTarget};
 
 impl Config {
@@ -27,8 +29,8 @@ impl Config {
             return Err(ConfigError::new(
                 "no credentials configured: with MySQL or Kafka the service refuses to start \
                  without authentication; set ORDER_API_KEYS, ORDER_API_KEYS_FILE, \
-                 ORDER_ADMIN_API_KEY, ORDER_JWT_HS256_SECRET or ORDER_JWT_RS256_PUBLIC_KEY \
-                 (or ORDER_AUTH_DISABLED=true to run it open on purpose)",
+                 ORDER_ADMIN_API_KEY, ORDER_JWT_HS256_SECRET, ORDER_JWT_RS256_PUBLIC_KEY or \
+                 ORDER_JWT_JWKS_URL (or ORDER_AUTH_DISABLED=true to run it open on purpose)",
             ));
         }
         Ok(AuthPosture::OpenEmbedded)
@@ -99,9 +101,41 @@ impl fmt::Debug for JwtKey {
     }
 }
 
+/// Where signing keys are fetched from: a JSON Web Key Set (RFC 7517), as
+/// identity providers (Keycloak, Auth0, …) publish them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// An `http://` or `https://` URL (validated at start-up).
+    pub url: String,
+    /// Fetched again this often, whatever happens.
+    pub refresh: Duration,
+    /// A token with a key id the set lacks fetches the set again, at most
+    /// once per this interval (a storm of made-up ids costs one fetch).
+    pub min_refresh: Duration,
+    /// PEM file of the CA certificates an `https://` URL is checked
+    /// against instead of the Mozilla roots (a provider with a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl JwksSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            refresh: Duration::from_secs(300),
+            min_refresh: Duration::from_secs(10),
+            ca_file: None,
+        }
+    }
+}
+
+/// JWT verification: a static key, a key set fetched from a URL, or both;
+/// the claims checks are the same for either.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JwtSettings {
-    pub key: JwtKey,
+    /// `ORDER_JWT_HS256_SECRET` or `ORDER_JWT_RS256_PUBLIC_KEY`.
+    pub key: Option<JwtKey>,
+    /// `ORDER_JWT_JWKS_URL`.
+    pub jwks: Option<JwksSettings>,
     /// Claim holding the role (a name or an array of names); a dotted path
     /// walks nested objects (`realm_access.roles`).
     pub role_claim: String,
@@ -111,8 +145,18 @@ pub struct JwtSettings {
 
 impl JwtSettings {
     pub fn hs256(secret: &[u8]) -> Self {
+        Self::with(Some(JwtKey::Hs256(secret.to_vec())), None)
+    }
+
+    /// Keys from a JWKS URL only (the refresh intervals at their defaults).
+    pub fn jwks(url: impl Into<String>) -> Self {
+        Self::with(None, Some(JwksSettings::new(url)))
+    }
+
+    fn with(key: Option<JwtKey>, jwks: Option<JwksSettings>) -> Self {
         Self {
-            key: JwtKey::Hs256(secret.to_vec()),
+            key,
+            jwks,
             role_claim: "role".into(),
             issuer: None,
             audience: None,
@@ -243,10 +287,20 @@ pub(super) fn parse_auth(p: &Parser<'_>) -> Result<AuthSettings, ConfigError> {
         (None, Some(raw)) => Some(JwtKey::Rs256(parse_rsa_public_key(raw)?)),
         (None, None) => None,
     };
-    let jwt = match key {
+    let jwks = match p.get("jwt_jwks_url") {
         None => None,
-        Some(key) => Some(JwtSettings {
+        Some(raw) => Some(JwksSettings {
+            url: parse_jwks_url(raw)?,
+            refresh: Duration::from_secs(p.int("jwt_jwks_refresh_secs", 1, 86_400)?),
+            min_refresh: Duration::from_secs(p.int("jwt_jwks_min_refresh_secs", 1, 3_600)?),
+            ca_file: p.get("jwt_jwks_ca_file").map(parse_ca_file).transpose()?,
+        }),
+    };
+    let jwt = match (key, jwks) {
+        (None, None) => None,
+        (key, jwks) => Some(JwtSettings {
             key,
+            jwks,
             role_claim: p.required("jwt_role_claim")?.value.trim().to_owned(),
             issuer: p.get("jwt_issuer").map(|r| r.value.trim().to_owned()),
             audience: p.get("jwt_audience").map(|r| r.value.trim().to_owned()),
@@ -260,6 +314,36 @@ pub(super) fn parse_auth(p: &Parser<'_>) -> Result<AuthSettings, ConfigError> {
         replay_rate_per_sec: p.int("replay_rate_per_sec", 1, 100_000)? as u32,
         replay_burst: p.int("replay_burst", 1, 100_000)? as u32,
     })
+}
+
+/// An absolute `http://` or `https://` URL with a host and no user info
+/// (the URL is logged; credentials do not belong in it).
+fn parse_jwks_url(raw: &Raw) -> Result<String, ConfigError> {
+    let value = raw.value.trim();
+    let bad = |why: &str| ConfigError::new(format!("{}: {why}: {value:?}", raw.source));
+    let uri: hyper::Uri = value.parse().map_err(|_| bad("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("expected an https:// (or http://) URL"));
+    }
+    let authority = uri.authority().ok_or_else(|| bad("the URL has no host"))?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return Err(bad("expected a host without user info"));
+    }
+    Ok(value.to_owned())
+}
+
+/// A readable PEM file of certificates, at least one.
+fn parse_ca_file(raw: &Raw) -> Result<PathBuf, ConfigError> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let path = raw.value.trim();
+    let bad = |why: String| ConfigError::new(format!("{}: {path:?} {why}", raw.source));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if !certs.is_empty() => Ok(PathBuf::from(path)),
+        Ok(_) => Err(bad("holds no PEM certificate".into())),
+        Err(e) => Err(bad(format!("is not a PEM file: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -290,5 +374,67 @@ mod tests {
         assert_eq!(c.auth.jwt, None);
         assert_eq!((c.auth.replay_rate_per_sec, c.auth.replay_burst), (10, 20));
         assert!(!c.auth.metrics_auth && !c.auth.disabled);
+    }
+
+    #[test]
+    fn a_jwks_url_counts_as_credentials_alone_or_beside_a_static_key() {
+        let url = ("ORDER_JWT_JWKS_URL", "https://idp.example/realms/r/certs");
+        let c = Config::from_env(&env(&[("ORDER_KAFKA_BROKERS", "k:9092"), url])).unwrap();
+        assert_eq!(c.auth_posture(), Ok(AuthPosture::Enforced));
+        let jwt = c.auth.jwt.unwrap();
+        assert_eq!(jwt.key, None);
+        assert_eq!(
+            jwt.jwks,
+            Some(JwksSettings {
+                url: url.1.into(),
+                refresh: Duration::from_secs(300),
+                min_refresh: Duration::from_secs(10),
+                ca_file: None,
+            })
+        );
+        let secret = (
+            "ORDER_JWT_HS256_SECRET",
+            "an-hs256-secret-of-at-least-32-bytes",
+        );
+        let c = Config::from_env(&env(&[
+            url,
+            secret,
+            ("ORDER_JWT_JWKS_REFRESH_SECS", "60"),
+            ("ORDER_JWT_JWKS_MIN_REFRESH_SECS", "2"),
+        ]))
+        .unwrap();
+        let jwt = c.auth.jwt.unwrap();
+        assert!(matches!(jwt.key, Some(JwtKey::Hs256(_))));
+        let jwks = jwt.jwks.unwrap();
+        assert_eq!(
+            (jwks.refresh, jwks.min_refresh),
+            (Duration::from_secs(60), Duration::from_secs(2))
+        );
+        for bad in [
+            "idp.example/certs",
+            "ftp://idp.example/certs",
+            "https://user:pw@idp.example/certs",
+            "/certs",
+        ] {
+            let e = Config::from_env(&env(&[("ORDER_JWT_JWKS_URL", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("ORDER_JWT_JWKS_URL"), "{bad}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "no certificate here").unwrap();
+        for (file, expect) in [
+            (not_pem.to_str().unwrap(), "holds no PEM certificate"),
+            ("/nonexistent/ca.pem", "cannot be read"),
+        ] {
+            let e = Config::from_env(&env(&[url, ("ORDER_JWT_JWKS_CA_FILE", file)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("ORDER_JWT_JWKS_CA_FILE") && e.contains(expect),
+                "{e}"
+            );
+        }
     }
 }

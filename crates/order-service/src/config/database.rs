@@ -6,6 +6,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use order_store_mysql::{Tls, TlsMode};
+
 use super::layers::{Parser, Raw};
 use super::ConfigError;
 
@@ -80,6 +82,7 @@ pub struct MongoSettings {
 /// The write-side database and the files of the embedded read model and bus.
 pub(super) struct Storage {
     pub(super) database: DatabaseTarget,
+    pub(super) database_tls: Option<Tls>,
     pub(super) read_model_path: PathBuf,
     pub(super) bus_path: PathBuf,
 }
@@ -123,11 +126,60 @@ pub(super) fn parse_storage(p: &Parser<'_>) -> Result<Storage, ConfigError> {
             }
         }
     }
+    let database_tls = parse_tls(p, &database)?;
     Ok(Storage {
         database,
+        database_tls,
         read_model_path,
         bus_path,
     })
+}
+
+/// `ORDER_DATABASE_SSL_MODE` and `ORDER_DATABASE_SSL_CA` (MySQL only). A CA
+/// file without a mode means `verify-ca`: whoever names a CA wants it
+/// checked.
+fn parse_tls(p: &Parser<'_>, database: &DatabaseTarget) -> Result<Option<Tls>, ConfigError> {
+    let mode_raw = p.get("database_ssl_mode");
+    let ca_raw = p.get("database_ssl_ca");
+    if mode_raw.is_none() && ca_raw.is_none() {
+        return Ok(None);
+    }
+    if let DatabaseTarget::Sqlite(_) = database {
+        let source = mode_raw.or(ca_raw).map_or("", |r| r.source.as_str());
+        return Err(ConfigError::new(format!(
+            "{source} applies to MySQL only; ORDER_DATABASE_URL names a SQLite file"
+        )));
+    }
+    let mode = match mode_raw {
+        Some(raw) => TlsMode::parse(&raw.value).ok_or_else(|| {
+            ConfigError::new(format!(
+                "{}: invalid value {:?}: expected disabled, preferred, required, verify-ca or \
+                 verify-identity",
+                raw.source, raw.value
+            ))
+        })?,
+        None => TlsMode::VerifyCa,
+    };
+    let ca_file = match ca_raw {
+        None => None,
+        Some(raw) => {
+            let path = PathBuf::from(raw.value.trim());
+            if !path.is_file() {
+                return Err(ConfigError::new(format!(
+                    "{}: no such file {:?}",
+                    raw.source, raw.value
+                )));
+            }
+            if mode == TlsMode::Disabled {
+                return Err(ConfigError::new(format!(
+                    "{} is set but ORDER_DATABASE_SSL_MODE is disabled",
+                    raw.source
+                )));
+            }
+            Some(path)
+        }
+    };
+    Ok(Some(Tls { mode, ca_file }))
 }
 
 pub(super) fn parse_mongo(p: &Parser<'_>) -> Result<Option<MongoSettings>, ConfigError> {
@@ -204,6 +256,54 @@ mod tests {
     use super::super::test_support::{env, err};
     use super::super::Config;
     use super::*;
+
+    #[test]
+    fn mysql_tls_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let ca_s = ca.to_string_lossy().into_owned();
+        let url = ("ORDER_DATABASE_URL", "mysql://root@db/orders");
+        let c = Config::from_env(&env(&[url])).unwrap();
+        assert_eq!(c.database_tls, None, "unset: as the URL says");
+        let c = Config::from_env(&env(&[url, ("ORDER_DATABASE_SSL_CA", &ca_s)])).unwrap();
+        assert_eq!(
+            c.database_tls,
+            Some(Tls {
+                mode: TlsMode::VerifyCa,
+                ca_file: Some(ca.clone())
+            }),
+            "a CA alone means verify-ca"
+        );
+        let c =
+            Config::from_env(&env(&[url, ("ORDER_DATABASE_SSL_MODE", "VERIFY_IDENTITY")])).unwrap();
+        assert_eq!(
+            c.database_tls.map(|t| t.mode),
+            Some(TlsMode::VerifyIdentity)
+        );
+        for (pairs, expect) in [
+            (
+                vec![url, ("ORDER_DATABASE_SSL_MODE", "strict")],
+                "expected disabled",
+            ),
+            (
+                vec![url, ("ORDER_DATABASE_SSL_CA", "/nonexistent.pem")],
+                "no such file",
+            ),
+            (
+                vec![
+                    url,
+                    ("ORDER_DATABASE_SSL_MODE", "disabled"),
+                    ("ORDER_DATABASE_SSL_CA", &ca_s),
+                ],
+                "is disabled",
+            ),
+            (vec![("ORDER_DATABASE_SSL_MODE", "required")], "MySQL only"),
+        ] {
+            let e = err(&pairs);
+            assert!(e.contains(expect), "{pairs:?}: {e}");
+        }
+    }
 
     #[test]
     fn a_mysql_url_selects_mysql_and_never_shows_its_password() {

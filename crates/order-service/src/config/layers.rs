@@ -26,6 +26,17 @@ pub(super) const KEYS: &[&str] = &[
     "kafka_partitions",
     "kafka_dlq_partitions",
     "kafka_max_poll_interval_ms",
+    "kafka_replication_factor",
+    "kafka_min_insync_replicas",
+    "kafka_compression",
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+    "dlq_topic_naming",
+    "database_ssl_mode",
+    "database_ssl_ca",
     "publish_timeout_ms",
     "mongodb_uri",
     "mongodb_database",
@@ -54,6 +65,10 @@ pub(super) const KEYS: &[&str] = &[
     "admin_api_key",
     "jwt_hs256_secret",
     "jwt_rs256_public_key",
+    "jwt_jwks_url",
+    "jwt_jwks_refresh_secs",
+    "jwt_jwks_min_refresh_secs",
+    "jwt_jwks_ca_file",
     "jwt_role_claim",
     "jwt_issuer",
     "jwt_audience",
@@ -85,29 +100,73 @@ pub(super) fn env_name(key: &str) -> String {
     format!("ORDER_{}", key.to_ascii_uppercase())
 }
 
-/// Reads a TOML document into a layer of raw strings; unknown keys and
-/// non-scalar values are errors.
-fn toml_layer(text: &str, origin: &str) -> Result<Layer, ConfigError> {
+/// Pass-through librdkafka properties by name (`ssl.ca.location`…).
+pub(super) type Properties = BTreeMap<String, Raw>;
+
+/// The table of a config file holding librdkafka properties.
+pub(super) const KAFKA_PROPERTIES_TABLE: &str = "kafka_properties";
+
+/// Prefix of the variables holding librdkafka properties:
+/// `ORDER_KAFKA_PROPERTY_SSL_CA_LOCATION` sets `ssl.ca.location`.
+pub(super) const KAFKA_PROPERTY_PREFIX: &str = "ORDER_KAFKA_PROPERTY_";
+
+/// Everything the layers gave: the known keys, and the pass-through
+/// Kafka client properties.
+pub(super) struct Sources {
+    pub(super) values: Layer,
+    pub(super) kafka_properties: Properties,
+}
+
+fn scalar(v: toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads a TOML document into raw strings; unknown keys and non-scalar
+/// values are errors, but for the `[kafka_properties]` table.
+fn toml_layer(text: &str, origin: &str) -> Result<Sources, ConfigError> {
     let table: toml::Table = toml::from_str(text)
         .map_err(|e| ConfigError::new(format!("{origin}: not valid TOML: {}", e.message())))?;
     let mut layer = Layer::new();
+    let mut kafka_properties = Properties::new();
     for (k, v) in table {
+        if k == KAFKA_PROPERTIES_TABLE {
+            let toml::Value::Table(props) = v else {
+                return Err(ConfigError::new(format!(
+                    "{origin}: `{KAFKA_PROPERTIES_TABLE}` must be a table of librdkafka properties"
+                )));
+            };
+            for (name, value) in props {
+                let Some(value) = scalar(value) else {
+                    return Err(ConfigError::new(format!(
+                        "{origin}: `{KAFKA_PROPERTIES_TABLE}.{name}` must be a string, integer or boolean"
+                    )));
+                };
+                kafka_properties.insert(
+                    name.clone(),
+                    Raw {
+                        value,
+                        source: format!("`{KAFKA_PROPERTIES_TABLE}.{name}` in {origin}"),
+                    },
+                );
+            }
+            continue;
+        }
         let Some(key) = KEYS.iter().copied().find(|known| *known == k) else {
             return Err(ConfigError::new(format!(
                 "{origin}: unknown key `{k}` (known keys: {})",
                 KEYS.join(", ")
             )));
         };
-        let value = match v {
-            toml::Value::String(s) => s,
-            toml::Value::Integer(i) => i.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
-            toml::Value::Float(f) => f.to_string(),
-            _ => {
-                return Err(ConfigError::new(format!(
-                    "{origin}: key `{k}` must be a string, integer or boolean"
-                )))
-            }
+        let Some(value) = scalar(v) else {
+            return Err(ConfigError::new(format!(
+                "{origin}: key `{k}` must be a string, integer or boolean"
+            )));
         };
         layer.insert(
             key,
@@ -117,10 +176,13 @@ fn toml_layer(text: &str, origin: &str) -> Result<Layer, ConfigError> {
             },
         );
     }
-    Ok(layer)
+    Ok(Sources {
+        values: layer,
+        kafka_properties,
+    })
 }
 
-fn env_layer(env: &HashMap<String, String>) -> Layer {
+fn env_layer(env: &HashMap<String, String>) -> Sources {
     let mut layer = Layer::new();
     for key in KEYS {
         let name = env_name(key);
@@ -137,19 +199,42 @@ fn env_layer(env: &HashMap<String, String>) -> Layer {
             }
         }
     }
-    layer
+    // ORDER_KAFKA_PROPERTY_SSL_CA_LOCATION → ssl.ca.location (librdkafka
+    // names are lower case with dots; none has an underscore).
+    let mut kafka_properties = Properties::new();
+    for (name, v) in env {
+        if let Some(rest) = name.strip_prefix(KAFKA_PROPERTY_PREFIX) {
+            if !rest.is_empty() && !v.trim().is_empty() {
+                kafka_properties.insert(
+                    rest.to_ascii_lowercase().replace('_', "."),
+                    Raw {
+                        value: v.trim().to_owned(),
+                        source: name.clone(),
+                    },
+                );
+            }
+        }
+    }
+    Sources {
+        values: layer,
+        kafka_properties,
+    }
 }
 
 /// The merged layers for `env` standing in for the environment.
-pub(super) fn merged(env: &HashMap<String, String>) -> Result<Layer, ConfigError> {
+pub(super) fn merged(env: &HashMap<String, String>) -> Result<Sources, ConfigError> {
     let mut merged = toml_layer(DEFAULTS_TOML, "the built-in defaults")?;
+    let mut add = |layer: Sources| {
+        merged.values.extend(layer.values);
+        merged.kafka_properties.extend(layer.kafka_properties);
+    };
     if let Some(path) = env.get(CONFIG_FILE_VAR).filter(|p| !p.trim().is_empty()) {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(format!("{CONFIG_FILE_VAR}: cannot read {path:?}: {e}"))
         })?;
-        merged.extend(toml_layer(&text, path)?);
+        add(toml_layer(&text, path)?);
     }
-    merged.extend(env_layer(env));
+    add(env_layer(env));
     Ok(merged)
 }
 

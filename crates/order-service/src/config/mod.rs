@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::auth::{
-    sha256, ApiKey, AuthPosture, AuthSettings, JwtKey, JwtSettings, MIN_API_KEY_LEN,
+    sha256, ApiKey, AuthPosture, AuthSettings, JwksSettings, JwtKey, JwtSettings, MIN_API_KEY_LEN,
 };
 pub use self::database::{DatabaseTarget, MongoSettings, SecretUrl};
-pub use self::kafka::KafkaSettings;
-use self::layers::{Layer, Parser};
+pub use self::kafka::{KafkaProperties, KafkaSettings};
+use self::layers::{Parser, Sources};
 pub use self::layers::{CONFIG_FILE_VAR, DEFAULTS_TOML};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +48,8 @@ pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
     pub database: DatabaseTarget,
+    /// TLS to MySQL (`None`: as the URL says).
+    pub database_tls: Option<order_store_mysql::Tls>,
     /// SQLite read model file (used when `mongo` is `None`).
     pub read_model_path: PathBuf,
     /// Embedded bus file (used when `kafka` is `None`).
@@ -111,7 +113,7 @@ impl Config {
 
     /// Loads with `env` standing in for the environment (tests).
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        Self::from_layer(&layers::merged(env)?)
+        Self::from_sources(&layers::merged(env)?)
     }
 
     /// The built-in defaults only.
@@ -134,10 +136,10 @@ impl Config {
         Ok(c)
     }
 
-    fn from_layer(l: &Layer) -> Result<Self, ConfigError> {
-        let p = Parser(l);
+    fn from_sources(s: &Sources) -> Result<Self, ConfigError> {
+        let p = Parser(&s.values);
         let storage = database::parse_storage(&p)?;
-        let kafka = kafka::parse_kafka(&p)?;
+        let kafka = kafka::parse_kafka(&p, &s.kafka_properties)?;
         let mongo = database::parse_mongo(&p)?;
         let names = kafka::parse_names(&p)?;
 
@@ -173,6 +175,7 @@ impl Config {
             // the embedded bus.
             test_endpoints: p.bool("test_endpoints")?.unwrap_or(kafka.is_none()),
             database: storage.database,
+            database_tls: storage.database_tls,
             read_model_path: storage.read_model_path,
             bus_path: storage.bus_path,
             kafka,

@@ -2,7 +2,9 @@
 //!
 //! Credentials: an API key (`Authorization: Bearer <key>` or `X-API-Key`),
 //! held only as SHA-256 digests and compared in constant time, or a JWT
-//! bearer token (HS256 or RS256; `exp`, `nbf`, optional `iss`/`aud`). The
+//! bearer token (HS256 or RS256 with a configured key, RS256/PS256/ES256
+//! with the keys of a JWKS URL, see [`super::jwks`]; `exp`, `nbf`, optional
+//! `iss`/`aud`). The
 //! [`authorize`] middleware finds the route's minimum role in the
 //! [`AccessTable`] built with the routes (see `routes.rs`),
 //! answers 401 (no or invalid credentials, `WWW-Authenticate: Bearer`) or
@@ -28,6 +30,7 @@ use order_core::app::{Principal, Role};
 use serde_json::Value;
 
 use super::error::{problem_response, Problem};
+use super::jwks::{Jwks, KeyCheck, KeySet};
 pub use super::routes::Access;
 use super::routes::AccessTable;
 use crate::config::{sha256, ApiKey, AuthPosture, AuthSettings, JwtKey, JwtSettings};
@@ -42,19 +45,32 @@ pub struct Auth {
     posture: AuthPosture,
     keys: Vec<ApiKey>,
     jwt: Option<JwtSettings>,
+    /// The key set of `ORDER_JWT_JWKS_URL`, when configured.
+    jwks: Option<Arc<Jwks>>,
     metrics_auth: bool,
     limiter: RateLimiter,
 }
 
 impl Auth {
-    pub fn new(settings: &AuthSettings, posture: AuthPosture) -> Self {
-        Self {
+    /// The authenticator; a configured JWKS is not fetched until
+    /// [`Jwks::spawn_refresher`] runs (see [`Auth::jwks`]).
+    pub fn new(settings: &AuthSettings, posture: AuthPosture) -> Result<Self, String> {
+        let jwks = match settings.jwt.as_ref().and_then(|j| j.jwks.as_ref()) {
+            Some(s) => Some(Arc::new(Jwks::new(s)?)),
+            None => None,
+        };
+        Ok(Self {
             posture,
             keys: settings.api_keys.clone(),
             jwt: settings.jwt.clone(),
+            jwks,
             metrics_auth: settings.metrics_auth,
             limiter: RateLimiter::new(settings.replay_rate_per_sec, settings.replay_burst),
-        }
+        })
+    }
+
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
     }
 
     pub fn enforced(&self) -> bool {
@@ -62,13 +78,29 @@ impl Auth {
     }
 
     /// The principal for a request's headers; `Err` when credentials are
-    /// missing or invalid (the caller says no more than that).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
+    /// missing or invalid (the caller says no more than that). Waits only
+    /// for a token signed with a key id the key set lacks: then the set is
+    /// fetched again (rate-limited, shared by concurrent callers).
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Rejection> {
         let credential = credential(headers)?;
         // Shaped like a JWT: tried as one first (an API key may contain dots).
         if let Some(jwt) = &self.jwt {
             if credential.bytes().filter(|b| *b == b'.').count() == 2 {
-                if let Some(p) = verify_jwt(jwt, &credential, chrono::Utc::now().timestamp()) {
+                let verify = || {
+                    let keys = self.jwks.as_ref().map(|j| j.keys());
+                    verify_jwt(
+                        jwt,
+                        keys.as_deref(),
+                        &credential,
+                        chrono::Utc::now().timestamp(),
+                    )
+                };
+                let mut verdict = verify();
+                if let (Verdict::UnknownKey, Some(jwks)) = (&verdict, &self.jwks) {
+                    jwks.refresh().await;
+                    verdict = verify();
+                }
+                if let Verdict::Valid(p) = verdict {
                     return Ok(p);
                 }
             }
@@ -127,38 +159,85 @@ fn b64url(part: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Verifies a compact JWS and reads its principal; `None` for anything
-/// wrong (signature, algorithm, time window, issuer, audience, role).
-pub fn verify_jwt(settings: &JwtSettings, token: &str, now: i64) -> Option<Principal> {
+/// What checking a bearer token found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid(Principal),
+    /// Signed with a key id the fetched key set does not have (yet).
+    UnknownKey,
+    Invalid,
+}
+
+/// Verifies a compact JWS against the static key and the fetched key set
+/// (`jwks`, when one is configured) and reads its principal. Anything wrong
+/// (signature, algorithm, time window, issuer, audience, role) is
+/// [`Verdict::Invalid`], without saying which.
+pub fn verify_jwt(settings: &JwtSettings, jwks: Option<&KeySet>, token: &str, now: i64) -> Verdict {
     let mut parts = token.split('.');
-    let (h, c, s) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    let header: Value = serde_json::from_slice(&b64url(h)?).ok()?;
-    let signature = b64url(s)?;
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Verdict::Invalid;
+    };
+    let header: Option<Value> = b64url(h).and_then(|h| serde_json::from_slice(&h).ok());
+    let (Some(header), Some(signature)) = (header, b64url(s)) else {
+        return Verdict::Invalid;
+    };
+    let (Some(alg), kid) = (header["alg"].as_str(), header.get("kid")) else {
+        return Verdict::Invalid;
+    };
+    let kid = match kid.map(Value::as_str) {
+        None => None,
+        Some(Some(kid)) => Some(kid),
+        Some(None) => return Verdict::Invalid,
+    };
     let signed = &token.as_bytes()[..h.len() + 1 + c.len()];
-    // The algorithm is the configured one, never the token's choice.
-    match &settings.key {
+    // The algorithm is the key's, never the token's choice.
+    let mut verified = settings
+        .key
+        .as_ref()
+        .is_some_and(|key| static_key_verifies(key, alg, signed, &signature));
+    if let (false, Some(set)) = (verified, jwks) {
+        match set.check(kid, alg, signed, &signature) {
+            KeyCheck::Verified => verified = true,
+            KeyCheck::UnknownKey => return Verdict::UnknownKey,
+            KeyCheck::Refused => {}
+        }
+    }
+    if !verified {
+        return Verdict::Invalid;
+    }
+    match principal(settings, c, now) {
+        Some(p) => Verdict::Valid(p),
+        None => Verdict::Invalid,
+    }
+}
+
+fn static_key_verifies(key: &JwtKey, alg: &str, signed: &[u8], signature: &[u8]) -> bool {
+    match key {
         JwtKey::Hs256(secret) => {
-            if header["alg"] != "HS256" {
-                return None;
-            }
-            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
-            ring::hmac::verify(&key, signed, &signature).ok()?;
+            alg == "HS256"
+                && ring::hmac::verify(
+                    &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+                    signed,
+                    signature,
+                )
+                .is_ok()
         }
         JwtKey::Rs256(der) => {
-            if header["alg"] != "RS256" {
-                return None;
-            }
-            ring::signature::UnparsedPublicKey::new(
-                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                der,
-            )
-            .verify(signed, &signature)
-            .ok()?;
+            alg == "RS256"
+                && ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                    der,
+                )
+                .verify(signed, signature)
+                .is_ok()
         }
     }
+}
+
+/// The principal of a token whose signature holds, if its claims pass.
+fn principal(settings: &JwtSettings, c: &str, now: i64) -> Option<Principal> {
     let claims: Value = serde_json::from_slice(&b64url(c)?).ok()?;
     // NumericDate: seconds, possibly fractional.
     let seconds = |v: &Value| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64));
@@ -324,7 +403,7 @@ pub async fn authorize(State(guard): State<Guard>, mut req: Request, next: Next)
         Access::Role(r) => (r, false),
         Access::Limited(r) => (r, true),
     };
-    let principal = match auth.authenticate(req.headers()) {
+    let principal = match auth.authenticate(req.headers()).await {
         Ok(p) => p,
         Err(why) => {
             tracing::info!(?why, "request rejected: credentials missing or invalid");

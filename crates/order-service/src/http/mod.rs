@@ -11,6 +11,7 @@ pub mod dashboard;
 pub mod dlq;
 pub mod error;
 pub mod extract;
+pub mod jwks;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
@@ -95,6 +96,18 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         .get("/actuator/health", Access::Open, ops::health)
         .get("/health/live", Access::Open, ops::live)
         .get("/health/ready", Access::Open, ops::ready)
+        // Spring Boot's probe paths, as Kubernetes manifests written for
+        // Spring services name them.
+        .get(
+            "/actuator/health/liveness",
+            Access::Open,
+            ops::actuator_liveness,
+        )
+        .get(
+            "/actuator/health/readiness",
+            Access::Open,
+            ops::actuator_readiness,
+        )
         .get("/metrics", Access::Metrics, ops::metrics)
         .get("/v3/api-docs", Access::Open, ops::api_docs)
         .get("/swagger-ui", Access::Open, ops::swagger_ui)

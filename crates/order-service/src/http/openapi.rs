@@ -84,6 +84,8 @@ the types they serialize.";
         ops::health,
         ops::live,
         ops::ready,
+        ops::actuator_liveness,
+        ops::actuator_readiness,
         ops::metrics,
         ops::api_docs,
         ops::swagger_ui,
@@ -246,7 +248,9 @@ impl Modify for Conventions {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API key (ORDER_API_KEYS, ORDER_API_KEYS_FILE, ORDER_ADMIN_API_KEY) \
-                         or a JWT (role in ORDER_JWT_ROLE_CLAIM). Roles: viewer < operator < admin.",
+                         or a JWT (HS256/RS256 with a configured key, or RS256/PS256/ES256 with \
+                         the keys of ORDER_JWT_JWKS_URL; role in ORDER_JWT_ROLE_CLAIM). Roles: \
+                         viewer < operator < admin.",
                     ))
                     .build(),
             ),

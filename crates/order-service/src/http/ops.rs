@@ -12,10 +12,12 @@ use order_core::app::{Auditor, Metrics, Projector, RebuildReport};
 use serde::Serialize;
 use serde_json::json;
 
+use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::PathParam;
 use crate::health::{age_secs, Health, Status};
 use crate::startup::AppState;
+
 const SWAGGER_BUNDLE: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
 const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
 const SWAGGER_LICENSE: &[u8] = include_bytes!("../../assets/swagger-ui/LICENSE");
@@ -211,6 +213,36 @@ pub async fn ready(State(health): State<Health>) -> Response {
 
 #[utoipa::path(
     get,
+    path = "/actuator/health/liveness",
+    operation_id = "actuatorLiveness",
+    tag = "ops",
+    summary = "Liveness (Spring Boot probe path)",
+    responses((status = 200, description = "Always UP while the process serves.", body = SimpleStatus)),
+)]
+/// `/health/live` under the path Kubernetes manifests written for Spring
+/// services use.
+pub async fn actuator_liveness() -> Json<SimpleStatus> {
+    live().await
+}
+
+#[utoipa::path(
+    get,
+    path = "/actuator/health/readiness",
+    operation_id = "actuatorReadiness",
+    tag = "ops",
+    summary = "Readiness (Spring Boot probe path)",
+    responses(
+        (status = 200, description = "The database answers.", body = SimpleStatus),
+        (status = 503, description = "The database does not answer.", body = SimpleStatus),
+    ),
+)]
+/// `/health/ready` under Spring Boot's probe path.
+pub async fn actuator_readiness(health: State<Health>) -> Response {
+    ready(health).await
+}
+
+#[utoipa::path(
+    get,
     path = "/metrics",
     operation_id = "metrics",
     tag = "ops",
@@ -227,8 +259,12 @@ pub async fn ready(State(health): State<Health>) -> Response {
 pub async fn metrics(
     State(health): State<Health>,
     State(metrics): State<Arc<Metrics>>,
+    State(auth): State<Arc<Auth>>,
 ) -> Response {
-    let text = metrics.render(&health.gauges().await);
+    let mut text = metrics.render(&health.gauges().await);
+    if let Some(jwks) = auth.jwks() {
+        jwks.render_metrics(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use order_bus_kafka::{KafkaBus, KafkaConfig};
+use order_bus_kafka::{Access, KafkaBus, KafkaConfig};
 use order_core::ports::StoreError;
 use order_core::ports::{
     AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
@@ -70,7 +70,8 @@ async fn open_mysql_store(config: &Config, url: &SecretUrl) -> Result<MySqlStore
         MySqlConfig::new(url.expose())
             .with_max_connections(config.mysql_pool_size)
             // A command waits no longer for a connection than it may take.
-            .with_acquire_timeout(config.command_timeout),
+            .with_acquire_timeout(config.command_timeout)
+            .with_tls(config.database_tls.clone()),
     )
     .await
     .map_err(|e| StartupError::Open {
@@ -152,17 +153,40 @@ pub(super) async fn open_bus(config: &Config) -> Result<Arc<dyn EventBus>, Start
                 dlq_topic: config.topic_dlq.clone(),
                 partitions: k.partitions,
                 dlq_partitions: k.dlq_partitions,
+                replication_factor: k.replication_factor.unwrap_or(-1),
+                min_insync_replicas: k.min_insync_replicas,
+                compression: k.compression.clone(),
                 max_poll_interval: k.max_poll_interval,
+                extra: k.properties.0.clone(),
                 ..KafkaConfig::new(k.brokers.clone())
             };
+            let admin_timeout = cfg.admin_timeout;
             let bus = KafkaBus::connect(cfg)
                 .await
                 .map_err(|e| StartupError::Bus(e.to_string()))?;
             // A broker that is down at start is not fatal: commands still
             // work and the relay parks what it cannot publish; topics are
-            // also created on first use.
-            if let Err(e) = bus.ensure_topics().await {
-                tracing::warn!(error = %e, "could not create the Kafka topics at start-up; will retry on first use");
+            // also created on first use. A cluster that refuses our login
+            // or certificate is: waiting will not fix the configuration.
+            match bus.probe_access(admin_timeout).await {
+                Access::Refused(why) => {
+                    return Err(StartupError::Bus(format!(
+                        "Kafka at {} refused the connection: {why} (check \
+                         ORDER_KAFKA_SECURITY_PROTOCOL, ORDER_KAFKA_SASL_* and \
+                         ORDER_KAFKA_SSL_CA_LOCATION)",
+                        k.brokers
+                    )))
+                }
+                Access::NoAnswer(why) => tracing::warn!(
+                    brokers = %k.brokers,
+                    error = %why,
+                    "no Kafka broker answered at start-up; events wait in the outbox"
+                ),
+                Access::Granted => {
+                    if let Err(e) = bus.ensure_topics().await {
+                        tracing::warn!(error = %e, "could not create the Kafka topics at start-up; will retry on first use");
+                    }
+                }
             }
             Ok(Arc::new(bus))
         }

@@ -62,7 +62,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
     // Before anything is opened: a deployment without credentials stops here.
     let posture = config.auth_posture()?;
     announce(&config, posture);
-    let auth = Arc::new(Auth::new(&config.auth, posture));
+    let auth = Arc::new(Auth::new(&config.auth, posture).map_err(StartupError::Other)?);
     let backends = open_backends(&config).await?;
     let (event_store, outbox, dlq_store, read_model) = (
         backends.event_store,
@@ -111,6 +111,11 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         .start(&config, &shared.raw_bus, backends.lock)
         .await?;
 
+    if let Some(jwks) = auth.jwks() {
+        // In the background: start-up does not wait for the identity
+        // provider (tokens get 401 until its keys are there).
+        jwks.spawn_refresher();
+    }
     let state = AppState::new(Services {
         config,
         orders: Arc::new(Orders {
@@ -143,6 +148,12 @@ fn announce(config: &Config, posture: AuthPosture) {
         AuthPosture::Enforced => tracing::info!(
             api_keys = config.auth.api_keys.len(),
             jwt = config.auth.jwt.is_some(),
+            jwks_url = config
+                .auth
+                .jwt
+                .as_ref()
+                .and_then(|j| j.jwks.as_ref())
+                .map(|j| j.url.as_str()),
             "authentication on"
         ),
         AuthPosture::Disabled => tracing::warn!(

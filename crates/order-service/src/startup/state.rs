@@ -103,4 +103,5 @@ sub_state! {
     Arc<Projector> => projector,
     BusSwitch => bus_switch,
     Arc<Metrics> => metrics,
+    Arc<Auth> => auth,
 }

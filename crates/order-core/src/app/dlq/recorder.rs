@@ -10,8 +10,9 @@ use tokio::sync::watch;
 
 use super::sequencing;
 use crate::app::metrics::Metrics;
-use crate::app::projector::{consume_loop, dlt_headers};
+use crate::app::projector::consume_loop;
 use crate::domain::{now, EventEnvelope};
+use crate::ports::dlt;
 use crate::ports::{Delivery, DlqSource, DlqStore, NewDlqRecord, StoreError, Subscription};
 
 /// Records DLQ-topic messages as DLQ records (source CONSUMER), deduplicated
@@ -32,7 +33,7 @@ impl DlqRecorder {
     }
 
     pub fn to_record(&self, d: &Delivery) -> NewDlqRecord {
-        use dlt_headers as h;
+        use dlt as h;
         let reason = d
             .header(h::EXCEPTION_MESSAGE)
             .unwrap_or("no failure reason given")

@@ -22,19 +22,6 @@ use crate::ports::{
     BusMessage, Delivery, EventBus, EventStore, ReadModel, StoreError, StreamBound, Subscription,
 };
 
-/// Spring Kafka's dead-letter header names, so tools that know that
-/// convention read our DLQ topic. Values are UTF-8 text.
-pub mod dlt_headers {
-    pub const EXCEPTION_FQCN: &str = "kafka_dlt-exception-fqcn";
-    pub const EXCEPTION_MESSAGE: &str = "kafka_dlt-exception-message";
-    pub const ORIGINAL_TOPIC: &str = "kafka_dlt-original-topic";
-    pub const ORIGINAL_PARTITION: &str = "kafka_dlt-original-partition";
-    pub const ORIGINAL_OFFSET: &str = "kafka_dlt-original-offset";
-    pub const ORIGINAL_CONSUMER_GROUP: &str = "kafka_dlt-original-consumer-group";
-    /// Not in Spring's set: when the consumer gave up (RFC 3339).
-    pub const FAILED_AT: &str = "kafka_dlt-failed-at";
-}
-
 #[derive(Clone, Debug)]
 pub struct ProjectorConfig {
     pub group: String,
@@ -316,18 +303,36 @@ impl Projector {
 }
 
 fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage {
-    use dlt_headers as h;
+    use crate::ports::dlt as h;
     let mut headers = d.headers.clone();
     headers.extend([
-        (
-            h::EXCEPTION_FQCN.to_owned(),
-            "order_service::ProjectionError".to_owned(),
-        ),
-        (h::EXCEPTION_MESSAGE.to_owned(), reason.to_owned()),
         (h::ORIGINAL_TOPIC.to_owned(), d.topic.clone()),
         (h::ORIGINAL_PARTITION.to_owned(), d.partition.to_string()),
         (h::ORIGINAL_OFFSET.to_owned(), d.offset.to_string()),
+    ]);
+    if let Some(at) = d.timestamp {
+        headers.extend([
+            (
+                h::ORIGINAL_TIMESTAMP.to_owned(),
+                at.timestamp_millis().to_string(),
+            ),
+            (
+                h::ORIGINAL_TIMESTAMP_TYPE.to_owned(),
+                "CreateTime".to_owned(),
+            ),
+        ]);
+    }
+    headers.extend([
         (h::ORIGINAL_CONSUMER_GROUP.to_owned(), cfg.group.clone()),
+        (
+            h::EXCEPTION_FQCN.to_owned(),
+            h::PROJECTION_ERROR_FQCN.to_owned(),
+        ),
+        (h::EXCEPTION_MESSAGE.to_owned(), reason.to_owned()),
+        (
+            h::EXCEPTION_STACKTRACE.to_owned(),
+            h::stacktrace(h::PROJECTION_ERROR_FQCN, reason),
+        ),
         (h::FAILED_AT.to_owned(), now().to_rfc3339()),
     ]);
     BusMessage {
