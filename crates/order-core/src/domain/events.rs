@@ -225,19 +225,28 @@ fn decimal_from_json(v: &Value) -> Result<Decimal, String> {
 /// The envelope every event travels in: stored, put in the outbox, published
 /// as the Kafka message value, and kept as `originalEvent` in the DLQ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope {
     pub event_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "OrderCreated"))]
     pub event_type: String,
     pub aggregate_id: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Order"))]
     pub aggregate_type: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub schema_version: u32,
     pub occurred_on: DateTime<Utc>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub correlation_id: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub causation_id: Option<String>,
+    /// The event's own fields (its `eventType` and `schemaVersion` say which).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Value,
 }
 
