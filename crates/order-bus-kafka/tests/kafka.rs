@@ -205,3 +205,136 @@ async fn check_describes_the_broker() {
     let desc = bus.check(Duration::from_secs(10)).await.expect("check");
     assert!(desc.contains("1 broker(s)"), "{desc}");
 }
+
+/// A raw consumer of `topic` from the beginning (reads bytes as they are on
+/// the wire, as a Java consumer would).
+fn raw_consumer(brokers: &str, topic: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique_name("raw"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("raw consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
+fn raw_headers(m: &rdkafka::message::BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    use rdkafka::message::{Headers, Message};
+    m.headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_headers_travel_as_spring_kafka_writes_and_reads_them() {
+    use order_core::ports::dlt;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let brokers = common::brokers();
+    let bus = KafkaBus::connect(common::test_config(&brokers))
+        .await
+        .expect("connect");
+    let topic = unique_name("order-events.DLT");
+
+    // Ours, written as text in the core, leave as Spring's bytes.
+    let mut ours = message(&topic, "order-1", 0);
+    ours.headers = vec![
+        (dlt::ORIGINAL_TOPIC.into(), "order-events".into()),
+        (dlt::ORIGINAL_PARTITION.into(), "2".into()),
+        (dlt::ORIGINAL_OFFSET.into(), "4711".into()),
+        (dlt::ORIGINAL_TIMESTAMP.into(), "1733400000123".into()),
+        (dlt::ORIGINAL_TIMESTAMP_TYPE.into(), "CreateTime".into()),
+        (
+            dlt::EXCEPTION_FQCN.into(),
+            dlt::PROJECTION_ERROR_FQCN.into(),
+        ),
+        (dlt::EXCEPTION_MESSAGE.into(), "no such order".into()),
+    ];
+    for r in bus.publish(std::slice::from_ref(&ours)).await {
+        r.expect("publish");
+    }
+    let consumer = raw_consumer(&brokers, &topic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let headers = loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            break raw_headers(&m.expect("message"));
+        }
+        assert!(Instant::now() < deadline, "our dead letter did not arrive");
+    };
+    let bytes = |name: &str| -> Vec<u8> {
+        headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+    };
+    // What Spring's DeadLetterPublishingRecoverer writes: ByteBuffer
+    // putInt(partition), putLong(offset), putLong(timestamp); text UTF-8.
+    assert_eq!(bytes(dlt::ORIGINAL_PARTITION), 2i32.to_be_bytes());
+    assert_eq!(bytes(dlt::ORIGINAL_OFFSET), 4711i64.to_be_bytes());
+    assert_eq!(
+        bytes(dlt::ORIGINAL_TIMESTAMP),
+        1_733_400_000_123i64.to_be_bytes()
+    );
+    assert_eq!(bytes(dlt::ORIGINAL_TOPIC), b"order-events");
+    assert_eq!(bytes(dlt::ORIGINAL_TIMESTAMP_TYPE), b"CreateTime");
+    assert_eq!(bytes(dlt::EXCEPTION_MESSAGE), b"no such order");
+
+    // Theirs, written by a Spring producer as bytes, read back as text.
+    let spring_topic = unique_name("spring.DLT");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    // Subscribing creates the topic; the subscription starts at its
+    // beginning.
+    let mut sub = bus
+        .subscribe(&unique_name("group"), &spring_topic)
+        .await
+        .expect("subscribe");
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: dlt::ORIGINAL_TOPIC,
+            value: Some("payments".as_bytes()),
+        })
+        .insert(Header {
+            key: dlt::ORIGINAL_PARTITION,
+            value: Some(&7i32.to_be_bytes()[..]),
+        })
+        .insert(Header {
+            key: dlt::ORIGINAL_OFFSET,
+            value: Some(&123_456_789i64.to_be_bytes()[..]),
+        })
+        .insert(Header {
+            key: dlt::EXCEPTION_FQCN,
+            value: Some("java.lang.IllegalStateException".as_bytes()),
+        });
+    producer
+        .send(
+            FutureRecord::to(&spring_topic)
+                .key("k")
+                .payload("{}")
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce as Spring would");
+    let got = poll_n(&mut sub, 1).await;
+    let d = &got[0];
+    assert_eq!(d.header(dlt::ORIGINAL_TOPIC), Some("payments"));
+    assert_eq!(d.header(dlt::ORIGINAL_PARTITION), Some("7"));
+    assert_eq!(d.header(dlt::ORIGINAL_OFFSET), Some("123456789"));
+    assert_eq!(
+        d.header(dlt::EXCEPTION_FQCN),
+        Some("java.lang.IllegalStateException")
+    );
+    assert!(d.timestamp.is_some(), "the record's timestamp is delivered");
+}
