@@ -771,89 +771,62 @@ pub async fn cancel(
     transition(&state, target, t).await
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/orders/{id}/prepare",
-    operation_id = "prepareOrder",
-    tag = "orders",
-    summary = "CONFIRMED → PREPARING",
-    params(
-        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
-            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
-    ),
-    responses(
-        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 409, response = super::openapi::Conflict),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
-    extensions(("x-required-role" = json!("operator"))),
-)]
-pub async fn prepare(
-    State(state): State<Arc<Orders>>,
-    target: Target,
-) -> Result<Response, ApiError> {
-    transition(&state, target, Transition::Prepare).await
+/// A handler for a transition that takes no body: the same parameters,
+/// answers and role, one `Transition`.
+macro_rules! bodyless_transition {
+    ($name:ident, $path:literal, $operation:literal, $summary:literal, $transition:expr) => {
+        #[utoipa::path(
+            put,
+            path = $path,
+            operation_id = $operation,
+            tag = "orders",
+            summary = $summary,
+            params(
+                ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+                ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+                    description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+            ),
+            responses(
+                (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+                (status = 400, response = super::openapi::BadRequest),
+                (status = 404, response = super::openapi::NotFound),
+                (status = 409, response = super::openapi::Conflict),
+                (status = 412, response = super::openapi::PreconditionFailed),
+                (status = 503, response = super::openapi::Unavailable),
+            ),
+            security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+            extensions(("x-required-role" = json!("operator"))),
+        )]
+        pub async fn $name(
+            State(state): State<Arc<Orders>>,
+            target: Target,
+        ) -> Result<Response, ApiError> {
+            transition(&state, target, $transition).await
+        }
+    };
 }
 
-#[utoipa::path(
-    put,
-    path = "/api/orders/{id}/ready",
-    operation_id = "readyOrder",
-    tag = "orders",
-    summary = "PREPARING → READY",
-    params(
-        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
-            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
-    ),
-    responses(
-        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 409, response = super::openapi::Conflict),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
-    extensions(("x-required-role" = json!("operator"))),
-)]
-pub async fn ready(State(state): State<Arc<Orders>>, target: Target) -> Result<Response, ApiError> {
-    transition(&state, target, Transition::MarkReady).await
-}
-
-#[utoipa::path(
-    put,
-    path = "/api/orders/{id}/deliver",
-    operation_id = "deliverOrder",
-    tag = "orders",
-    summary = "READY → DELIVERED",
-    params(
-        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
-        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
-            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
-    ),
-    responses(
-        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 409, response = super::openapi::Conflict),
-        (status = 412, response = super::openapi::PreconditionFailed),
-        (status = 503, response = super::openapi::Unavailable),
-    ),
-    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
-    extensions(("x-required-role" = json!("operator"))),
-)]
-pub async fn deliver(
-    State(state): State<Arc<Orders>>,
-    target: Target,
-) -> Result<Response, ApiError> {
-    transition(&state, target, Transition::Deliver).await
-}
+bodyless_transition!(
+    prepare,
+    "/api/orders/{id}/prepare",
+    "prepareOrder",
+    "CONFIRMED → PREPARING",
+    Transition::Prepare
+);
+bodyless_transition!(
+    ready,
+    "/api/orders/{id}/ready",
+    "readyOrder",
+    "PREPARING → READY",
+    Transition::MarkReady
+);
+bodyless_transition!(
+    deliver,
+    "/api/orders/{id}/deliver",
+    "deliverOrder",
+    "READY → DELIVERED",
+    Transition::Deliver
+);
 
 #[cfg(test)]
 mod tests {
