@@ -54,10 +54,7 @@ fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiErro
         ("target" = Option<String>, Query, max_length = 255, description = "Exact event id."),
         ("from" = Option<String>, Query, format = DateTime, description = "Entries at or after this instant (RFC 3339)."),
         ("to" = Option<String>, Query, format = DateTime, description = "Entries strictly before this instant (RFC 3339); not before from."),
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
-        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
-            description = "Keyset pagination: the nextCursor of the previous page of this listing (page is then only echoed back). Anything but a cursor this listing handed out answers 400."),
+        super::openapi::CursorQuery,
     ),
     responses(
         (status = 200, description = "A page of entries.", body = CursorPage<AuditEntry>),

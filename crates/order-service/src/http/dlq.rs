@@ -100,10 +100,7 @@ async fn records_page(
     summary = "PENDING records, newest failure first",
     description = "Newest failure first, then highest id. totalElements comes from the counts the store keeps (no COUNT over the records). Below operator, records come without originalEvent.",
     params(
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
-        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
-            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+        super::openapi::CursorQuery,
     ),
     responses(
         (status = 200, description = "A page of records.", body = CursorPage<order_core::ports::DlqRecord>),
@@ -353,10 +350,7 @@ fn job_id(PathParam(id): PathParam) -> Result<Uuid, ApiError> {
     tag = "dlq",
     summary = "Bulk replay jobs, newest first",
     params(
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
-        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
-            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+        super::openapi::CursorQuery,
     ),
     responses(
         (status = 200, description = "A page of jobs.", body = CursorPage<order_core::ports::ReplayJob>),
@@ -572,10 +566,7 @@ pub async fn skip(
     description = "Newest failure first, then highest id. totalElements comes from the counts the store keeps (no COUNT over the records). Below operator, records come without originalEvent.",
     params(
         ("status" = String, Path, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Rr][Ee][Pp][Ll][Aa][Yy][Ee][Dd]|[Ff][Aa][Ii][Ll][Ee][Dd]|[Ss][Kk][Ii][Pp][Pp][Ee][Dd])$", description = "PENDING, REPLAYED, FAILED or SKIPPED, case-insensitive."),
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
-        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
-            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+        super::openapi::CursorQuery,
     ),
     responses(
         (status = 200, description = "A page of records.", body = CursorPage<order_core::ports::DlqRecord>),

@@ -52,6 +52,36 @@ Roles are ordered viewer < operator < admin; an operation's security scopes and 
 This document is generated from the service's code (utoipa): the handlers' annotations and \
 the types they serialize.";
 
+/// `page` and `size` of a paged listing (documentation only: the handlers
+/// read them through `extract::Params`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageQuery {
+    /// Zero-based page number (default 0).
+    #[param(minimum = 0, maximum = 1000000)]
+    page: Option<u32>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    size: Option<u32>,
+}
+
+/// [`PageQuery`] and the keyset cursor of the listings that have one.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CursorQuery {
+    /// Zero-based page number (default 0).
+    #[param(minimum = 0, maximum = 1000000)]
+    page: Option<u32>,
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    size: Option<u32>,
+    /// Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400.
+    #[param(max_length = 200, pattern = r"^[A-Za-z0-9_-]*$")]
+    after: Option<String>,
+}
+
 /// The document: every operation of [`super::declared_routes`].
 #[derive(OpenApi)]
 #[openapi(

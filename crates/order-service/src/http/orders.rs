@@ -576,8 +576,7 @@ fn filter_value(params: &Params, name: &str) -> Result<Option<String>, ApiError>
         ("restaurantId" = Option<String>, Query, max_length = 200, description = "Exact restaurant id; empty means no filter."),
         ("status" = Option<String>, Query, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Ff][Ii][Rr][Mm][Ee][Dd]|[Pp][Rr][Ee][Pp][Aa][Rr][Ii][Nn][Gg]|[Rr][Ee][Aa][Dd][Yy]|[Dd][Ee][Ll][Ii][Vv][Ee][Rr][Ee][Dd]|[Cc][Aa][Nn][Cc][Ee][Ll][Ll][Ee][Dd])$",
             description = "Order status (PENDING, CONFIRMED, PREPARING, READY, DELIVERED, CANCELLED), case-insensitive; an unknown one is 400 naming the valid ones."),
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        super::openapi::PageQuery,
     ),
     responses(
         (status = 200, description = "A page of orders, newest first. The read model is eventually consistent.", body = order_core::ports::Page<Order>),
@@ -611,8 +610,7 @@ pub async fn search(
         ("customerId" = String, Path, min_length = 1, max_length = 200, description = "Exact customer id (trimmed)."),
         ("status" = Option<String>, Query, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Ff][Ii][Rr][Mm][Ee][Dd]|[Pp][Rr][Ee][Pp][Aa][Rr][Ii][Nn][Gg]|[Rr][Ee][Aa][Dd][Yy]|[Dd][Ee][Ll][Ii][Vv][Ee][Rr][Ee][Dd]|[Cc][Aa][Nn][Cc][Ee][Ll][Ll][Ee][Dd])$",
             description = "Order status, case-insensitive; an unknown one is 400."),
-        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
-        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        super::openapi::PageQuery,
     ),
     responses(
         (status = 200, description = "A page of orders, newest first.", body = order_core::ports::Page<Order>),
