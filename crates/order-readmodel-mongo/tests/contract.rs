@@ -184,6 +184,62 @@ async fn a_seed_list_that_does_not_resolve_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_model_works_over_tls_and_refuses_an_untrusted_certificate() {
+    use order_core::testkit::pki::{TestPki, TlsProxy};
+    // The stand-in speaks no TLS: a TLS front with a certificate from the
+    // test's own CA forwards to it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::create(dir.path());
+    let target = mongo_uri()
+        .trim_start_matches("mongodb://")
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let proxy = TlsProxy::start(&pki, 0, &target, &dir.path().join("socat.log"));
+    let uri = |ca: &str| {
+        format!(
+            "mongodb://127.0.0.1:{}/?tls=true&tlsCAFile={}",
+            proxy.port,
+            pki.ca(ca).display()
+        )
+    };
+    let name = format!("order_read_test_{}", Uuid::now_v7().simple());
+    let rm = MongoReadModel::connect(&uri("good"), &name, DEFAULT_COLLECTION)
+        .await
+        .unwrap_or_else(|e| panic!("connect over TLS: {e}; {}", proxy.log()));
+    let _guard = DropDatabase {
+        client: rm.client().clone(),
+        name: name.clone(),
+    };
+    let order = order_doc("cust-tls", "rest-tls", OrderStatus::Pending, at(0), 1);
+    rm.upsert_many(std::slice::from_ref(&order))
+        .await
+        .expect("write over TLS");
+    assert_eq!(
+        rm.get(order.id).await.expect("read over TLS"),
+        Some(order),
+        "the document round-trips through TLS"
+    );
+
+    let refused = MongoReadModel::connect_with(
+        &uri("other"),
+        &name,
+        DEFAULT_COLLECTION,
+        MongoOptions {
+            server_selection_timeout: Duration::from_millis(1500),
+            connect_timeout: Duration::from_millis(1500),
+            ..MongoOptions::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "a certificate from another CA is refused: {refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_options_in_the_uri_are_taken_and_a_missing_ca_file_is_reported() {
     let r = MongoReadModel::connect_with(
         "mongodb://127.0.0.1:1/?tls=true&tlsCAFile=/nonexistent/ca.pem",

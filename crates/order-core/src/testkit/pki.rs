@@ -131,21 +131,68 @@ pub fn tansu_bin() -> PathBuf {
 /// `authentication` it serves the refused-login cases only.
 pub struct SecureTansu {
     tansu: Child,
-    tls: Child,
+    tls: TlsProxy,
     /// `host:port` of the TLS listener.
     pub brokers: String,
     /// `host:port` of Tansu's own listener (plain text, SASL required).
     pub plain: String,
     pub pki: TestPki,
-    logs: [PathBuf; 2],
+    log: PathBuf,
 }
 
 impl Drop for SecureTansu {
     fn drop(&mut self) {
-        for child in [&mut self.tls, &mut self.tansu] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.tansu.kill();
+        let _ = self.tansu.wait();
+    }
+}
+
+/// A TLS listener (`socat`) on a free loopback port that serves the
+/// [`TestPki`] server certificate and forwards each connection, decrypted,
+/// to a plain-text server: a TLS front for servers of the tests that cannot
+/// speak TLS themselves (Tansu 0.6, the MongoDB stand-in). Killed when
+/// dropped.
+pub struct TlsProxy {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TlsProxy {
+    /// Listens on `port` (0: a free one) in front of `target` (`host:port`),
+    /// logging to `log`.
+    pub fn start(pki: &TestPki, port: u16, target: &str, log: &Path) -> Self {
+        let port = if port == 0 { free_port() } else { port };
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+                pki.server_cert().display(),
+                pki.server_key().display()
+            ))
+            .arg(format!("TCP:{target}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start socat (apt-get install socat): {e}"));
+        let proxy = TlsProxy {
+            child,
+            port,
+            log: log.to_path_buf(),
+        };
+        wait_for_port(port, "socat", log);
+        proxy
+    }
+
+    /// What socat logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 
@@ -187,37 +234,29 @@ impl SecureTansu {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", tansu_bin().display()));
-        let socat_log = dir.join("socat.log");
-        let tls = Command::new("socat")
-            .arg(format!(
-                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
-                pki.server_cert().display(),
-                pki.server_key().display()
-            ))
-            .arg(format!("TCP:127.0.0.1:{plain}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&socat_log).expect("log file"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start socat (apt-get install socat): {e}"));
-        let broker = SecureTansu {
+        wait_for_port(plain, "tansu", &tansu_log);
+        let tls = TlsProxy::start(
+            &pki,
+            tls_port,
+            &format!("127.0.0.1:{plain}"),
+            &dir.join("socat.log"),
+        );
+        SecureTansu {
             tansu,
             tls,
             brokers: format!("127.0.0.1:{tls_port}"),
             plain: format!("127.0.0.1:{plain}"),
             pki,
-            logs: [tansu_log.clone(), socat_log.clone()],
-        };
-        wait_for_port(plain, "tansu", &tansu_log);
-        wait_for_port(tls_port, "socat", &socat_log);
-        broker
+            log: tansu_log,
+        }
     }
 
     /// What Tansu and socat logged so far (for failure messages).
     pub fn log(&self) -> String {
-        self.logs
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            self.tls.log()
+        )
     }
 }
