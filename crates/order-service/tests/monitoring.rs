@@ -79,6 +79,64 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_served() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_durations_by_matched_route_process_metrics_and_build_info_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let missing = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    assert_eq!(svc.call("GET", &missing, None).await.status, 404);
+    assert_eq!(svc.call("GET", "/no/such/route", None).await.status, 404);
+    assert_eq!(svc.call("GET", "/health/live", None).await.status, 200);
+    let text = svc.call("GET", "/metrics", None).await.text;
+
+    let count = |labels: &str| {
+        support::metrics::metric(
+            &text,
+            &format!("http_server_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    // The matched route, never the raw path (no ids in label values).
+    assert_eq!(
+        count(r#"method="GET",route="/api/orders/{id}",status="404""#),
+        1.0
+    );
+    assert_eq!(count(r#"method="GET",route="unmatched",status="404""#), 1.0);
+    assert_eq!(
+        count(r#"method="GET",route="/health/live",status="200""#),
+        1.0
+    );
+    assert!(!text.contains(&missing) && !text.contains("/no/such/route"));
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    let ms_bucket = r#"http_server_request_duration_seconds_bucket{method="GET",route="/health/live",status="200",le="0.001"}"#;
+    assert!(text.lines().any(|l| l.starts_with(ms_bucket)), "{text}");
+
+    let metric = |name: &str| support::metrics::metric(&text, name);
+    assert!(metric("process_resident_memory_bytes") > 1e6);
+    assert!(metric("process_open_fds") >= 3.0);
+    assert!(metric("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let started = metric("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    let build = format!(
+        "order_service_build_info{{version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&build) && l.ends_with(" 1")),
+        "{text}"
+    );
+}
+
 #[test]
 fn the_dashboard_is_a_grafana_dashboard_with_a_query_in_every_panel() {
     let dash: Value = serde_json::from_str(&read("grafana/order-service-dashboard.json"))

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::PathParam;
+use super::server_metrics::{self, HttpMetrics};
 use crate::health::{age_secs, Health, Status};
 
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
@@ -98,12 +99,15 @@ pub async fn ready(State(health): State<Health>) -> Response {
 pub async fn metrics(
     State(health): State<Health>,
     State(metrics): State<Arc<Metrics>>,
+    State(http_metrics): State<Arc<HttpMetrics>>,
     State(auth): State<Arc<Auth>>,
 ) -> Response {
     let mut text = metrics.render(&health.gauges().await);
     if let Some(jwks) = auth.jwks() {
         jwks.render_metrics(&mut text);
     }
+    http_metrics.render(&mut text);
+    server_metrics::render_process(&mut text);
     (
         [(
             header::CONTENT_TYPE,
