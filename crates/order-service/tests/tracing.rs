@@ -17,9 +17,13 @@ use support::{order_body, Service};
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
-/// Projector lines at debug, everything else at warn, as JSON lines.
+/// Projector lines at debug, the DLQ recorder's at info, everything else at
+/// warn, as JSON lines.
 const LOG: [(&str, &str); 2] = [
-    ("ORDER_LOG", "warn,order_core::app::projector=debug"),
+    (
+        "ORDER_LOG",
+        "warn,order_core::app::projector=debug,order_core::app::dlq::recorder=info",
+    ),
     ("ORDER_LOG_FORMAT", "json"),
 ];
 
@@ -111,11 +115,16 @@ async fn an_error_is_answered_with_its_ids_and_a_problem() {
     );
 }
 
+/// The JSON log line with `message` for `event_id`, once it is there.
+fn log_line(log: &str, message: &str, event_id: &str) -> Option<Value> {
+    log.lines()
+        .filter(|l| l.contains(message) && l.contains(event_id))
+        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+}
+
 /// The projector's JSON log line for `event_id`, once it is there.
 fn projector_line(log: &str, event_id: &str) -> Option<Value> {
-    log.lines()
-        .filter(|l| l.contains("projector processed an event") && l.contains(event_id))
-        .find_map(|l| serde_json::from_str::<Value>(l).ok())
+    log_line(log, "projector processed an event", event_id)
 }
 
 /// The trace id of the span a JSON log line was written in.
@@ -215,6 +224,40 @@ async fn a_traceparent_reaches_the_kafka_header_and_the_projector_log_on_the_pro
             projector_line(&log, &event_id)
                 .ok_or_else(|| format!("{} log lines so far", log.lines().count()))
         }
+    })
+    .await;
+    assert_eq!(span_trace_id(&line), Some(TRACE_ID), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_keeps_its_trace_id_into_the_dlq_recorders_log_line() {
+    use order_core::ports::{BusMessage, EventBus};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &LOG).await;
+    // An envelope the projector cannot apply (unknown event type), sent as
+    // the relay would: with its trace in `ce_traceparent`.
+    let poison_id = uuid::Uuid::now_v7().to_string();
+    let order_id = uuid::Uuid::now_v7().to_string();
+    let poison = serde_json::json!({
+        "eventId": poison_id, "eventType": "OrderTeleported", "aggregateId": order_id,
+        "aggregateType": "Order", "version": 1, "schemaVersion": 1,
+        "occurredOn": "2026-01-01T00:00:00Z", "data": {}
+    });
+    let sent = svc
+        .bus()
+        .publish(&[BusMessage {
+            topic: "order-events".into(),
+            key: order_id,
+            payload: poison.to_string().into_bytes(),
+            headers: vec![("ce_traceparent".into(), TRACEPARENT.into())],
+        }])
+        .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    let line = support::eventually(20, "the DLQ recorder's line for the dead letter", || {
+        let log = svc.log();
+        let poison_id = poison_id.clone();
+        async move { log_line(&log, "DLQ recorder recorded a dead letter", &poison_id) }
     })
     .await;
     assert_eq!(span_trace_id(&line), Some(TRACE_ID), "{line}");
