@@ -1,6 +1,7 @@
 //! The monitoring files under deploy/ (Prometheus alert rules and scrape
 //! configuration, the Grafana dashboard) only use metrics the service
-//! serves: every `orders_…` name in them must be on a real GET /metrics.
+//! serves: every `orders_…`, `http_server_…`, `process_…` and
+//! `order_service_…` name in them must be on a real GET /metrics.
 
 mod support;
 
@@ -26,11 +27,20 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `orders_[a-z0-9_]+` word of `text`.
+/// Every metric name of ours in `text`: the `orders_[a-z0-9_]+` words and
+/// those of the HTTP server, the process and the build.
 fn metric_names_in(text: &str) -> BTreeSet<String> {
+    ["orders_", "http_server_", "process_", "order_service_"]
+        .iter()
+        .flat_map(|prefix| words_starting_with(text, prefix))
+        .collect()
+}
+
+/// Every `<prefix>[a-z0-9_]*` word of `text`.
+fn words_starting_with(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut rest = text;
-    while let Some(i) = rest.find("orders_") {
+    while let Some(i) = rest.find(prefix) {
         let preceded_by_word = rest[..i]
             .chars()
             .next_back()
