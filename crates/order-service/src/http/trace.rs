@@ -105,6 +105,21 @@ impl TraceContext {
         )
     }
 
+    /// [`Self::traceparent`] as a header value, formatted on the stack.
+    pub fn header_value(&self) -> Option<HeaderValue> {
+        use std::io::Write;
+        let mut buf = [0u8; 55];
+        write!(
+            &mut buf[..],
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            self.flags
+        )
+        .ok()?;
+        HeaderValue::from_bytes(&buf).ok()
+    }
+
     /// The trace id as it is logged (32 lower-case hex digits).
     pub fn trace_id(&self) -> TraceId {
         TraceId(self.trace_id)
@@ -171,7 +186,7 @@ pub async fn trace_context(
     let method = method_label(req.method());
     let route = req.extensions().get::<MatchedPath>().cloned();
     let mut resp = CURRENT.scope(trace, next.run(req)).await;
-    if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+    if let Some(v) = trace.header_value() {
         resp.headers_mut().insert(TRACEPARENT, v);
     }
     metrics.observe(
@@ -189,10 +204,12 @@ pub async fn trace_context(
 pub fn request_span(req: &Request) -> tracing::Span {
     let ext = req.extensions();
     let route = ext.get::<MatchedPath>().map_or("unmatched", |m| m.as_str());
+    // The caller's request id is taken as sent (a header value: no line
+    // breaks); only its first 128 characters are logged.
     let request_id = ext
         .get::<RequestId>()
         .and_then(|id| id.header_value().to_str().ok())
-        .unwrap_or_default();
+        .map_or("", |id| &id[..id.len().min(128)]);
     let correlation_id = ext.get::<CorrelationId>().map_or("", |c| c.0.as_str());
     let trace_id = ext.get::<TraceContext>().map(TraceContext::trace_id);
     tracing::info_span!(
@@ -287,6 +304,10 @@ mod tests {
         assert_eq!(a.parent_id, None);
         for t in [a, b] {
             let out = t.traceparent();
+            assert_eq!(
+                t.header_value().as_ref().map(HeaderValue::as_bytes),
+                Some(out.as_bytes())
+            );
             assert_eq!(out.len(), 55);
             assert_eq!(TraceContext::parse(&out), Some((t.trace_id, t.span_id, 1)));
         }
