@@ -62,6 +62,18 @@ tansu_bin() {
     echo "$HOME/.cargo/bin/tansu"
 }
 
+# The TLS tests put socat in front of Tansu (Tansu 0.6's command line cannot
+# turn its own TLS on; see order_core::testkit::pki::SecureTansu).
+ensure_socat() {
+    command -v socat >/dev/null 2>&1 && return
+    log "installing socat (Debian package, once)"
+    if [[ "$(id -u)" == 0 ]]; then
+        apt-get install -y -qq socat >&2 || { apt-get update -qq >&2 && apt-get install -y -qq socat >&2; }
+    else
+        sudo apt-get install -y -qq socat >&2
+    fi
+}
+
 start_tansu() {
     local bin port
     bin="$(tansu_bin)"
@@ -111,12 +123,15 @@ case "${1:-}" in
 start)
     mkdir -p "$STATE_DIR"
     start_mariadb
+    ensure_socat
     start_tansu
     start_nx
     echo "export ORDER_TEST_MYSQL_URL=mysql://root@127.0.0.1:3306"
     echo "export ORDER_TEST_KAFKA_BROKERS=$(cat "$STATE_DIR/kafka")"
     echo "export ORDER_TEST_MONGODB_URI=$(cat "$STATE_DIR/mongo")"
     echo "export ORDER_TEST_TANSU_PID=$(cat "$STATE_DIR/tansu.pid")"
+    # Tests that start a Tansu of their own (TLS, SASL) run this binary.
+    echo "export ORDER_TEST_TANSU_BIN=$(tansu_bin)"
     ;;
 stop)
     stop_pid_file "$STATE_DIR/tansu.pid"

@@ -62,9 +62,18 @@ impl MongoReadModel {
         collection: &str,
         options: MongoOptions,
     ) -> Result<Self, StoreError> {
-        let mut client_options = ClientOptions::parse(uri)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("invalid MongoDB URI: {e}")))?;
+        // A mongodb+srv:// URI is resolved here: its hosts come from the DNS
+        // SRV record _mongodb._tcp.<host> (and options from its TXT record).
+        let mut client_options = ClientOptions::parse(uri).await.map_err(|e| {
+            StoreError::Unavailable(if uri.starts_with("mongodb+srv://") {
+                format!(
+                    "cannot resolve the mongodb+srv:// seed list (DNS SRV record \
+                     _mongodb._tcp.<host>): {e}"
+                )
+            } else {
+                format!("invalid MongoDB URI: {e}")
+            })
+        })?;
         client_options
             .server_selection_timeout
             .get_or_insert(options.server_selection_timeout);

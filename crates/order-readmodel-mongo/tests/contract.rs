@@ -160,6 +160,53 @@ async fn unreachable_server_is_unavailable_within_the_timeout() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_list_that_does_not_resolve_says_so() {
+    // `.invalid` never resolves (RFC 6761): the SRV look-up fails, and the
+    // error names the record instead of calling the URI invalid.
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        MongoReadModel::connect_with(
+            "mongodb+srv://orders.cluster.invalid/?tls=true",
+            "order_read_db",
+            "orders",
+            MongoOptions::default(),
+        ),
+    )
+    .await
+    .expect("the look-up fails within 30 s");
+    match r {
+        Err(StoreError::Unavailable(msg)) => {
+            assert!(msg.contains("_mongodb._tcp"), "{msg}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_options_in_the_uri_are_taken_and_a_missing_ca_file_is_reported() {
+    let r = MongoReadModel::connect_with(
+        "mongodb://127.0.0.1:1/?tls=true&tlsCAFile=/nonexistent/ca.pem",
+        "order_read_db",
+        "orders",
+        MongoOptions {
+            server_selection_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(500),
+            ..MongoOptions::default()
+        },
+    )
+    .await;
+    match r {
+        Err(StoreError::Unavailable(msg)) => {
+            assert!(
+                msg.contains("ca.pem") || msg.to_lowercase().contains("tls"),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
 /// `cargo test -p order-readmodel-mongo --release -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run explicitly"]

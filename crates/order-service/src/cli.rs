@@ -1,6 +1,6 @@
 //! The command line: `order-service [serve]`, `order-service migrate`,
 //! `order-service rebuild-read-model`, `order-service relay-partitions`,
-//! and the operator commands
+//! `order-service openapi`, and the operator commands
 //! `order-service dlq …` ([`dlq`]), a client of a running service.
 
 pub mod client;
@@ -40,6 +40,10 @@ pub enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
         set: Option<u32>,
     },
+    /// Print the OpenAPI document the service serves at /v3/api-docs (with
+    /// this configuration: the /api/test operations only with
+    /// ORDER_TEST_ENDPOINTS on), then exit.
+    Openapi,
     /// Operate the DLQ of a running service through its HTTP API.
     Dlq(Box<dlq::DlqArgs>),
 }
@@ -81,6 +85,11 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
+        Command::Openapi => {
+            let doc = crate::http::openapi::json(config.test_endpoints);
+            println!("{}", String::from_utf8_lossy(&doc));
+            ExitCode::SUCCESS
+        }
         Command::Dlq(args) => dlq::run(&args).await,
     }
 }

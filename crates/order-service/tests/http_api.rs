@@ -1282,7 +1282,7 @@ async fn the_openapi_document_describes_every_route() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let doc = r.json();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"));
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let expected = [
         ("/api/orders", "post"),
         ("/api/orders", "get"),
@@ -1314,10 +1314,18 @@ async fn the_openapi_document_describes_every_route() {
         ("/actuator/health", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
+        ("/actuator/health/liveness", "get"),
+        ("/actuator/health/readiness", "get"),
         ("/metrics", "get"),
         ("/v3/api-docs", "get"),
         ("/swagger-ui", "get"),
         ("/swagger-ui.html", "get"),
+        ("/swagger-ui/", "get"),
+        ("/swagger-ui/assets/{file}", "get"),
+        ("/dashboard", "get"),
+        ("/dashboard/", "get"),
+        ("/dashboard/app.js", "get"),
+        ("/dashboard/app.css", "get"),
     ];
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in expected {

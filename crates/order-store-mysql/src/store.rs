@@ -60,12 +60,24 @@ impl MySqlStore {
             cfg,
             consecutive_ids,
         });
+        let store = Self { inner };
+        let tls = store.tls_cipher().await?;
         tracing::info!(
-            database = %inner.database,
+            database = %store.inner.database,
             consecutive_ids,
+            tls = tls.as_deref().unwrap_or("off"),
             "connected to MySQL"
         );
-        Ok(Self { inner })
+        Ok(store)
+    }
+
+    /// The TLS cipher of a pooled session (`None`: plain text).
+    pub async fn tls_cipher(&self) -> Result<Option<String>, StoreError> {
+        let row: Option<(String, String)> = sqlx::query_as("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|(_, v)| v).filter(|v| !v.is_empty()))
     }
 
     /// Creates the database if missing and applies pending migrations.

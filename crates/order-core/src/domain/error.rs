@@ -6,8 +6,14 @@ use super::order::OrderStatus;
 
 /// One invalid field of a request, reported back to the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
+    #[cfg_attr(feature = "openapi", schema(example = "items[0].quantity"))]
     pub field: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "must be an integer between 1 and 10000")
+    )]
     pub message: String,
 }
 

@@ -225,26 +225,35 @@ fn decimal_from_json(v: &Value) -> Result<Decimal, String> {
 /// The envelope every event travels in: stored, put in the outbox, published
 /// as the Kafka message value, and kept as `originalEvent` in the DLQ.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EventEnvelope {
     pub event_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(example = "OrderCreated"))]
     pub event_type: String,
     pub aggregate_id: String,
+    #[cfg_attr(feature = "openapi", schema(example = "Order"))]
     pub aggregate_type: String,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub schema_version: u32,
     pub occurred_on: DateTime<Utc>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub correlation_id: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub causation_id: Option<String>,
-    /// The W3C `traceparent` of the request that caused the event, carried
-    /// to the bus as the CloudEvents `ce_traceparent` header. Absent from
-    /// events stored before it existed, from events of requests without
-    /// one… and from the event store's own columns: it travels with the
-    /// outbox row and the DLQ record, which keep the whole envelope.
+    /// The W3C `traceparent` of the request that caused the event (the
+    /// caller's trace, or one the service started), carried to the bus as
+    /// the CloudEvents `ce_traceparent` header. Absent from events written
+    /// before it existed and from the event store's own columns: it travels
+    /// with the outbox row and the DLQ record, which keep the whole envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The event's own fields (its `eventType` and `schemaVersion` say which).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Value,
 }
 

@@ -25,7 +25,10 @@ pub mod limits {
     pub const MAX_PRICE_SCALE: u32 = 4;
 }
 
+/// An order's status: `PENDING → CONFIRMED → PREPARING → READY → DELIVERED`,
+/// and `PENDING → CANCELLED`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
@@ -72,11 +75,15 @@ impl std::fmt::Display for OrderStatus {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub menu_item_id: String,
     pub name: String,
+    /// Unit price, a decimal string.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", example = "12.50"))]
     pub price: Decimal,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub quantity: u32,
 }
 
@@ -88,18 +95,25 @@ impl OrderItem {
 
 /// Current state of one order, as folded from its events.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
     pub id: Uuid,
     pub customer_id: String,
     pub restaurant_id: String,
     pub items: Vec<OrderItem>,
+    /// The sum of the items, a decimal string.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^-?[0-9]+(\.[0-9]+)?$", example = "25.00"))]
     pub total_amount: Decimal,
     pub status: OrderStatus,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub payment_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub cancellation_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Aggregate version; also the ETag.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
 }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 /// What an audited operator action was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AuditAction {
     DlqReplay,
@@ -76,6 +77,7 @@ pub const AUDIT_TEXT_MAX: usize = 255;
 
 /// An audit entry to append.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct NewAuditEntry {
     pub principal: String,
@@ -83,8 +85,10 @@ pub struct NewAuditEntry {
     pub role: String,
     pub action: AuditAction,
     /// The event id acted on, when the action has one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub target: Option<String>,
     /// The request's parameters, as a JSON object.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub parameters: serde_json::Value,
     /// REPLAYED, FAILED, SKIPPED, OK, or the HTTP status of a refusal (404, 409, 503…).
     pub result: String,
@@ -94,6 +98,7 @@ pub struct NewAuditEntry {
 /// A stored audit entry: the appended entry and the id the log gave it. It
 /// serializes flat, `id` first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     #[serde(flatten)]

@@ -18,7 +18,10 @@ use serde::Serialize;
 // DLQ records
 // ---------------------------------------------------------------------------
 
+/// Where a DLQ record stands: PENDING and FAILED wait for an operator (or
+/// the redrive); REPLAYED and SKIPPED are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DlqStatus {
     Pending,
@@ -54,8 +57,10 @@ impl DlqStatus {
     }
 }
 
-/// Where a DLQ record came from.
+/// Where a DLQ record came from: PUBLISH, the relay could not publish it;
+/// CONSUMER, a consumer dead-lettered it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DlqSource {
     /// The relay (or the test endpoint) could not publish it: no broker
@@ -87,6 +92,7 @@ impl DlqSource {
 /// fail again (message too large, unknown topic). Stored in its own column,
 /// so nothing parses it back out of a reason's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureClass {
     Retryable,
@@ -141,26 +147,55 @@ pub struct NewDlqRecord {
 
 /// A stored DLQ record; field names follow the original service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(example = json!({
+    "id": 7, "eventId": "0193a6b2-5f1e-7c3a-9d0e-2b4c6d8e0f12",
+    "aggregateId": "0193a6b2-5e00-7000-8000-000000000001", "eventType": "OrderCreated",
+    "version": 1, "failureReason": "bus unavailable: the fault switch is on",
+    "failureClass": "RETRYABLE", "failureTime": "2024-05-01T12:00:00Z", "status": "PENDING",
+    "replayAttemptTime": null, "replayResult": null, "replayFailureClass": null,
+    "replayAttempts": 0, "source": "PUBLISH", "blockedBy": null, "topic": "order-events",
+    "origin": null
+})))]
 #[serde(rename_all = "camelCase")]
 pub struct DlqRecord {
     pub id: i64,
     pub event_id: String,
     pub aggregate_id: String,
     pub event_type: String,
+    /// Aggregate version of the event, when known.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub version: Option<u64>,
+    /// The message value as published (or as it would have been). Omitted
+    /// for principals below operator.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub original_event: String,
     pub failure_reason: String,
+    /// Class of the publish error that parked it: RETRYABLE (the automatic
+    /// redrive may replay it) or PERMANENT (an operator decides). Null for a
+    /// record held behind a head without an error of its own and for
+    /// consumer-side records.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub failure_class: Option<FailureClass>,
     pub failure_time: DateTime<Utc>,
     pub status: DlqStatus,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub replay_attempt_time: Option<DateTime<Utc>>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub replay_result: Option<String>,
-    /// Class of the error of the last failed replay (while FAILED).
+    /// Class of the error of the last failed replay while the record is
+    /// FAILED; null otherwise.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub replay_failure_class: Option<FailureClass>,
     pub replay_attempts: u32,
     pub source: DlqSource,
+    /// Event id of the unresolved head of the same order this record waits
+    /// behind.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub blocked_by: Option<String>,
+    /// Topic the message is replayed to.
     pub topic: String,
+    /// `topic/partition/offset` a consumer-side failure was read from.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub origin: Option<String>,
 }
 
@@ -174,7 +209,9 @@ impl Keyed for DlqRecord {
     }
 }
 
+/// Record counts by status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DlqStats {
     pub pending_count: u64,
@@ -185,6 +222,7 @@ pub struct DlqStats {
     /// PENDING records waiting behind a head of the same order.
     pub blocked_count: u64,
     /// Failure time of the oldest unresolved (PENDING or FAILED) record.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub oldest_pending_failure_time: Option<DateTime<Utc>>,
 }
 

@@ -21,6 +21,7 @@ use uuid::Uuid;
 /// Where a bulk replay job stands. Only RUNNING jobs are worked on; the
 /// others are final.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     Running,
@@ -64,6 +65,7 @@ impl JobStatus {
 
 /// What a job has done so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JobCounters {
     /// Matching unresolved heads when the job was created.
@@ -92,22 +94,30 @@ pub struct NewReplayJob {
 
 /// A stored bulk replay job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayJob {
     pub id: Uuid,
     pub principal: String,
     pub role: String,
+    /// The replay filter the job was created with (the fields of a bulk
+    /// replay request).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub filter: serde_json::Value,
     pub status: JobStatus,
     #[serde(flatten)]
     pub counters: JobCounters,
     /// Why it ended (or what it is doing), for people.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub finished_at: Option<DateTime<Utc>>,
     /// The runner (service instance) holding the job, while its lease lasts.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub runner: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub lease_until: Option<DateTime<Utc>>,
 }
 

@@ -61,11 +61,14 @@ impl From<PageRequest> for ListRequest {
     }
 }
 
+/// A page of a listing: `page` is zero-based.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     pub content: Vec<T>,
     pub page: u32,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub size: u32,
     pub total_elements: u64,
     pub total_pages: u64,

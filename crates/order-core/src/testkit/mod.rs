@@ -51,6 +51,7 @@ pub mod legacy;
 pub mod outage;
 pub mod outbox;
 pub mod paging;
+pub mod pki;
 pub mod read_model;
 pub mod relay_leases;
 pub mod replay_jobs;

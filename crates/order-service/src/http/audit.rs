@@ -39,20 +39,52 @@ fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiErro
 
 /// `principal`, `action`, `target` (exact), `from` (inclusive) and `to`
 /// (exclusive) narrow; `page`/`size` as every list, or `after` a cursor.
+#[utoipa::path(
+    get,
+    path = "/api/dlq/audit",
+    operation_id = "dlqAudit",
+    tag = "dlq",
+    summary = "The audit log of DLQ, test and admin actions, newest first",
+    description = "One entry per replay (single, and one per head of a bulk replay with parameters.bulk), bulk replay (dry runs included), reset, skip, test publish, bus switch and read-model rebuild, refused attempts (404, 409, 503...) included: who (principal and role), what (action, target event id, parameters), the result and when. Entries are only ever appended; no endpoint changes or deletes them.",
+    params(
+        ("principal" = Option<String>, Query, max_length = 255, description = "Exact principal name."),
+        ("action" = Option<String>, Query,
+            pattern = r"^([Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Bb][Uu][Ll][Kk]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Rr][Ee][Ss][Ee][Tt]|[Dd][Ll][Qq]_[Ss][Kk][Ii][Pp]|[Tt][Ee][Ss][Tt]_[Pp][Uu][Bb][Ll][Ii][Ss][Hh]_[Ee][Vv][Ee][Nn][Tt]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Dd][Oo][Ww][Nn]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Uu][Pp]|[Rr][Ee][Aa][Dd]_[Mm][Oo][Dd][Ee][Ll]_[Rr][Ee][Bb][Uu][Ii][Ll][Dd]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Rr][Ee][Aa][Tt][Ee]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Aa][Nn][Cc][Ee][Ll])?$",
+            description = "An audit action (DLQ_REPLAY, DLQ_BULK_REPLAY, DLQ_RESET, DLQ_SKIP, TEST_PUBLISH_EVENT, TEST_BUS_DOWN, TEST_BUS_UP, READ_MODEL_REBUILD, DLQ_REPLAY_JOB_CREATE, DLQ_REPLAY_JOB_CANCEL), case-insensitive; empty means no filter; an unknown one is 400 naming the valid ones."),
+        ("target" = Option<String>, Query, max_length = 255, description = "Exact event id."),
+        ("from" = Option<String>, Query, format = DateTime, description = "Entries at or after this instant (RFC 3339)."),
+        ("to" = Option<String>, Query, format = DateTime, description = "Entries strictly before this instant (RFC 3339); not before from."),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
+            description = "Keyset pagination: the nextCursor of the previous page of this listing (page is then only echoed back). Anything but a cursor this listing handed out answers 400."),
+    ),
+    responses(
+        (status = 200, description = "A page of entries.", body = CursorPage<AuditEntry>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn list(
     State(audit): State<Auditor>,
     params: Params,
 ) -> Result<Json<CursorPage<AuditEntry>>, ApiError> {
     let action = match params.get("action") {
         None => None,
-        Some(a) => Some(AuditAction::parse(a).ok_or_else(|| {
-            let valid: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
-            ApiError::bad_request(format!(
-                "unknown audit action {:?}; valid actions are {}",
-                a.chars().take(60).collect::<String>(),
-                valid.join(", ")
-            ))
-        })?),
+        Some(a) => Some(
+            AuditAction::parse(a)
+                .filter(|_| a == a.trim())
+                .ok_or_else(|| {
+                    let valid: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+                    ApiError::bad_request(format!(
+                        "unknown audit action {:?}; valid actions are {}",
+                        a.chars().take(60).collect::<String>(),
+                        valid.join(", ")
+                    ))
+                })?,
+        ),
     };
     let filter = AuditFilter {
         principal: text(&params, "principal")?,

@@ -82,11 +82,14 @@ impl Params {
 
 /// A page as the listings answer it: the page and `nextCursor` (null on
 /// the last page).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CursorPage<T> {
     #[serde(flatten)]
     page: Page<T>,
+    /// Where the next page starts: send it as `after=` for the page after
+    /// this one; null on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 

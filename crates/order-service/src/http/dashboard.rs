@@ -25,14 +25,50 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    operation_id = "dashboard",
+    tag = "ops",
+    summary = "The operators' dashboard",
+    responses((status = 200, description = "HTML page (it calls the JSON API with the operator's API key).", body = String, content_type = "text/html")),
+)]
 pub async fn page() -> Response {
     asset(INDEX_HTML, "text/html; charset=utf-8")
 }
 
+#[utoipa::path(
+    get,
+    path = "/dashboard/",
+    operation_id = "dashboardDir",
+    tag = "ops",
+    summary = "The operators' dashboard",
+    responses((status = 200, description = "HTML page.", body = String, content_type = "text/html")),
+)]
+pub async fn page_dir() -> Response {
+    page().await
+}
+
+#[utoipa::path(
+    get,
+    path = "/dashboard/app.js",
+    operation_id = "dashboardScript",
+    tag = "ops",
+    summary = "The dashboard's script",
+    responses((status = 200, description = "JavaScript.", body = String, content_type = "text/javascript")),
+)]
 pub async fn script() -> Response {
     asset(APP_JS, "text/javascript; charset=utf-8")
 }
 
+#[utoipa::path(
+    get,
+    path = "/dashboard/app.css",
+    operation_id = "dashboardStylesheet",
+    tag = "ops",
+    summary = "The dashboard's stylesheet",
+    responses((status = 200, description = "CSS.", body = String, content_type = "text/css")),
+)]
 pub async fn stylesheet() -> Response {
     asset(APP_CSS, "text/css; charset=utf-8")
 }

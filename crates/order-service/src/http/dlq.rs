@@ -35,6 +35,20 @@ fn event_id(PathParam(id): PathParam) -> Result<String, ApiError> {
     Ok(id)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/dlq/stats",
+    operation_id = "dlqStats",
+    tag = "dlq",
+    summary = "DLQ counts by status",
+    description = "Answered without scanning the records: the counts are kept per status (and held or not) in the write-side database, in the transaction of every change to a record; the oldest unresolved failure time is the first entry of an index.",
+    responses(
+        (status = 200, description = "Counts.", body = order_core::ports::DlqStats),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn stats(State(dlq): State<Arc<DlqService>>) -> Result<Response, ApiError> {
     Ok(Json(dlq.stats().await?).into_response())
 }
@@ -78,6 +92,27 @@ async fn records_page(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/dlq/pending",
+    operation_id = "dlqPending",
+    tag = "dlq",
+    summary = "PENDING records, newest failure first",
+    description = "Newest failure first, then highest id. totalElements comes from the counts the store keeps (no COUNT over the records). Below operator, records come without originalEvent.",
+    params(
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
+            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+    ),
+    responses(
+        (status = 200, description = "A page of records.", body = CursorPage<order_core::ports::DlqRecord>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn pending(
     State(lists): State<Listings>,
     principal: Option<Extension<Principal>>,
@@ -86,6 +121,24 @@ pub async fn pending(
     records_page(&lists, principal, DlqStatus::Pending, &params).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/dlq/event/{eventId}",
+    operation_id = "dlqEvent",
+    tag = "dlq",
+    summary = "One DLQ record",
+    params(
+        ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
+    ),
+    responses(
+        (status = 200, description = "The record (without originalEvent below operator).", body = order_core::ports::DlqRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn event(
     State(dlq): State<Arc<DlqService>>,
     principal: Option<Extension<Principal>>,
@@ -97,6 +150,28 @@ pub async fn event(
 
 /// 200 with the outcome (REPLAYED or SKIPPED); 502 with the same body shape
 /// when the bus refused the message (FAILED).
+#[utoipa::path(
+    post,
+    path = "/api/dlq/replay/{eventId}",
+    operation_id = "dlqReplay",
+    tag = "dlq",
+    summary = "Replay a record (a sequence head publishes the events held behind it, in order)",
+    params(
+        ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
+    ),
+    responses(
+        (status = 200, description = "REPLAYED, or SKIPPED when the record was already replayed (nothing is published).", body = order_core::app::ReplayOutcome),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The record is held behind an unresolved head of the same order (replay the head), or another service instance is replaying it right now (retry shortly).",
+            body = super::error::Body, content_type = "application/problem+json"),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 502, description = "The bus refused the message: the record is now FAILED (success=false).", body = order_core::app::ReplayOutcome),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn replay(
     State(dlq): State<Arc<DlqService>>,
     act: RecordAction,
@@ -111,19 +186,31 @@ pub async fn replay(
     Ok((status, Json(outcome)).into_response())
 }
 
-/// Body of `POST /api/dlq/replay`; every field optional.
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /api/dlq/replay`; every field optional, no other allowed.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = BulkReplayRequest)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct BulkReplayBody {
+    /// Most sequence heads to replay (default 100): at most 1000 for a dry
+    /// run (it lists them), at most 100,000,000 for a job (it reads them
+    /// page by page from the head index, oldest failure first).
+    #[schema(minimum = 1, maximum = 100_000_000)]
     limit: Option<u64>,
+    /// Count and list the matching heads; publish nothing (default false).
     dry_run: Option<bool>,
+    /// Only records of this order.
     aggregate_id: Option<String>,
+    /// Only heads of this event type.
     event_type: Option<String>,
-    /// PENDING or FAILED; both when absent.
+    /// PENDING or FAILED (case-insensitive); both when absent.
+    #[schema(pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Ff][Aa][Ii][Ll][Ee][Dd])$")]
     status: Option<String>,
-    /// Failure time at or after (RFC 3339).
+    /// Only heads that failed at or after this instant (RFC 3339).
+    #[schema(format = DateTime)]
     from: Option<String>,
-    /// Failure time strictly before (RFC 3339).
+    /// Only heads that failed strictly before this instant (RFC 3339);
+    /// after `from`.
+    #[schema(format = DateTime)]
     to: Option<String>,
 }
 
@@ -163,7 +250,7 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
     };
     let status = match body.status.as_deref() {
         None => None,
-        Some(s) => match DlqStatus::parse(s).filter(|s| s.is_unresolved()) {
+        Some(s) => match DlqStatus::parse(s).filter(|st| st.is_unresolved() && s == s.trim()) {
             Some(s) => Some(s),
             None => {
                 return Err(ApiError::bad_request(format!(
@@ -196,6 +283,27 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
 /// published (see `DlqService::replay_bulk`). Otherwise a replay job: 202
 /// with the job and `Location: /api/dlq/jobs/{id}` (see
 /// `order_core::app::jobs`).
+#[utoipa::path(
+    post,
+    path = "/api/dlq/replay",
+    operation_id = "dlqReplayBulk",
+    tag = "dlq",
+    summary = "Start a bulk replay job over the unresolved sequence heads that match (or, with dryRun, count them)",
+    description = "With dryRun nothing is published: 200 with the number of matching heads and their event ids. Otherwise 202 with a replay job (Location: /api/dlq/jobs/{id}) that a background runner works on: one head at a time, oldest failure first, each publishing the events held behind it (per-order order), throttled to ORDER_DLQ_JOB_RATE heads per second, progress saved after each head. It stops by itself (STOPPED) when more than ORDER_DLQ_JOB_MAX_FAILURE_RATIO of its replays failed (after at least 5), and survives a restart (a RUNNING job is resumed; heads already replayed no longer match). Publish failures that an unanswered attempt delivered after all are found on the bus and not sent again.",
+    request_body(content = Option<BulkReplayBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "dryRun: what would be replayed; nothing was published.", body = order_core::app::BulkReplayOutcome),
+        (status = 202, description = "The replay job, RUNNING.", body = order_core::ports::ReplayJob,
+            headers(("Location" = String, description = "The job: /api/dlq/jobs/{jobId}."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn replay_bulk(
     State(dlq): State<Arc<DlqService>>,
     State(jobs): State<Arc<ReplayJobs>>,
@@ -238,6 +346,26 @@ fn job_id(PathParam(id): PathParam) -> Result<Uuid, ApiError> {
 }
 
 /// Replay jobs, newest first (`page`/`size`, or `after` a cursor).
+#[utoipa::path(
+    get,
+    path = "/api/dlq/jobs",
+    operation_id = "dlqReplayJobs",
+    tag = "dlq",
+    summary = "Bulk replay jobs, newest first",
+    params(
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
+            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+    ),
+    responses(
+        (status = 200, description = "A page of jobs.", body = CursorPage<order_core::ports::ReplayJob>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn jobs(State(lists): State<Listings>, params: Params) -> Result<Response, ApiError> {
     let req = params.list_request(Listing::Jobs)?;
     let page = CursorPage::new(Listing::Jobs, lists.jobs(req).await?);
@@ -245,6 +373,23 @@ pub async fn jobs(State(lists): State<Listings>, params: Params) -> Result<Respo
 }
 
 /// One replay job: its status and counters (poll this for progress).
+#[utoipa::path(
+    get,
+    path = "/api/dlq/jobs/{jobId}",
+    operation_id = "dlqReplayJob",
+    tag = "dlq",
+    summary = "One bulk replay job: status and progress",
+    params(
+        ("jobId" = Uuid, Path, description = "A replay job id (UUID); anything else is 404."),
+    ),
+    responses(
+        (status = 200, description = "The job.", body = order_core::ports::ReplayJob),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn job(State(jobs): State<Arc<ReplayJobs>>, id: PathParam) -> Result<Response, ApiError> {
     let id = job_id(id)?;
     Ok(Json(jobs.get(id).await?).into_response())
@@ -252,6 +397,25 @@ pub async fn job(State(jobs): State<Arc<ReplayJobs>>, id: PathParam) -> Result<R
 
 /// Cancels a RUNNING job: 200 with the job, now CANCELLED; the runner stops
 /// before its next head. 404 unknown; 409 already ended.
+#[utoipa::path(
+    delete,
+    path = "/api/dlq/jobs/{jobId}",
+    operation_id = "dlqCancelReplayJob",
+    tag = "dlq",
+    summary = "Cancel a running bulk replay job",
+    description = "The job becomes CANCELLED at once; its runner stops before the next head (a head being replayed finishes). Audited as DLQ_REPLAY_JOB_CANCEL.",
+    params(
+        ("jobId" = Uuid, Path, description = "A replay job id (UUID); anything else is 404."),
+    ),
+    responses(
+        (status = 200, description = "The job, now CANCELLED.", body = order_core::ports::ReplayJob),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The job has already ended.", body = super::error::Body, content_type = "application/problem+json"),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn cancel_job(
     State(jobs): State<Arc<ReplayJobs>>,
     who: Option<Extension<Principal>>,
@@ -262,6 +426,26 @@ pub async fn cancel_job(
     Ok(Json(jobs.cancel(&who, id).await?).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/dlq/reset/{eventId}",
+    operation_id = "dlqReset",
+    tag = "dlq",
+    summary = "FAILED → PENDING",
+    params(
+        ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
+    ),
+    responses(
+        (status = 200, description = "The record, now PENDING.", body = order_core::ports::DlqRecord),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The record is not FAILED.", body = super::error::Body, content_type = "application/problem+json"),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn reset(
     State(dlq): State<Arc<DlqService>>,
     act: RecordAction,
@@ -320,15 +504,42 @@ impl RecordAction {
 }
 
 /// Body of `POST /api/dlq/skip/{eventId}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = SkipRequest)]
 #[serde(deny_unknown_fields)]
 struct SkipBody {
+    /// Why the event is given up on; kept as the record's replayResult.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 500, pattern = r"\S")]
     reason: Option<String>,
 }
 
 /// Marks an unresolved record SKIPPED (never published); when it heads an
 /// order's sequence the next held event becomes the head. 200 with the
 /// outcome; 404 unknown; 409 already resolved or being replayed.
+#[utoipa::path(
+    post,
+    path = "/api/dlq/skip/{eventId}",
+    operation_id = "dlqSkip",
+    tag = "dlq",
+    summary = "Give up on a PENDING or FAILED record: it becomes SKIPPED and is never published",
+    description = "The reason is kept as the record's replayResult and the record counts in skippedCount. When events of the same order are held behind the record (it heads the order's sequence), the held event with the lowest version becomes the new head: its blockedBy is cleared and the others are re-pointed to it, so replaying it continues the sequence (answered as newHead). A held record skipped directly just leaves its sequence; the rest still wait behind their head. A record being replayed at that moment is refused (409). Audited as DLQ_SKIP.",
+    request_body(content = SkipBody, content_type = "application/json"),
+    params(
+        ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
+    ),
+    responses(
+        (status = 200, description = "The record is SKIPPED.", body = order_core::app::SkipOutcome),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, description = "The record is not PENDING or FAILED, or is being replayed.", body = super::error::Body, content_type = "application/problem+json"),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["admin"]), ("apiKeyHeader" = ["admin"])),
+    extensions(("x-required-role" = json!("admin"))),
+)]
 pub async fn skip(
     State(dlq): State<Arc<DlqService>>,
     act: RecordAction,
@@ -352,6 +563,29 @@ pub async fn skip(
     Ok(Json(dlq.skip(&who, &id, reason).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/dlq/status/{status}",
+    operation_id = "dlqByStatus",
+    tag = "dlq",
+    summary = "Records of one status",
+    description = "Newest failure first, then highest id. totalElements comes from the counts the store keeps (no COUNT over the records). Below operator, records come without originalEvent.",
+    params(
+        ("status" = String, Path, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Rr][Ee][Pp][Ll][Aa][Yy][Ee][Dd]|[Ff][Aa][Ii][Ll][Ee][Dd]|[Ss][Kk][Ii][Pp][Pp][Ee][Dd])$", description = "PENDING, REPLAYED, FAILED or SKIPPED, case-insensitive."),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+        ("after" = Option<String>, Query, max_length = 200, pattern = r"^[A-Za-z0-9_-]*$",
+            description = "Keyset pagination: the nextCursor of the previous page of this listing. The page then holds the size rows after that page's last one (page is only echoed back); rows added, changed or deleted meanwhile never make a walk skip or repeat a row that stayed in place. An opaque, URL-safe text: anything but a cursor this listing handed out answers 400."),
+    ),
+    responses(
+        (status = 200, description = "A page of records.", body = CursorPage<order_core::ports::DlqRecord>),
+        (status = 400, description = "Unknown status (the detail names PENDING, REPLAYED, FAILED, SKIPPED) or bad paging.",
+            body = super::error::Body, content_type = "application/problem+json"),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn by_status(
     State(lists): State<Listings>,
     principal: Option<Extension<Principal>>,

@@ -97,14 +97,30 @@ pub struct ApiError {
     pub errors: Vec<FieldError>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// RFC 9457 problem details. `type` is a stable URI per kind of problem.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct Body<'a> {
+    /// One of `https://order-service.dev/problems/` followed by validation,
+    /// malformed-request, not-found, method-not-allowed, illegal-transition,
+    /// version-conflict, conflict, precondition-failed, payload-too-large,
+    /// unsupported-media-type, idempotency-key-reused, service-unavailable,
+    /// internal, or `http-<status>` for another status.
     #[serde(rename = "type")]
+    #[schema(
+        format = "uri",
+        example = "https://order-service.dev/problems/validation"
+    )]
     type_: String,
+    #[schema(example = "Request validation failed")]
     title: &'a str,
+    #[schema(minimum = 400, maximum = 599, example = 422)]
     status: u16,
+    #[schema(example = "items[0].quantity must be an integer between 1 and 10000")]
     detail: &'a str,
+    /// Present on validation problems: one entry per invalid field.
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    #[schema(value_type = Vec<FieldError>)]
     errors: &'a [FieldError],
 }
 

@@ -15,6 +15,7 @@ pub mod dlq;
 pub mod error;
 pub mod extract;
 pub mod jwks;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod routes;
@@ -104,10 +105,22 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         .get("/actuator/health", Access::Open, ops::health)
         .get("/health/live", Access::Open, ops::live)
         .get("/health/ready", Access::Open, ops::ready)
+        // Spring Boot's probe paths, as Kubernetes manifests written for
+        // Spring services name them.
+        .get(
+            "/actuator/health/liveness",
+            Access::Open,
+            ops::actuator_liveness,
+        )
+        .get(
+            "/actuator/health/readiness",
+            Access::Open,
+            ops::actuator_readiness,
+        )
         .get("/metrics", Access::Metrics, ops::metrics)
         .get("/v3/api-docs", Access::Open, ops::api_docs)
         .get("/swagger-ui", Access::Open, ops::swagger_ui)
-        .get("/swagger-ui/", Access::Open, ops::swagger_ui)
+        .get("/swagger-ui/", Access::Open, ops::swagger_ui_dir)
         .get("/swagger-ui.html", Access::Open, ops::swagger_redirect)
         .get(
             "/swagger-ui/assets/{file}",
@@ -115,7 +128,7 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
             ops::swagger_asset,
         )
         .get("/dashboard", Access::Open, dashboard::page)
-        .get("/dashboard/", Access::Open, dashboard::page)
+        .get("/dashboard/", Access::Open, dashboard::page_dir)
         .get("/dashboard/app.js", Access::Open, dashboard::script)
         .get("/dashboard/app.css", Access::Open, dashboard::stylesheet);
     if !test_endpoints {
@@ -131,6 +144,8 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
 /// Every endpoint of the service, behind authentication.
 pub fn router(state: AppState) -> Router {
     let (app, table) = declared_routes(state.config.test_endpoints).finish();
+    // Built and serialized here, once, rather than on the first request.
+    openapi::json(state.config.test_endpoints);
     // Authentication and roles, as declared with each route: it runs after
     // routing, so unknown paths stay 404 (wrong methods: see
     // AccessTable::access_for).

@@ -30,30 +30,103 @@ use crate::startup::Orders;
 // money is read from its decimal text, never through a float.
 // ---------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+// The schemas of these bodies (in the OpenAPI document) say what a valid
+// request holds, field by field; the fields themselves stay raw.
+
+/// Body of `POST /api/orders`. Unknown members are accepted and ignored.
+/// JSON null counts as absent. Texts are trimmed; they must contain a
+/// non-blank character and no control characters. Wrong member types are
+/// 422 with one error per field; a body that is not a JSON object is 400.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = CreateOrderRequest,
+    example = json!({
+        "customerId": "customer-1",
+        "restaurantId": "restaurant-1",
+        "items": [{"menuItemId": "pizza", "name": "Margherita", "price": "12.50", "quantity": 2}],
+        "totalAmount": "25.00"
+    })
+)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody<'a> {
     #[serde(borrow, default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     customer_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     restaurant_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    #[schema(value_type = Vec<ItemBody>, required = true, min_items = 1, max_items = 100)]
     items: Option<&'a RawValue>,
+    /// Optional (see [`total_schema`]).
     #[serde(borrow, default)]
+    #[schema(schema_with = total_schema)]
     total_amount: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize)]
+/// One item of an order to create. Unknown members are accepted and ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CreateOrderItem)]
 #[serde(rename_all = "camelCase")]
 struct ItemBody<'a> {
     #[serde(borrow, default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     menu_item_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
     name: Option<&'a RawValue>,
+    /// Unit price (see [`price_schema`]).
     #[serde(borrow, default)]
+    #[schema(schema_with = price_schema, required = true)]
     price: Option<&'a RawValue>,
     #[serde(borrow, default)]
+    #[schema(value_type = u32, required = true, minimum = 1, maximum = 10000)]
     quantity: Option<&'a RawValue>,
+}
+
+/// A unit price: a number, or a decimal string of at most 4 places.
+fn price_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .description(Some(
+            "Unit price, a decimal from 0 to 1000000 with at most 4 decimal places, as a JSON \
+             number or a decimal string (read from its text, never through a float).",
+        ))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0))
+                .maximum(Some(1_000_000))
+                .multiple_of(Some(0.0001)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^(1000000(\.0{1,4})?|[0-9]{1,6}(\.[0-9]{1,4})?)$")),
+        )
+        .into()
+}
+
+/// A claimed total: a number or a decimal string (or null: absent).
+fn total_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .description(Some(
+            "Optional. The total is computed from the items; a client-sent total that differs \
+             from it is rejected with 422.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^-?[0-9]{1,20}(\.[0-9]{1,20})?$")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
 }
 
 /// Parses the top level of a body into `T`: invalid JSON, or JSON that is
@@ -132,10 +205,23 @@ fn is_plain_decimal(s: &str) -> bool {
         && frac.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// A quantity: a JSON number with an integral value (`2`, and also `2.0`
+/// or `2e0`, which JSON Schema counts as integers too), read from its text.
 fn quantity_field(field: &str, raw: &RawValue, errors: &mut Vec<FieldError>) -> Option<u32> {
-    match serde_json::from_str::<i64>(raw.get()) {
-        Ok(n) if n >= 0 && n <= i64::from(u32::MAX) => Some(n as u32),
-        _ => {
+    let text = raw.get();
+    let number = if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        None
+    } else if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text).ok()
+    } else {
+        Decimal::from_str(text).ok()
+    };
+    let integral = number
+        .filter(|d| d.fract().is_zero())
+        .and_then(|d| rust_decimal::prelude::ToPrimitive::to_u32(&d));
+    match integral {
+        Some(n) => Some(n),
+        None => {
             errors.push(FieldError::new(
                 field,
                 format!(
@@ -223,18 +309,44 @@ fn parse_create(bytes: &[u8]) -> Result<CreateOrder, ApiError> {
     .map_err(|e| order_core::app::AppError::from(e).into())
 }
 
-/// One optional string member of an optional JSON object body.
-fn body_string(body: Option<&[u8]>, field: &'static str) -> Result<Option<String>, ApiError> {
+/// Body of `PUT /api/orders/{id}/confirm`: the alternative to the
+/// `paymentId` query parameter (the query parameter wins). Unknown members
+/// are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = ConfirmRequest)]
+#[serde(rename_all = "camelCase")]
+struct ConfirmBody<'a> {
+    #[serde(borrow, default)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$")]
+    payment_id: Option<&'a RawValue>,
+}
+
+/// Body of `PUT /api/orders/{id}/cancel`: the alternative to the `reason`
+/// query parameter (the query parameter wins). Unknown members are ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CancelRequest)]
+struct CancelBody<'a> {
+    #[serde(borrow, default)]
+    #[schema(value_type = Option<String>, max_length = 500,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
+    reason: Option<&'a RawValue>,
+}
+
+/// One optional string member of an optional JSON object body: `T` is the
+/// body, `member` picks the field named `field` out of it.
+fn body_string<'a, T: Deserialize<'a>>(
+    body: Option<&'a [u8]>,
+    field: &'static str,
+    member: impl FnOnce(T) -> Option<&'a RawValue>,
+) -> Result<Option<String>, ApiError> {
     let Some(bytes) = body else {
         return Ok(None);
     };
-    let map: std::collections::HashMap<String, &RawValue> = parse_object(bytes)?;
+    let parsed: T = parse_object(bytes)?;
     let mut errors = Vec::new();
-    let value = match map.get(field) {
-        Some(raw) if raw.get() == "null" => None,
-        Some(raw) => string_field(field, Some(raw), &mut errors),
-        None => None,
-    };
+    // JSON null deserializes as `None`: absent.
+    let value = string_field(field, member(parsed), &mut errors);
     if errors.is_empty() {
         Ok(value)
     } else {
@@ -280,6 +392,38 @@ fn ctx(correlation: &CorrelationId) -> CommandContext {
 // Handlers
 // ---------------------------------------------------------------------------
 
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    operation_id = "createOrder",
+    tag = "orders",
+    summary = "Create an order",
+    description = "Commits the OrderCreated event, the current state and the outbox row in one transaction. Publishing happens afterwards, so a bus outage never fails this call.",
+    request_body(content = CreateBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, pattern = r"^[\x21-\x7E]{1,255}$",
+            description = "Makes retries safe: a retry with the same key and the same body returns the first result; the same key with another body is 422."),
+    ),
+    responses(
+        (status = 201, description = "Created (or, with a reused Idempotency-Key and the same body, the first result).", body = Order, headers(
+            ("ETag" = String, description = "The order version, quoted."),
+            ("Location" = String, description = "URL of the new order."),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the stored result of an earlier request with the same Idempotency-Key."),
+        ), links(
+            ("getOrder" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
+            ("getOrderEvents" = (operation_id = "getOrderEvents", parameters(("id" = "$response.body#/id")))),
+            ("confirmOrder" = (operation_id = "confirmOrder", parameters(("id" = "$response.body#/id")))),
+            ("cancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn create(
     State(state): State<Arc<Orders>>,
     correlation: CorrelationId,
@@ -304,6 +448,29 @@ pub async fn create(
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    operation_id = "getOrder",
+    tag = "orders",
+    summary = "Get an order (current state or time travel)",
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("version" = Option<u64>, Query, minimum = 1, maximum = 9223372036854775807_u64,
+            description = "State as of this version (rebuilt from the events). Not together with asOf."),
+        ("asOf" = Option<String>, Query, format = DateTime,
+            description = "State as of this instant (RFC 3339). Not together with version."),
+    ),
+    responses(
+        (status = 200, description = "The order (ETag = version).", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, description = "No such order, or it did not exist at the requested version or instant.",
+            body = super::error::Body, content_type = "application/problem+json"),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn get(
     State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
@@ -349,6 +516,24 @@ fn storable_instant(t: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}/events",
+    operation_id = "getOrderEvents",
+    tag = "orders",
+    summary = "The order's events, in version order",
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+    ),
+    responses(
+        (status = 200, description = "Event envelopes.", body = Vec<order_core::domain::EventEnvelope>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn events(
     State(state): State<Arc<Orders>>,
     OrderId(id): OrderId,
@@ -381,6 +566,28 @@ fn filter_value(params: &Params, name: &str) -> Result<Option<String>, ApiError>
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    operation_id = "searchOrders",
+    tag = "orders",
+    summary = "Search orders (read model)",
+    params(
+        ("customerId" = Option<String>, Query, max_length = 200, description = "Exact customer id; empty means no filter."),
+        ("restaurantId" = Option<String>, Query, max_length = 200, description = "Exact restaurant id; empty means no filter."),
+        ("status" = Option<String>, Query, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Ff][Ii][Rr][Mm][Ee][Dd]|[Pp][Rr][Ee][Pp][Aa][Rr][Ii][Nn][Gg]|[Rr][Ee][Aa][Dd][Yy]|[Dd][Ee][Ll][Ii][Vv][Ee][Rr][Ee][Dd]|[Cc][Aa][Nn][Cc][Ee][Ll][Ll][Ee][Dd])$",
+            description = "Order status (PENDING, CONFIRMED, PREPARING, READY, DELIVERED, CANCELLED), case-insensitive; an unknown one is 400 naming the valid ones."),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of orders, newest first. The read model is eventually consistent.", body = order_core::ports::Page<Order>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn search(
     State(state): State<Arc<Orders>>,
     params: Params,
@@ -395,6 +602,27 @@ pub async fn search(
     Ok(Json(result).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/orders/customer/{customerId}",
+    operation_id = "getCustomerOrders",
+    tag = "orders",
+    summary = "A customer's orders (read model)",
+    params(
+        ("customerId" = String, Path, min_length = 1, max_length = 200, description = "Exact customer id (trimmed)."),
+        ("status" = Option<String>, Query, pattern = r"^([Pp][Ee][Nn][Dd][Ii][Nn][Gg]|[Cc][Oo][Nn][Ff][Ii][Rr][Mm][Ee][Dd]|[Pp][Rr][Ee][Pp][Aa][Rr][Ii][Nn][Gg]|[Rr][Ee][Aa][Dd][Yy]|[Dd][Ee][Ll][Ii][Vv][Ee][Rr][Ee][Dd]|[Cc][Aa][Nn][Cc][Ee][Ll][Ll][Ee][Dd])$",
+            description = "Order status, case-insensitive; an unknown one is 400."),
+        ("page" = Option<u32>, Query, minimum = 0, maximum = 1000000, description = "Zero-based page number (default 0)."),
+        ("size" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)."),
+    ),
+    responses(
+        (status = 200, description = "A page of orders, newest first.", body = order_core::ports::Page<Order>),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["viewer"]), ("apiKeyHeader" = ["viewer"])),
+    extensions(("x-required-role" = json!("viewer"))),
+)]
 pub async fn by_customer(
     State(state): State<Arc<Orders>>,
     PathParam(customer_id): PathParam,
@@ -453,37 +681,119 @@ fn domain(e: order_core::domain::DomainError) -> ApiError {
 
 /// A string given as a query parameter or as a member of the JSON body
 /// (the query wins).
-fn param_or_body(
+fn param_or_body<'a, T: Deserialize<'a>>(
     params: &Params,
-    body: Option<&[u8]>,
+    body: Option<&'a [u8]>,
     field: &'static str,
+    member: impl FnOnce(T) -> Option<&'a RawValue>,
 ) -> Result<Option<String>, ApiError> {
-    let from_body = body_string(body, field)?;
+    let from_body = body_string(body, field, member)?;
     Ok(params.get(field).map(str::to_owned).or(from_body))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/confirm",
+    operation_id = "confirmOrder",
+    tag = "orders",
+    summary = "Confirm a PENDING order (needs a paymentId)",
+    request_body(content = Option<ConfirmBody>, content_type = "application/json"),
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("paymentId" = Option<String>, Query, min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$",
+            description = "Payment id; or give it in the JSON body (this parameter wins). Missing from both is 422."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+    ),
+    responses(
+        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn confirm(
     State(state): State<Arc<Orders>>,
     target: Target,
     params: Params,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let payment_id = param_or_body(&params, body.as_deref(), "paymentId")?;
+    let payment_id = param_or_body(&params, body.as_deref(), "paymentId", |b: ConfirmBody| {
+        b.payment_id
+    })?;
     let t = Transition::confirm(payment_id).map_err(domain)?;
     transition(&state, target, t).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/cancel",
+    operation_id = "cancelOrder",
+    tag = "orders",
+    summary = "Cancel a PENDING order",
+    description = "Cancelling twice, or after confirmation, is 409 and writes nothing.",
+    request_body(content = Option<CancelBody>, content_type = "application/json"),
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("reason" = Option<String>, Query, max_length = 500, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$",
+            description = "Optional reason; or give it in the JSON body. Blank means none."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+    ),
+    responses(
+        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 415, response = super::openapi::UnsupportedMediaType),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn cancel(
     State(state): State<Arc<Orders>>,
     target: Target,
     params: Params,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let reason = param_or_body(&params, body.as_deref(), "reason")?;
+    let reason = param_or_body(&params, body.as_deref(), "reason", |b: CancelBody| b.reason)?;
     let t = Transition::cancel(reason).map_err(domain)?;
     transition(&state, target, t).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/prepare",
+    operation_id = "prepareOrder",
+    tag = "orders",
+    summary = "CONFIRMED → PREPARING",
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+    ),
+    responses(
+        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn prepare(
     State(state): State<Arc<Orders>>,
     target: Target,
@@ -491,10 +801,54 @@ pub async fn prepare(
     transition(&state, target, Transition::Prepare).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/ready",
+    operation_id = "readyOrder",
+    tag = "orders",
+    summary = "PREPARING → READY",
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+    ),
+    responses(
+        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn ready(State(state): State<Arc<Orders>>, target: Target) -> Result<Response, ApiError> {
     transition(&state, target, Transition::MarkReady).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/orders/{id}/deliver",
+    operation_id = "deliverOrder",
+    tag = "orders",
+    summary = "READY → DELIVERED",
+    params(
+        ("id" = Uuid, Path, description = "Order id (UUID); anything else is 400."),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,18}"|[0-9]{1,18}))$"#,
+            description = "Expected order version, quoted (the ETag) or bare; `*` means any. A stale version is 412."),
+    ),
+    responses(
+        (status = 200, description = "The order after the transition.", body = Order, headers(("ETag" = String, description = "The order version, quoted."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 412, response = super::openapi::PreconditionFailed),
+        (status = 503, response = super::openapi::Unavailable),
+    ),
+    security(("bearerAuth" = ["operator"]), ("apiKeyHeader" = ["operator"])),
+    extensions(("x-required-role" = json!("operator"))),
+)]
 pub async fn deliver(
     State(state): State<Arc<Orders>>,
     target: Target,
@@ -564,6 +918,21 @@ mod tests {
         );
         let now = at("2024-05-01T12:00:00.5Z");
         assert_eq!(storable_instant(now), now);
+    }
+
+    #[test]
+    fn a_quantity_is_any_json_number_with_an_integral_value() {
+        let item = |q: &str| {
+            format!(
+                r#"{{"customerId":"c","restaurantId":"r","items":[{{"menuItemId":"m","name":"n","price":"1","quantity":{q}}}]}}"#
+            )
+        };
+        for q in ["2", "2.0", "2e0", "0.2e1", "10000.000"] {
+            assert_eq!(errors_of(&item(q)), Vec::<String>::new(), "{q}");
+        }
+        for q in ["2.5", "\"2\"", "-1", "1e30", "true", "4294967296"] {
+            assert_eq!(errors_of(&item(q)).len(), 1, "{q}");
+        }
     }
 
     #[test]

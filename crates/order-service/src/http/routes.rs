@@ -34,6 +34,13 @@ pub struct AccessTable {
 }
 
 impl AccessTable {
+    /// Every declared route: pattern, method and access (in no order).
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &Method, Access)> + '_ {
+        self.by_path
+            .iter()
+            .flat_map(|(path, methods)| methods.iter().map(move |(m, a)| (*path, m, *a)))
+    }
+
     /// The access a request with `method` on route `pattern` needs.
     pub fn access_for(&self, method: &Method, pattern: &str) -> Access {
         // HEAD is answered by GET routes.

@@ -46,6 +46,7 @@ pub const JOB_LIMIT_MAX: usize = 100_000_000;
 
 /// Answer of a bulk replay.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BulkReplayOutcome {
     pub dry_run: bool,

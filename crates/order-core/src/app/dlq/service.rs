@@ -32,6 +32,7 @@ pub use super::test_publish::{TestPublishOutcome, TEST_AGGREGATE_TYPE};
 
 /// Answer of a replay, with the original service's field names.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayOutcome {
     pub event_id: String,
@@ -46,6 +47,7 @@ pub struct ReplayOutcome {
 
 /// Answer of a skip.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SkipOutcome {
     pub event_id: String,
@@ -54,6 +56,7 @@ pub struct SkipOutcome {
     pub reason: String,
     /// The held event that now heads the order's sequence (replay it to
     /// continue), when the skipped record headed one.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub new_head: Option<String>,
     pub message: String,
 }

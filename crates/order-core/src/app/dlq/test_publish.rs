@@ -20,11 +20,15 @@ use crate::ports::{AuditAction, FailureClass};
 /// the projector ignores aggregates that are not orders.
 pub const TEST_AGGREGATE_TYPE: &str = "TestOrder";
 
+/// Answer of `POST /api/test/publish-event`: published, or parked in the
+/// DLQ after the retries (`success` false).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TestPublishOutcome {
     pub success: bool,
     pub message: String,
+    #[cfg_attr(feature = "openapi", schema(format = Uuid))]
     pub event_id: String,
     pub order_id: String,
 }

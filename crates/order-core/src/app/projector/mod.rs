@@ -48,7 +48,9 @@ pub struct ProjectionReport {
     pub poison: Vec<(usize, String)>,
 }
 
+/// What a read-model rebuild did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RebuildReport {
     pub events: u64,
