@@ -133,6 +133,7 @@ fn record(source: DlqSource, error: Result<PublishError, &str>) -> NewDlqRecord 
         occurred_on: now(),
         correlation_id: None,
         causation_id: None,
+        traceparent: None,
         data: json!({}),
     };
     NewDlqRecord {

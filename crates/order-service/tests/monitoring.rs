@@ -1,6 +1,7 @@
 //! The monitoring files under deploy/ (Prometheus alert rules and scrape
 //! configuration, the Grafana dashboard) only use metrics the service
-//! serves: every `orders_…` name in them must be on a real GET /metrics.
+//! serves: every `orders_…`, `http_server_…`, `process_…` and
+//! `order_service_…` name in them must be on a real GET /metrics.
 
 mod support;
 
@@ -26,11 +27,20 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `orders_[a-z0-9_]+` word of `text`.
+/// Every metric name of ours in `text`: the `orders_[a-z0-9_]+` words and
+/// those of the HTTP server, the process and the build.
 fn metric_names_in(text: &str) -> BTreeSet<String> {
+    ["orders_", "http_server_", "process_", "order_service_"]
+        .iter()
+        .flat_map(|prefix| words_starting_with(text, prefix))
+        .collect()
+}
+
+/// Every `<prefix>[a-z0-9_]*` word of `text`.
+fn words_starting_with(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut rest = text;
-    while let Some(i) = rest.find("orders_") {
+    while let Some(i) = rest.find(prefix) {
         let preceded_by_word = rest[..i]
             .chars()
             .next_back()
@@ -77,6 +87,64 @@ async fn every_metric_in_the_alerts_and_the_dashboard_is_served() {
             "{file} uses metrics the service does not serve: {unknown:?}\nserved: {served:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_durations_by_matched_route_process_metrics_and_build_info_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    let missing = format!("/api/orders/{}", uuid::Uuid::now_v7());
+    assert_eq!(svc.call("GET", &missing, None).await.status, 404);
+    assert_eq!(svc.call("GET", "/no/such/route", None).await.status, 404);
+    assert_eq!(svc.call("GET", "/health/live", None).await.status, 200);
+    let text = svc.call("GET", "/metrics", None).await.text;
+
+    let count = |labels: &str| {
+        support::metrics::metric(
+            &text,
+            &format!("http_server_request_duration_seconds_count{{{labels}}}"),
+        )
+    };
+    // The matched route, never the raw path (no ids in label values).
+    assert_eq!(
+        count(r#"method="GET",route="/api/orders/{id}",status="404""#),
+        1.0
+    );
+    assert_eq!(count(r#"method="GET",route="unmatched",status="404""#), 1.0);
+    assert_eq!(
+        count(r#"method="GET",route="/health/live",status="200""#),
+        1.0
+    );
+    assert!(!text.contains(&missing) && !text.contains("/no/such/route"));
+    assert!(
+        text.contains("# TYPE http_server_request_duration_seconds histogram"),
+        "{text}"
+    );
+    let ms_bucket = r#"http_server_request_duration_seconds_bucket{method="GET",route="/health/live",status="200",le="0.001"}"#;
+    assert!(text.lines().any(|l| l.starts_with(ms_bucket)), "{text}");
+
+    let metric = |name: &str| support::metrics::metric(&text, name);
+    assert!(metric("process_resident_memory_bytes") > 1e6);
+    assert!(metric("process_open_fds") >= 3.0);
+    assert!(metric("process_cpu_seconds_total") >= 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
+    let started = metric("process_start_time_seconds");
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    let build = format!(
+        "order_service_build_info{{version=\"{}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&build) && l.ends_with(" 1")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -245,6 +245,13 @@ pub struct EventEnvelope {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub causation_id: Option<String>,
+    /// The W3C `traceparent` of the request that caused the event (the
+    /// caller's trace, or one the service started), carried to the bus as
+    /// the CloudEvents `ce_traceparent` header. Absent from events written
+    /// before it existed and from the event store's own columns: it travels
+    /// with the outbox row and the DLQ record, which keep the whole envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// The event's own fields (its `eventType` and `schemaVersion` say which).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Value,
@@ -269,6 +276,7 @@ impl EventEnvelope {
             occurred_on,
             correlation_id,
             causation_id: None,
+            traceparent: None,
             data: event.to_data(order_id),
         }
     }
@@ -276,6 +284,11 @@ impl EventEnvelope {
     /// Decodes (and upcasts) the domain event this envelope carries.
     pub fn decode(&self) -> Result<OrderEvent, EventDecodeError> {
         OrderEvent::from_data(&self.event_type, self.schema_version, &self.data)
+    }
+
+    /// The trace id (32 hex digits) of [`Self::traceparent`], for log spans.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.as_deref().and_then(trace_id_of)
     }
 
     /// The envelope's JSON text as published.
@@ -322,4 +335,14 @@ pub fn fold<'a>(
         state = Some(fold_one(state.as_ref(), env)?);
     }
     Ok(state)
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`),
+/// or `None` when the value does not have that shape.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let id = traceparent.get(3..35)?;
+    (traceparent.as_bytes().get(2) == Some(&b'-')
+        && traceparent.as_bytes().get(35) == Some(&b'-')
+        && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    .then_some(id)
 }

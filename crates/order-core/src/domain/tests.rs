@@ -406,3 +406,42 @@ fn status_names_parse_case_insensitively() {
     );
     assert_eq!(OrderStatus::parse("lost"), None);
 }
+
+#[test]
+fn an_envelope_stored_without_a_traceparent_still_reads_and_none_is_not_written() {
+    let stored = json!({
+        "eventId": "0193a8f0-0000-7000-8000-000000000001",
+        "eventType": "OrderCancelled",
+        "aggregateId": "0193a8f0-0000-7000-8000-000000000002",
+        "aggregateType": "Order",
+        "version": 2,
+        "schemaVersion": 1,
+        "occurredOn": "2024-05-01T10:00:00Z",
+        "correlationId": null,
+        "causationId": null,
+        "data": {"reason": "changed mind"}
+    });
+    let env: EventEnvelope = serde_json::from_value(stored.clone()).expect("an old envelope reads");
+    assert_eq!(env.traceparent, None);
+    assert_eq!(env.trace_id(), None);
+    // Written back unchanged: no `traceparent` member for consumers to meet.
+    assert_eq!(serde_json::to_value(&env).ok(), Some(stored));
+}
+
+#[test]
+fn an_envelope_carries_its_traceparent_and_names_its_trace_id() {
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut env = EventEnvelope::new(
+        Uuid::now_v7(),
+        &OrderEvent::Cancelled { reason: None },
+        2,
+        Utc::now(),
+        None,
+    );
+    env.traceparent = Some(tp.to_owned());
+    let back: EventEnvelope = serde_json::from_str(&env.to_json()).expect("reads back");
+    assert_eq!(back.traceparent.as_deref(), Some(tp));
+    assert_eq!(back.trace_id(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(trace_id_of("not a traceparent"), None);
+    assert_eq!(trace_id_of("00-4bf92f35-00f067aa0ba902b7-01"), None);
+}

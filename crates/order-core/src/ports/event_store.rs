@@ -107,6 +107,7 @@ impl TryFrom<EventRow> for RecordedEvent {
             occurred_on: r.occurred_on,
             correlation_id: r.correlation_id,
             causation_id: r.causation_id,
+            traceparent: None,
             data: serde_json::from_str(&r.event_data)
                 .map_err(|e| bad(format!("event_data is not JSON: {e}")))?,
         };

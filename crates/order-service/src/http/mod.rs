@@ -1,8 +1,11 @@
 //! The HTTP API (DESIGN §5). [`router`] wires every endpoint, each declared
 //! once with the access it needs (see [`routes`]); the layers
-//! around it give each request a correlation id, turn every framework error
-//! (unknown route, wrong method, body too large…) into problem+json, and
-//! answer a 500 problem if a handler ever panics.
+//! around it give each request a request id, a correlation id and a trace
+//! context ([`trace`]), a span and an access-log line, mask credentials in
+//! anything that logs headers, count it in the duration histogram
+//! ([`server_metrics`]), turn every framework error (unknown route, wrong
+//! method, body too large…) into problem+json, and answer a 500 problem if
+//! a handler ever panics.
 
 pub mod audit;
 pub mod auth;
@@ -16,18 +19,24 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod routes;
+pub mod server_metrics;
 pub mod testing;
+pub mod trace;
 
+use std::any::Any;
 use std::convert::Infallible;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::Router;
 use order_core::app::Role;
-use tracing::Instrument;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
 
 use self::error::{problem_response, ApiError, Problem, PROBLEM_JSON};
 use self::routes::{Access, Routes};
@@ -144,31 +153,51 @@ pub fn router(state: AppState) -> Router {
     let app = app.route_layer(middleware::from_fn_with_state(guard, auth::authorize));
 
     let limit = state.config.max_body_bytes;
+    let http_metrics = state.http_metrics.clone();
+    // Innermost first: each `.layer` wraps what is above it. All of them
+    // run after routing, so they see the matched route (`MatchedPath`).
     app.fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(catch_panic))
+        .layer(CatchPanicLayer::custom(panic_problem))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(trace::request_span)
+                .on_request(())
+                .on_response(trace::access_log)
+                .on_body_chunk(())
+                .on_eos(())
+                // 5xx are logged once where they happen (ApiError).
+                .on_failure(()),
+        )
+        .layer(middleware::from_fn_with_state(
+            http_metrics,
+            trace::trace_context,
+        ))
         .layer(middleware::from_fn(request_context))
+        .layer(PropagateRequestIdLayer::new(trace::REQUEST_ID))
+        .layer(SetRequestIdLayer::new(trace::REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+            HeaderName::from_static("x-api-key"),
+        ]))
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no endpoint {method} {}", uri.path()))
 }
 
-/// Catches a panic in the rest of the stack so it becomes a 500 problem
-/// instead of a dropped connection (without a task spawn per request).
-async fn catch_panic(req: Request, next: Next) -> Response {
-    use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(next.run(req))
-        .catch_unwind()
-        .await
-    {
-        Ok(resp) => resp,
-        Err(_) => {
-            tracing::error!("request handler panicked");
-            problem_response(Problem::Internal, "internal error", &[])
-        }
-    }
+/// A panic in a handler becomes a 500 problem instead of a dropped
+/// connection; its message is logged, never answered.
+fn panic_problem(err: Box<dyn Any + Send + 'static>) -> Response {
+    let message = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("(not a string)");
+    tracing::error!(panic = message, "request handler panicked");
+    problem_response(Problem::Internal, "internal error", &[])
 }
 
 fn valid_correlation_id(v: &HeaderValue) -> Option<String> {
@@ -177,23 +206,18 @@ fn valid_correlation_id(v: &HeaderValue) -> Option<String> {
         .then(|| s.to_owned())
 }
 
-/// Correlation id in and out, a span per request, and the guarantee that
-/// no error leaves without a problem+json body.
+/// Correlation id in and out (the request id when the caller sent none),
+/// and the guarantee that no error leaves without a problem+json body.
 async fn request_context(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(CORRELATION_HEADER)
+        .or_else(|| req.headers().get(trace::REQUEST_ID))
         .and_then(valid_correlation_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(CorrelationId(id.clone()));
-    let span = tracing::info_span!(
-        "http",
-        method = %req.method(),
-        path = %req.uri().path(),
-        correlation_id = %id,
-    );
     let method = req.method().clone();
-    let mut resp = next.run(req).instrument(span).await;
+    let mut resp = next.run(req).await;
     let status = resp.status();
     if status.is_client_error() || status.is_server_error() {
         let is_json = resp
@@ -267,7 +291,7 @@ mod tests {
                     }
                 }),
             )
-            .layer(middleware::from_fn(catch_panic))
+            .layer(CatchPanicLayer::custom(panic_problem))
             .layer(middleware::from_fn(request_context));
         let resp = app
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())

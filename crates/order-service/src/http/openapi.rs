@@ -11,7 +11,8 @@
 //!   its `openapi` feature), the request bodies the handlers deserialize,
 //!   and the problem body of `error.rs`;
 //! - [`ApiDoc`] lists the operations and adds what the middleware does to
-//!   every request: the `X-Correlation-Id` header in and out, and 401/403
+//!   every request: the `X-Correlation-Id`, `X-Request-Id` and
+//!   `traceparent` headers in and out (see `trace.rs`), and 401/403
 //!   for every operation that needs a role (see `auth.rs`).
 //!
 //! The document is built and serialized once per process ([`json`]); the
@@ -42,7 +43,8 @@ maintains the read model.
 Every error is `application/problem+json` (RFC 9457). Unknown routes are 404 and wrong \
 methods 405 (with `Allow`), both as problems. Request bodies: JSON only (`Content-Type: \
 application/json`, else 415), at most ORDER_MAX_BODY_BYTES (else 413); unknown members are \
-accepted and ignored unless a body says otherwise. Every response carries `X-Correlation-Id`. \
+accepted and ignored unless a body says otherwise. Every response carries `X-Correlation-Id`, \
+`X-Request-Id` and a W3C `traceparent` (the caller's trace continued, or a new one). \
 The /api/test endpoints exist only when ORDER_TEST_ENDPOINTS is on (the default with the \
 embedded bus); this document lists them only then.
 
@@ -196,12 +198,14 @@ fn render(test_endpoints: bool) -> Bytes {
 /// Response headers the service always sends with the response that
 /// documents them. utoipa's `Header` has no `required`, so it is set on the
 /// serialized document.
-const ALWAYS_SENT: [&str; 5] = [
+const ALWAYS_SENT: [&str; 7] = [
     "Location",
     "ETag",
     "Retry-After",
     "WWW-Authenticate",
     "X-Correlation-Id",
+    "X-Request-Id",
+    "traceparent",
 ];
 
 /// Applies `f` to every response of the document, shared ones included.
@@ -262,6 +266,10 @@ fn mark_required(response: &mut Value) {
 
 const CORRELATION_DESCRIPTION: &str = "The request's correlation id (echoed, or generated when \
 the request had none or an invalid one).";
+const REQUEST_ID_DESCRIPTION: &str = "The request's id (echoed, or a generated UUID).";
+const TRACEPARENT_DESCRIPTION: &str = "The service's W3C trace context for this request: the \
+caller's trace id (a new one when the request had no valid `traceparent`) and this service's \
+span id. The events the request appends carry it.";
 
 /// The security schemes, and the middleware's part of every operation:
 /// `X-Correlation-Id` (`request_context`) and 401/403 where a role is
@@ -384,7 +392,33 @@ fn add_correlation_id(op: &mut Operation) {
         ))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .build();
-    op.parameters.get_or_insert_with(Vec::new).insert(0, param);
+    let header_param = |name: &str, description: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    };
+    let params = op.parameters.get_or_insert_with(Vec::new);
+    params.insert(0, param);
+    params.insert(
+        1,
+        header_param(
+            "X-Request-Id",
+            "The request's id, echoed in the response (one is generated when absent); the \
+             correlation id too when X-Correlation-Id is absent.",
+        ),
+    );
+    params.insert(
+        2,
+        header_param(
+            "traceparent",
+            "W3C trace context (version 00) to continue; an absent or invalid one starts a \
+             new trace.",
+        ),
+    );
     for r in op.responses.responses.values_mut() {
         if let RefOr::T(r) = r {
             with_correlation_header(r);
@@ -392,15 +426,21 @@ fn add_correlation_id(op: &mut Operation) {
     }
 }
 
+/// The headers every response carries: `X-Correlation-Id`, `X-Request-Id`
+/// and `traceparent`.
 fn with_correlation_header(r: &mut Response) {
-    r.headers
-        .entry("X-Correlation-Id".into())
-        .or_insert_with(|| {
+    for (name, description) in [
+        ("X-Correlation-Id", CORRELATION_DESCRIPTION),
+        ("X-Request-Id", REQUEST_ID_DESCRIPTION),
+        ("traceparent", TRACEPARENT_DESCRIPTION),
+    ] {
+        r.headers.entry(name.into()).or_insert_with(|| {
             HeaderBuilder::new()
                 .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(CORRELATION_DESCRIPTION))
+                .description(Some(description))
                 .build()
         });
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -561,10 +601,12 @@ mod tests {
                         }
                         None => r,
                     };
-                    assert_eq!(
-                        r["headers"]["X-Correlation-Id"]["required"], true,
-                        "{what} {status}"
-                    );
+                    for header in ["X-Correlation-Id", "X-Request-Id", "traceparent"] {
+                        assert_eq!(
+                            r["headers"][header]["required"], true,
+                            "{what} {status} {header}"
+                        );
+                    }
                 }
             }
 

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::auth::Auth;
 use super::error::ApiError;
 use super::extract::PathParam;
+use super::server_metrics::{self, HttpMetrics};
 use crate::health::{age_secs, Health, Status};
 use crate::startup::AppState;
 
@@ -259,12 +260,15 @@ pub async fn actuator_readiness(health: State<Health>) -> Response {
 pub async fn metrics(
     State(health): State<Health>,
     State(metrics): State<Arc<Metrics>>,
+    State(http_metrics): State<Arc<HttpMetrics>>,
     State(auth): State<Arc<Auth>>,
 ) -> Response {
     let mut text = metrics.render(&health.gauges().await);
     if let Some(jwks) = auth.jwks() {
         jwks.render_metrics(&mut text);
     }
+    http_metrics.render(&mut text);
+    server_metrics::render_process(&mut text);
     (
         [(
             header::CONTENT_TYPE,

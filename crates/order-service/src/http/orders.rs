@@ -384,6 +384,7 @@ fn order_response(status: StatusCode, order: &Order) -> Response {
 fn ctx(correlation: &CorrelationId) -> CommandContext {
     CommandContext {
         correlation_id: Some(correlation.0.clone()),
+        traceparent: super::trace::current_traceparent(),
     }
 }
 

@@ -137,6 +137,7 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
         raw_bus: shared.raw_bus,
         dlq_store,
         metrics: shared.metrics,
+        http_metrics: Default::default(),
         auth,
     });
     Ok(App { state, workers })

@@ -18,6 +18,7 @@ use order_core::ports::{DlqStore, EventBus, ReadModel};
 use crate::config::Config;
 use crate::health::Health;
 use crate::http::auth::Auth;
+use crate::http::server_metrics::HttpMetrics;
 
 /// Everything a request handler needs.
 pub struct Services {
@@ -42,6 +43,8 @@ pub struct Services {
     /// The DLQ records as stored (tests seed it directly).
     pub dlq_store: Arc<dyn DlqStore>,
     pub metrics: Arc<Metrics>,
+    /// The HTTP request duration histogram.
+    pub http_metrics: Arc<HttpMetrics>,
     /// API keys, JWT verification and the replay rate limiter.
     pub auth: Arc<Auth>,
 }
@@ -103,5 +106,6 @@ sub_state! {
     Arc<Projector> => projector,
     BusSwitch => bus_switch,
     Arc<Metrics> => metrics,
+    Arc<HttpMetrics> => http_metrics,
     Arc<Auth> => auth,
 }

@@ -136,6 +136,8 @@ async fn commit_one_batch(
 #[derive(Clone, Debug, Default)]
 pub struct CommandContext {
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` the events carry to the bus (`ce_traceparent`).
+    pub traceparent: Option<String>,
 }
 
 /// An `Idempotency-Key` with the fingerprint of the request it came with.
@@ -224,7 +226,8 @@ impl CommandService {
         }
         let at = now();
         let event = cmd.decide();
-        let envelope = EventEnvelope::new(id, &event, 1, at, ctx.correlation_id);
+        let mut envelope = EventEnvelope::new(id, &event, 1, at, ctx.correlation_id);
+        envelope.traceparent = ctx.traceparent;
         let state = Order::apply(None, id, &event, 1, at)
             .ok_or_else(|| AppError::Internal("create did not produce a state".into()))?;
         let commit = Commit {
@@ -310,8 +313,9 @@ impl CommandService {
                 let event = current.decide(&transition)?;
                 let at = now();
                 let version = current.version + 1;
-                let envelope =
+                let mut envelope =
                     EventEnvelope::new(id, &event, version, at, ctx.correlation_id.clone());
+                envelope.traceparent.clone_from(&ctx.traceparent);
                 let state = Order::apply(Some(&current), id, &event, version, at)
                     .ok_or_else(|| AppError::Internal("transition did not apply".into()))?;
                 let commit = Commit {

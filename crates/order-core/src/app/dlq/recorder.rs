@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::sequencing;
 use crate::app::metrics::Metrics;
-use crate::app::projector::consume_loop;
+use crate::app::projector::{consume_loop, message_span};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::dlt;
 use crate::ports::{Delivery, DlqSource, DlqStore, NewDlqRecord, StoreError, Subscription};
@@ -98,6 +98,19 @@ impl DlqRecorder {
         let records: Vec<NewDlqRecord> = deliveries.iter().map(|d| self.to_record(d)).collect();
         let n = sequencing::record(self.dlq.as_ref(), &records).await?;
         Metrics::add(&self.metrics.dead_letters_recorded, n as u64);
+        // Dead letters are rare: one line each, in a span with the trace id
+        // of the request that caused the event (from `ce_traceparent`, which
+        // the projector's dead letter keeps, or from the envelope).
+        for (d, r) in deliveries.iter().zip(&records) {
+            let env = serde_json::from_slice::<EventEnvelope>(&d.payload).ok();
+            let _span = message_span(d, env.as_ref()).entered();
+            tracing::info!(
+                event_id = %r.event_id,
+                event_type = %r.event_type,
+                aggregate_id = %r.aggregate_id,
+                "DLQ recorder recorded a dead letter"
+            );
+        }
         Ok(n)
     }
 

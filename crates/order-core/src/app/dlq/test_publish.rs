@@ -68,6 +68,7 @@ impl DlqService {
             occurred_on: at,
             correlation_id: None,
             causation_id: None,
+            traceparent: None,
             data: json!({
                 "orderId": order_id,
                 "customerId": "test-customer",

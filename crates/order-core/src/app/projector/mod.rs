@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::dlq::TEST_AGGREGATE_TYPE;
 use super::error::AppError;
 use super::metrics::Metrics;
-use super::relay::POSITION_HEADER;
-use crate::domain::{fold, fold_one, now, EventEnvelope, Order, AGGREGATE_TYPE};
+use super::relay::{POSITION_HEADER, TRACEPARENT_HEADER};
+use crate::domain::{fold, fold_one, now, trace_id_of, EventEnvelope, Order, AGGREGATE_TYPE};
 use crate::ports::{
     BusMessage, Delivery, EventBus, EventStore, ReadModel, StoreError, StreamBound, Subscription,
 };
@@ -218,6 +218,7 @@ impl Projector {
                 )));
             }
             for (i, reason) in &report.poison {
+                let _span = message_span(&deliveries[*i], envs[*i].as_ref()).entered();
                 tracing::warn!(
                     offset = deliveries[*i].offset,
                     partition = deliveries[*i].partition,
@@ -226,6 +227,21 @@ impl Projector {
                 );
             }
             Metrics::add(&self.metrics.projection_failures, dead.len() as u64);
+        }
+        // One line per message at debug, in a span with the message's trace
+        // id; the callsites are disabled (and cost nothing) at `info`.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for (d, env) in deliveries.iter().zip(&envs) {
+                let Some(env) = env else { continue };
+                let _span = message_span(d, Some(env)).entered();
+                tracing::debug!(
+                    event_id = %env.event_id,
+                    event_type = %env.event_type,
+                    aggregate_id = %env.aggregate_id,
+                    version = env.version,
+                    "projector processed an event"
+                );
+            }
         }
         if let Some(p) = deliveries
             .iter()
@@ -300,6 +316,23 @@ impl Projector {
             events_per_second: (events * 1000).checked_div(millis).unwrap_or(events),
         })
     }
+}
+
+/// The span a consumed message is processed in: the trace id of its
+/// `ce_traceparent` header (or of its envelope's `traceparent`), so a
+/// request's trace continues in the consumers' log lines.
+pub(crate) fn message_span(d: &Delivery, env: Option<&EventEnvelope>) -> tracing::Span {
+    let trace_id = d
+        .header(TRACEPARENT_HEADER)
+        .and_then(trace_id_of)
+        .or_else(|| env.and_then(EventEnvelope::trace_id));
+    tracing::info_span!(
+        "message",
+        trace_id = trace_id.unwrap_or_default(),
+        topic = %d.topic,
+        partition = d.partition,
+        offset = d.offset,
+    )
 }
 
 fn dead_letter(d: &Delivery, reason: &str, cfg: &ProjectorConfig) -> BusMessage {

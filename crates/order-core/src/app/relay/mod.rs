@@ -31,7 +31,7 @@ pub mod wire;
 pub use fault::{FaultSwitch, SwitchableBus};
 pub use partitions::{PartitionConfig, Partitions};
 pub use retry::{Publisher, RetryPolicy, SendResult, Sent};
-pub use wire::{message_for, POSITION_HEADER};
+pub use wire::{message_for, POSITION_HEADER, TRACEPARENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct RelayConfig {

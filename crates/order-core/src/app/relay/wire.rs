@@ -5,6 +5,10 @@
 use crate::domain::EventEnvelope;
 use crate::ports::BusMessage;
 
+/// The CloudEvents distributed-tracing extension: the W3C `traceparent` of
+/// the request that caused the event.
+pub const TRACEPARENT_HEADER: &str = "ce_traceparent";
+
 /// Header carrying the event's global position (absent for synthetic events).
 pub const POSITION_HEADER: &str = "orders_position";
 
@@ -26,6 +30,9 @@ pub fn message_for(env: &EventEnvelope, topic: &str, position: Option<i64>) -> B
     if let Some(c) = &env.correlation_id {
         headers.push(("ce_correlationid".to_owned(), c.clone()));
     }
+    if let Some(t) = &env.traceparent {
+        headers.push((TRACEPARENT_HEADER.to_owned(), t.clone()));
+    }
     if let Some(p) = position {
         headers.push((POSITION_HEADER.to_owned(), p.to_string()));
     }
@@ -34,5 +41,39 @@ pub fn message_for(env: &EventEnvelope, topic: &str, position: Option<i64>) -> B
         key: env.aggregate_id.clone(),
         payload: env.to_json().into_bytes(),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{now, OrderEvent};
+
+    fn envelope() -> EventEnvelope {
+        let event = OrderEvent::Cancelled { reason: None };
+        EventEnvelope::new(uuid::Uuid::now_v7(), &event, 2, now(), None)
+    }
+
+    fn header<'a>(m: &'a BusMessage, name: &str) -> Option<&'a str> {
+        m.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn the_traceparent_travels_as_the_cloudevents_tracing_header() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut env = envelope();
+        env.traceparent = Some(tp.to_owned());
+        let m = message_for(&env, "order-events", Some(7));
+        assert_eq!(header(&m, TRACEPARENT_HEADER), Some(tp));
+        assert_eq!(header(&m, "ce_id"), Some(env.event_id.to_string().as_str()));
+    }
+
+    #[test]
+    fn an_event_without_a_traceparent_has_no_tracing_header() {
+        let m = message_for(&envelope(), "order-events", None);
+        assert_eq!(header(&m, TRACEPARENT_HEADER), None);
     }
 }
