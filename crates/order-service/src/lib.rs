@@ -11,7 +11,8 @@
 //! - [`health`]: the probes behind health, readiness and the metric gauges.
 //! - [`http`]: the REST API of DESIGN §5 (orders, DLQ, test endpoints, ops),
 //!   with every error as `application/problem+json`.
-//! - [`telemetry`]: tracing set-up.
+//! - [`telemetry`]: tracing set-up; [`otlp`]: the optional export of
+//!   traces to an OpenTelemetry collector.
 //! - [`cli`]: the command line (`serve`, `migrate`, `rebuild-read-model`,
 //!   and `dlq …`, the DLQ operations as a client of a running service).
 
@@ -19,5 +20,6 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod otlp;
 pub mod startup;
 pub mod telemetry;

@@ -262,3 +262,130 @@ async fn a_dead_letter_keeps_its_trace_id_into_the_dlq_recorders_log_line() {
     .await;
     assert_eq!(span_trace_id(&line), Some(TRACE_ID), "{line}");
 }
+
+/// An OTLP/HTTP collector stand-in: every `POST /v1/traces` body it gets.
+async fn collector() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) {
+    use axum::routing::post;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    sink.lock().expect("lock").push(v);
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, got)
+}
+
+/// Every span the collector received.
+fn spans(got: &std::sync::Mutex<Vec<Value>>) -> Vec<Value> {
+    got.lock()
+        .expect("lock")
+        .iter()
+        .flat_map(|req| {
+            req["resourceSpans"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|rs| rs["scopeSpans"].as_array().into_iter().flatten())
+                .flat_map(|ss| ss["spans"].as_array().into_iter().flatten())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_and_its_consumer_are_exported_as_one_trace_over_otlp() {
+    let (addr, got) = collector().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = format!("http://{addr}");
+    let svc = Service::start(
+        dir.path(),
+        &[
+            ("ORDER_OTLP_ENDPOINT", endpoint.as_str()),
+            // The log level does not decide what is exported.
+            ("ORDER_LOG", "error"),
+        ],
+    )
+    .await;
+    let r = support::call(
+        svc.addr,
+        "POST",
+        "/api/orders",
+        Some(&order_body("c-otlp", "r-otlp")),
+        &[("traceparent", TRACEPARENT)],
+    )
+    .await
+    .expect("POST answered");
+    assert_eq!(r.status, 201, "{}", r.text);
+    let answered = r.header("traceparent").expect("traceparent").to_owned();
+    let service_span = answered[36..52].to_owned();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (server, consumer) = loop {
+        let all = spans(&got);
+        let server = all.iter().find(|s| s["spanId"] == service_span.as_str());
+        let consumer = all
+            .iter()
+            .find(|s| s["kind"] == 5 && s["parentSpanId"] == service_span.as_str());
+        if let (Some(server), Some(consumer)) = (server, consumer) {
+            break (server.clone(), consumer.clone());
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request's span {service_span} and its consumer's did not reach the \
+             collector; it got {all:#?}\nlog:\n{}",
+            svc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(server["traceId"], TRACE_ID);
+    assert_eq!(server["kind"], 2, "SERVER");
+    assert_eq!(server["name"], "POST /api/orders");
+    assert_eq!(
+        server["parentSpanId"], "00f067aa0ba902b7",
+        "the caller's span is the parent"
+    );
+    let attr = |span: &Value, key: &str| -> Option<String> {
+        span["attributes"]
+            .as_array()?
+            .iter()
+            .find(|a| a["key"] == key)
+            .and_then(|a| a["value"]["stringValue"].as_str().map(str::to_owned))
+    };
+    assert_eq!(attr(&server, "http.route").as_deref(), Some("/api/orders"));
+    assert_eq!(
+        attr(&server, "http.response.status_code").as_deref(),
+        Some("201")
+    );
+    assert_eq!(
+        consumer["traceId"], TRACE_ID,
+        "the consumer is in the same trace"
+    );
+    assert_eq!(
+        attr(&consumer, "messaging.destination.name").as_deref(),
+        Some("order-events")
+    );
+    let metrics = svc.call("GET", "/metrics", None).await.text;
+    assert!(
+        metrics.contains("orders_otlp_spans_exported_total"),
+        "{metrics}"
+    );
+}

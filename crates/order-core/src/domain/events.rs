@@ -337,6 +337,15 @@ pub fn fold<'a>(
     Ok(state)
 }
 
+/// The parent id (the sender's span) of a W3C `traceparent`, as 16 hex
+/// digits; `None` when it is not one.
+pub fn span_id_of(traceparent: &str) -> Option<&str> {
+    trace_id_of(traceparent)?;
+    let id = traceparent.get(36..52)?;
+    (traceparent.as_bytes().get(52) == Some(&b'-') && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then_some(id)
+}
+
 /// The trace id of a W3C `traceparent` (`00-<trace id>-<parent id>-<flags>`),
 /// or `None` when the value does not have that shape.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {

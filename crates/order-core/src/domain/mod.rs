@@ -9,7 +9,7 @@ mod tests;
 
 pub use error::{DomainError, FieldError};
 pub use events::{
-    fold, fold_one, now, trace_id_of, EventDecodeError, EventEnvelope, FoldError, OrderEvent,
-    RecordedEvent,
+    fold, fold_one, now, span_id_of, trace_id_of, EventDecodeError, EventEnvelope, FoldError,
+    OrderEvent, RecordedEvent,
 };
 pub use order::{CreateOrder, Order, OrderItem, OrderStatus, Transition, AGGREGATE_TYPE};

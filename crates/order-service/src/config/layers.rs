@@ -60,6 +60,7 @@ pub(super) const KEYS: &[&str] = &[
     "max_body_bytes",
     "log",
     "log_format",
+    "otlp_endpoint",
     "api_keys",
     "api_keys_file",
     "admin_api_key",

@@ -97,6 +97,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub log: String,
     pub log_format: LogFormat,
+    /// OTLP/HTTP collector to export traces to (`None`: off).
+    pub otlp_endpoint: Option<String>,
     /// Who may call what (see `http::auth`).
     pub auth: AuthSettings,
 }
@@ -161,6 +163,25 @@ impl Config {
                 )))
             }
         };
+        let otlp_endpoint = match p.get("otlp_endpoint") {
+            None => None,
+            Some(raw) => {
+                let v = raw.value.trim().trim_end_matches('/');
+                let authority = v
+                    .strip_prefix("http://")
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap_or_default();
+                if authority.is_empty() {
+                    return Err(ConfigError::new(format!(
+                        "{}: invalid value {:?}: expected http://HOST:PORT, the collector's \
+                         OTLP/HTTP receiver (https is not supported: run the collector or an \
+                         agent beside the service)",
+                        raw.source, raw.value
+                    )));
+                }
+                Some(v.to_owned())
+            }
+        };
         let bind_raw = p.required("bind")?;
         let bind = bind_raw.value.parse::<IpAddr>().map_err(|_| {
             ConfigError::new(format!(
@@ -220,6 +241,7 @@ impl Config {
             max_body_bytes: p.int("max_body_bytes", 1024, 64 * 1024 * 1024)? as usize,
             log: log.value.clone(),
             log_format,
+            otlp_endpoint,
             auth: auth::parse_auth(&p)?,
         })
     }
@@ -455,6 +477,23 @@ mod tests {
     fn an_invalid_log_filter_is_rejected() {
         let e = err(&[("ORDER_LOG", "info,[[[")]);
         assert!(e.starts_with("ORDER_LOG"), "{e}");
+    }
+
+    #[test]
+    fn the_otlp_endpoint_is_off_by_default_and_must_be_http() {
+        assert_eq!(Config::defaults().unwrap().otlp_endpoint, None);
+        let c =
+            Config::from_env(&env(&[("ORDER_OTLP_ENDPOINT", "http://collector:4318/")])).unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://collector:4318"));
+        for bad in [
+            "https://collector:4318",
+            "collector:4318",
+            "http://",
+            "http:///v1",
+        ] {
+            let e = err(&[("ORDER_OTLP_ENDPOINT", bad)]);
+            assert!(e.starts_with("ORDER_OTLP_ENDPOINT"), "{bad}: {e}");
+        }
     }
 
     #[test]

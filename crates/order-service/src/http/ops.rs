@@ -269,6 +269,7 @@ pub async fn metrics(
     }
     http_metrics.render(&mut text);
     server_metrics::render_process(&mut text);
+    crate::otlp::render_metrics(&mut text);
     (
         [(
             header::CONTENT_TYPE,

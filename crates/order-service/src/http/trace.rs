@@ -136,6 +136,16 @@ impl fmt::Display for TraceId {
     }
 }
 
+/// Displays as 16 lower-case hex digits (no allocation).
+#[derive(Clone, Copy, Debug)]
+pub struct SpanId(pub u64);
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 trait FromHex: Sized {
     fn from_hex(s: &str) -> Option<Self>;
 }
@@ -211,19 +221,27 @@ pub fn request_span(req: &Request) -> tracing::Span {
         .and_then(|id| id.header_value().to_str().ok())
         .map_or("", |id| &id[..id.len().min(128)]);
     let correlation_id = ext.get::<CorrelationId>().map_or("", |c| c.0.as_str());
-    let trace_id = ext.get::<TraceContext>().map(TraceContext::trace_id);
+    let trace = ext.get::<TraceContext>();
+    // span_id, parent_span_id and status are for the OTLP export (see
+    // `crate::otlp`); the text and JSON log lines show them too.
     tracing::info_span!(
         "http",
         method = %req.method(),
         route,
         request_id,
         correlation_id,
-        trace_id = trace_id.map(tracing::field::display),
+        trace_id = trace.map(|t| tracing::field::display(t.trace_id())),
+        span_id = trace.map(|t| tracing::field::display(SpanId(t.span_id))),
+        parent_span_id = trace
+            .and_then(|t| t.parent_id)
+            .map(|p| tracing::field::display(SpanId(p))),
+        status = tracing::field::Empty,
     )
 }
 
 /// The access-log line (`TraceLayer::on_response`), inside the request span.
-pub fn access_log<B>(resp: &Response<B>, latency: Duration, _span: &tracing::Span) {
+pub fn access_log<B>(resp: &Response<B>, latency: Duration, span: &tracing::Span) {
+    span.record("status", resp.status().as_u16());
     tracing::info!(
         target: "order_service::access",
         status = resp.status().as_u16(),

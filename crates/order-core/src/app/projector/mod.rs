@@ -17,7 +17,9 @@ use super::dlq::TEST_AGGREGATE_TYPE;
 use super::error::AppError;
 use super::metrics::Metrics;
 use super::relay::{POSITION_HEADER, TRACEPARENT_HEADER};
-use crate::domain::{fold, fold_one, now, trace_id_of, EventEnvelope, Order, AGGREGATE_TYPE};
+use crate::domain::{
+    fold, fold_one, now, span_id_of, trace_id_of, EventEnvelope, Order, AGGREGATE_TYPE,
+};
 use crate::ports::{
     BusMessage, Delivery, EventBus, EventStore, ReadModel, StoreError, StreamBound, Subscription,
 };
@@ -230,17 +232,22 @@ impl Projector {
         }
         // One line per message at debug, in a span with the message's trace
         // id; the callsites are disabled (and cost nothing) at `info`.
-        if tracing::enabled!(tracing::Level::DEBUG) {
+        // The spans also exist when a trace exporter listens (see
+        // `EXPORT_PROBE`); otherwise the hot path makes none.
+        let log = tracing::enabled!(tracing::Level::DEBUG);
+        if log || tracing::span_enabled!(target: EXPORT_PROBE, tracing::Level::INFO) {
             for (d, env) in deliveries.iter().zip(&envs) {
                 let Some(env) = env else { continue };
                 let _span = message_span(d, Some(env)).entered();
-                tracing::debug!(
-                    event_id = %env.event_id,
-                    event_type = %env.event_type,
-                    aggregate_id = %env.aggregate_id,
-                    version = env.version,
-                    "projector processed an event"
-                );
+                if log {
+                    tracing::debug!(
+                        event_id = %env.event_id,
+                        event_type = %env.event_type,
+                        aggregate_id = %env.aggregate_id,
+                        version = env.version,
+                        "projector processed an event"
+                    );
+                }
             }
         }
         if let Some(p) = deliveries
@@ -318,17 +325,25 @@ impl Projector {
     }
 }
 
+/// A target nothing logs to: a subscriber that exports spans (the service's
+/// OTLP layer) enables it and the log filter disables it, so
+/// `span_enabled!(target: EXPORT_PROBE, …)` says whether spans are wanted
+/// for something other than log lines.
+pub const EXPORT_PROBE: &str = "order_trace_export";
+
 /// The span a consumed message is processed in: the trace id of its
 /// `ce_traceparent` header (or of its envelope's `traceparent`), so a
 /// request's trace continues in the consumers' log lines.
 pub(crate) fn message_span(d: &Delivery, env: Option<&EventEnvelope>) -> tracing::Span {
-    let trace_id = d
+    let traceparent = d
         .header(TRACEPARENT_HEADER)
-        .and_then(trace_id_of)
-        .or_else(|| env.and_then(EventEnvelope::trace_id));
+        .filter(|t| trace_id_of(t).is_some())
+        .or_else(|| env.and_then(|e| e.traceparent.as_deref()));
+    // parent_span_id: the publishing request's span, for the OTLP export.
     tracing::info_span!(
         "message",
-        trace_id = trace_id.unwrap_or_default(),
+        trace_id = traceparent.and_then(trace_id_of).unwrap_or_default(),
+        parent_span_id = traceparent.and_then(span_id_of).unwrap_or_default(),
         topic = %d.topic,
         partition = d.partition,
         offset = d.offset,
