@@ -20,9 +20,11 @@ fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
     }
 }
 
+/// An instant filter: present means an RFC 3339 date-time (an empty value
+/// is not one, as for `asOf`).
 fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
-        .get(name)
+        .raw(name)
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&Utc))
