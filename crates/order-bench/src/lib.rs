@@ -32,6 +32,7 @@
 //! to stdout. Only 127.0.0.1 is ever contacted. `main.rs` only parses the
 //! options; [`run`] does the work ([`drain`] for `--scenario drain`).
 
+pub mod cpu;
 pub mod drain;
 pub mod load;
 pub mod outage;

@@ -26,7 +26,7 @@ use order_store_mysql::MySqlStore;
 use order_store_sqlite::SqliteStore;
 use serde_json::Value;
 
-use crate::drain::cpu;
+use crate::cpu;
 use crate::load::{order_body, percentile};
 use crate::profile::{self, Backends, Profile, RunNames};
 use crate::service::{self, Service, Target};

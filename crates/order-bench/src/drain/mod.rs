@@ -17,7 +17,6 @@
 //!    survivors are timed until they hold every partition again and until
 //!    the outbox is empty.
 
-pub mod cpu;
 pub mod preload;
 pub mod report;
 
@@ -27,6 +26,7 @@ use std::time::{Duration, Instant};
 use order_core::ports::{Outbox, RelayLeases};
 use order_store_mysql::MySqlStore;
 
+use crate::cpu;
 use crate::profile::{self, Backends, RunNames};
 use crate::prom::Scrape;
 use crate::service::{self, Service, OUTBOX_PENDING};
