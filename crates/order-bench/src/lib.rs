@@ -34,6 +34,7 @@
 
 pub mod cpu;
 pub mod drain;
+pub mod echo;
 pub mod load;
 pub mod outage;
 pub mod profile;

@@ -82,7 +82,7 @@ impl LoadStats {
 
 const MAX_ERROR_SAMPLES: usize = 5;
 
-fn note_error(samples: &mut Vec<String>, e: String) {
+pub(crate) fn note_error(samples: &mut Vec<String>, e: String) {
     if samples.len() < MAX_ERROR_SAMPLES && !samples.contains(&e) {
         samples.push(e);
     }
@@ -131,10 +131,18 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadStats> {
     Ok(total)
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
 async fn connect(cfg: &LoadConfig) -> std::result::Result<Sender, String> {
-    let stream = tokio::time::timeout(cfg.request_timeout, TcpStream::connect(cfg.addr))
+    open(cfg.addr, cfg.request_timeout).await
+}
+
+/// One keep-alive HTTP/1.1 connection to `addr` (Nagle off).
+pub(crate) async fn open(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::result::Result<Sender, String> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| "connect timed out".to_owned())?
         .map_err(|e| format!("connect: {e}"))?;
@@ -152,6 +160,14 @@ async fn connect(cfg: &LoadConfig) -> std::result::Result<Sender, String> {
 
 /// Sends one request and reads the whole response; returns its status.
 async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> std::result::Result<u16, String> {
+    send_full(sender, req).await.map(|(status, _)| status)
+}
+
+/// Sends one request and reads the whole response; returns its status and body.
+pub(crate) async fn send_full(
+    sender: &mut Sender,
+    req: Request<Full<Bytes>>,
+) -> std::result::Result<(u16, Bytes), String> {
     sender
         .ready()
         .await
@@ -161,11 +177,12 @@ async fn send(sender: &mut Sender, req: Request<Full<Bytes>>) -> std::result::Re
         .await
         .map_err(|e| format!("request: {e}"))?;
     let status = resp.status().as_u16();
-    resp.into_body()
+    let body = resp
+        .into_body()
         .collect()
         .await
         .map_err(|e| format!("response body: {e}"))?;
-    Ok(status)
+    Ok((status, body.to_bytes()))
 }
 
 async fn worker(
