@@ -1,12 +1,18 @@
 //! `order-bench`: starts the order service the way a user would, drives
 //! `POST /api/orders` over HTTP/1.1 keep-alive, waits for the outbox and the
 //! projector to catch up, reads the lag histograms from `/metrics`, and
-//! measures the raw database ceiling of the same writes in the same run.
+//! measures the raw database ceiling of the same writes and an HTTP echo
+//! ceiling in the same run.
 //!
 //! ```text
-//! cargo build --release -p order-service
+//! cargo build --release -p order-service -p order-bench
 //! cargo run --release -p order-bench -- [--duration 20] [--warmup 3] [--connections 64]
-//!     [--raw-seconds 5] [--raw-batch 256] [--json] [--url http://127.0.0.1:8084]
+//!     [--raw-seconds 5] [--raw-batch 256] [--echo-seconds 5] [--json] [--url http://127.0.0.1:8084]
+//!
+//! # mixed workload: creates, lifecycle transitions and reads (shares in percent,
+//! # adding up to 100), then creates-only, transitions-only and reads-only phases
+//! cargo run --release -p order-bench -- --mix [--mix-creates 25] [--mix-transitions 40]
+//!     [--mix-cancels 5] [--mix-reads 20] [--mix-lists 10] [--phase-seconds 5] [--read-seconds 5]
 //!
 //! # production backends (fresh MySQL database, topics, groups, Mongo database):
 //! eval "$(scripts/services.sh start)"
@@ -28,6 +34,30 @@
 //! connections, and `--raw-batch` commands per transaction from
 //! `--raw-batch-clients` connections.
 //!
+//! **CPU per command** is the headline beside throughput: utime + stime of
+//! the service process from `/proc/<pid>/stat` ([`cpu`]) from the end of the
+//! warm-up to the end of the load, and — the headline "service CPU per
+//! command" — until the outbox and the projector have caught up, since the
+//! pipeline's work goes on after the last response. The production profile
+//! adds `mariadbd`, Tansu (`$ORDER_TEST_TANSU_PID`) and nx-27017 when found;
+//! the load generator's own CPU is shown too (it shares the cores).
+//!
+//! The **echo ceiling** ([`echo`], `--echo-seconds`, 0 skips) is a minimal
+//! hyper HTTP/1.1 server in this process (own thread, two-worker runtime)
+//! that parses the create-order JSON and echoes it with 201, driven by the
+//! same load code after the service has stopped: the service's throughput
+//! is reported as a fraction of it and of each raw database ceiling.
+//!
+//! **`--mix`** ([`mix`]) replaces the creates-only load: every connection
+//! task creates its own orders and walks them through PENDING → CONFIRMED →
+//! PREPARING → READY → DELIVERED (cancelling some PENDING ones), reads them
+//! by id and lists customers' orders, per request kind: count, rate, p50/p99
+//! and statuses (a 409 is a real signal: each task owns its orders). Since
+//! CPU is per process, short single-kind phases follow (creates only,
+//! transitions only on the orders made so far, reads by id only), each
+//! with its CPU per request, so "a transition costs ≤ 1.5× a create" is
+//! measured in CPU as well as latency, and the read ceiling in isolation.
+//!
 //! Progress goes to stderr; the summary (or with `--json` one JSON object)
 //! to stdout. Only 127.0.0.1 is ever contacted. `main.rs` only parses the
 //! options; [`run`] does the work ([`drain`] for `--scenario drain`).
@@ -36,6 +66,7 @@ pub mod cpu;
 pub mod drain;
 pub mod echo;
 pub mod load;
+pub mod mix;
 pub mod outage;
 pub mod profile;
 pub mod prom;
@@ -115,9 +146,15 @@ pub struct Options {
     /// Per-request timeout, seconds (a timed-out request counts as a transport error).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub request_timeout: u64,
+    /// Seconds of the in-process HTTP echo ceiling (hyper, JSON parsed and
+    /// echoed with 201, same load code and connections); 0 skips it.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub echo_seconds: u64,
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub mix: mix::MixOptions,
     #[command(flatten)]
     pub drain: drain::DrainOptions,
     #[command(flatten)]
@@ -233,6 +270,37 @@ pub(crate) async fn drop_database_best_effort(backends: &profile::Backends, db: 
     }
 }
 
+/// Waits for the outbox and the projector to catch up with everything
+/// committed since `before`; a failed check is reported in the result,
+/// never fatal (the load figures are not lost).
+pub(crate) async fn catch_up(
+    target: &service::Target,
+    before: &prom::Scrape,
+    limit: Duration,
+) -> service::Drain {
+    progress("waiting for the outbox and the projector to catch up");
+    let drain = match service::wait_drained(target, before, limit).await {
+        Ok(d) => d,
+        Err(e) => service::Drain {
+            error: Some(e.to_string()),
+            ..service::Drain::default()
+        },
+    };
+    match &drain.error {
+        Some(e) => progress(format!("drain check failed: {e}")),
+        None => progress(format!(
+            "drain {} after {:.2} s",
+            if drain.drained {
+                "complete"
+            } else {
+                "NOT complete"
+            },
+            drain.seconds
+        )),
+    }
+    drain
+}
+
 /// Runs the whole benchmark and prints the result.
 pub async fn run(opts: Options) -> Result<()> {
     if opts.scenario == Scenario::Drain {
@@ -345,76 +413,124 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
     ));
     let target = svc.target().clone();
 
+    let drain_limit = Duration::from_secs(opts.drain_timeout.unwrap_or(60));
+    let backends_pids = match production {
+        Some(_) => cpu::production_backends(),
+        None => Vec::new(),
+    };
+    let meter = cpu::Meter::new(svc.pid(), backends_pids);
+    progress(format!("CPU measured for: {}", meter.names().join(", ")));
+
     // Histograms are cumulative since service start; diff against a baseline
     // so an already running service reports this run only.
     let before = service::scrape(&target).await?;
 
-    progress(format!(
-        "load: {} connections, {} s warm-up + {} s measured",
-        opts.connections, opts.warmup, opts.duration
-    ));
-    let load = load::run(&load::LoadConfig {
-        addr: target.addr,
-        host: target.host_header(),
-        connections: opts.connections as usize,
-        warmup: Duration::from_secs(opts.warmup),
-        duration: Duration::from_secs(opts.duration),
-        request_timeout: Duration::from_secs(opts.request_timeout),
-    })
-    .await?;
-    progress(format!(
-        "load done: {} created in {:.2} s ({:.0}/s), {} non-201, {} transport errors",
-        load.created,
-        load.measured.as_secs_f64(),
-        load.throughput(),
-        load.non_201,
-        load.transport_errors
-    ));
-
-    // After the load, failures are reported rather than fatal so the load
-    // figures are not lost.
-    let died = svc.died()?;
-    if let Some(d) = &died {
-        progress(d);
-    }
-    progress("waiting for the outbox and the projector to catch up");
-    let drain = match service::wait_drained(
-        &target,
-        &before,
-        Duration::from_secs(opts.drain_timeout.unwrap_or(60)),
-    )
-    .await
-    {
-        Ok(d) => d,
-        Err(e) => service::Drain {
-            error: Some(e.to_string()),
-            ..service::Drain::default()
-        },
-    };
-    match &drain.error {
-        Some(e) => progress(format!("drain check failed: {e}")),
-        None => progress(format!(
-            "drain {} after {:.2} s",
-            if drain.drained {
-                "complete"
-            } else {
-                "NOT complete"
+    let (load, died, drain, server, cpu, mix) = if opts.mix.mix {
+        let (mix, server) = mix::run(
+            &mix::Setup {
+                target: &target,
+                meter: &meter,
+                connections: opts.connections as usize,
+                warmup: Duration::from_secs(opts.warmup),
+                duration: Duration::from_secs(opts.duration),
+                request_timeout: Duration::from_secs(opts.request_timeout),
+                drain_limit,
             },
-            drain.seconds
-        )),
-    }
-    let server = match service::scrape(&target).await {
-        Ok(after) => report::ServerSide::from_scrapes(&before, &after),
-        Err(e) => {
-            progress(format!("final /metrics scrape failed: {e}"));
-            report::ServerSide::default()
+            &opts.mix,
+        )
+        .await?;
+        let died = svc.died()?;
+        if let Some(d) = &died {
+            progress(d);
         }
+        let (drain, cpu) = (mix.mix.drain.clone(), mix.mix.cpu.clone());
+        (
+            load::LoadStats::default(),
+            died,
+            drain,
+            server,
+            cpu,
+            Some(mix),
+        )
+    } else {
+        progress(format!(
+            "load: {} connections, {} s warm-up + {} s measured",
+            opts.connections, opts.warmup, opts.duration
+        ));
+        let warmup = Duration::from_secs(opts.warmup);
+        let cfg = load::LoadConfig {
+            addr: target.addr,
+            host: target.host_header(),
+            connections: opts.connections as usize,
+            warmup,
+            duration: Duration::from_secs(opts.duration),
+            request_timeout: Duration::from_secs(opts.request_timeout),
+        };
+        let (load, cpu_start) = tokio::join!(load::run(&cfg), async {
+            tokio::time::sleep(warmup).await;
+            meter.sample()
+        });
+        let cpu_end = meter.sample();
+        let load = load?;
+        progress(format!(
+            "load done: {} created in {:.2} s ({:.0}/s), {} non-201, {} transport errors",
+            load.created,
+            load.measured.as_secs_f64(),
+            load.throughput(),
+            load.non_201,
+            load.transport_errors
+        ));
+
+        // After the load, failures are reported rather than fatal so the load
+        // figures are not lost.
+        let died = svc.died()?;
+        if let Some(d) = &died {
+            progress(d);
+        }
+        let drain = catch_up(&target, &before, drain_limit).await;
+        let cpu = meter.phase(&cpu_start, &cpu_end, &meter.sample());
+        let server = match service::scrape(&target).await {
+            Ok(after) => report::ServerSide::from_scrapes(&before, &after),
+            Err(e) => {
+                progress(format!("final /metrics scrape failed: {e}"));
+                report::ServerSide::default()
+            }
+        };
+        (load, died, drain, server, cpu, None)
     };
 
     if let Some(status) = svc.stop()? {
         progress(format!("service stopped ({status})"));
     }
     drop(svc);
+
+    // With the service gone, so that the two do not share the cores.
+    let echo = if opts.echo_seconds == 0 {
+        None
+    } else {
+        progress(format!(
+            "HTTP echo ceiling: {} s, {} connections, hyper server with {} workers in this process",
+            opts.echo_seconds,
+            opts.connections,
+            echo::ECHO_WORKERS
+        ));
+        match echo::measure(
+            opts.connections as usize,
+            Duration::from_secs(opts.echo_seconds),
+            Duration::from_secs(opts.request_timeout),
+        )
+        .await
+        {
+            Ok(e) => {
+                progress(format!("echo done: {:.0} requests/s", e.stats.throughput()));
+                Some(e)
+            }
+            Err(e) => {
+                progress(format!("echo ceiling failed: {e}"));
+                None
+            }
+        }
+    };
 
     let mut raw_mysql_results = Vec::new();
     let raw = if opts.raw_seconds == 0 {
@@ -479,6 +595,9 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
         load,
         drain,
         server,
+        cpu,
+        echo,
+        mix,
         raw: raw.unwrap_or_default(),
         raw_mysql: raw_mysql_results,
     };

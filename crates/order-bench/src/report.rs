@@ -3,7 +3,10 @@
 //! The figures of a run and what the server said about it live here; the
 //! `human` module writes the summary, the `json` module the JSON object.
 
+use crate::cpu::PhaseCpu;
+use crate::echo::EchoRun;
 use crate::load::LoadStats;
+use crate::mix::MixRun;
 use crate::profile::Profile;
 use crate::prom::{Histogram, Scrape};
 use crate::raw::RawResult;
@@ -13,7 +16,8 @@ use crate::service::Drain;
 mod human;
 mod json;
 
-pub(crate) use json::json_num;
+pub(crate) use human::cpu_lines;
+pub(crate) use json::{cpu_json, json_num};
 
 pub const PUBLISH_LAG: &str = "orders_publish_lag_seconds";
 pub const PROJECTION_LAG: &str = "orders_projection_lag_seconds";
@@ -98,6 +102,13 @@ pub struct Report {
     pub load: LoadStats,
     pub drain: Drain,
     pub server: ServerSide,
+    /// CPU of the service, this process and the backends over the load
+    /// (with `--mix`: over the mix).
+    pub cpu: PhaseCpu,
+    /// The HTTP echo ceiling (None: skipped or failed).
+    pub echo: Option<EchoRun>,
+    /// `--mix`: the mixed workload and its phases (then `load` is empty).
+    pub mix: Option<MixRun>,
     /// Raw SQLite (embedded): batched first, then one command per
     /// transaction; empty when skipped.
     pub raw: Vec<RawResult>,
@@ -113,6 +124,44 @@ fn ms(us: Option<u64>) -> Option<f64> {
 impl Report {
     fn p(&self, q: f64) -> Option<f64> {
         ms(self.load.latency_us(q))
+    }
+
+    /// The create rate compared with the raw ceilings: the load's, or with
+    /// `--mix` the creates-only phase's (else the mix's commands).
+    pub fn service_commands_per_sec(&self) -> f64 {
+        match &self.mix {
+            None => self.load.throughput(),
+            Some(m) => match &m.creates {
+                Some(c) => c.stats.per_sec(c.stats.commands()),
+                None => m.mix.stats.per_sec(m.mix.stats.commands()),
+            },
+        }
+    }
+
+    /// What the service sustained in the shape the echo server answers:
+    /// creates per second, or with `--mix` the mix's requests per second.
+    pub fn service_requests_per_sec(&self) -> f64 {
+        match &self.mix {
+            None => self.load.throughput(),
+            Some(m) => m.mix.stats.per_sec(m.mix.stats.answered()),
+        }
+    }
+
+    /// Service over the echo ceiling (None without one).
+    pub fn service_over_echo(&self) -> Option<f64> {
+        let echo = self.echo.as_ref()?.stats.throughput();
+        (echo > 0.0).then(|| self.service_requests_per_sec() / echo)
+    }
+
+    /// Service CPU µs per successful command over the load: during it and
+    /// with the catch-up (the headline).
+    pub fn service_us_per_command(&self) -> (Option<f64>, Option<f64>) {
+        let s = self.cpu.service();
+        let n = self.load.created;
+        (
+            crate::cpu::us_per(s.and_then(|s| s.load), n),
+            crate::cpu::us_per(s.and_then(|s| s.total), n),
+        )
     }
 }
 
@@ -186,6 +235,9 @@ mod tests {
                 ..Drain::default()
             },
             server: ServerSide::from_scrapes(&parse(&before()), &parse(&after())),
+            cpu: PhaseCpu::default(),
+            echo: None,
+            mix: None,
             raw: Vec::new(),
             raw_mysql: vec![
                 MysqlRaw {

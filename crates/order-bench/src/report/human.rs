@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::cpu::PhaseCpu;
 use crate::profile::Profile;
 
 use super::{
@@ -13,6 +14,44 @@ use super::{
 
 pub(super) fn fmt_ms(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2} ms"))
+}
+
+fn fmt_us(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0} µs"))
+}
+
+/// One line per watched process: CPU per `unit` with the catch-up and
+/// during the load, and the cores it kept busy during the load.
+pub(crate) fn cpu_lines(o: &mut String, cpu: &PhaseCpu, count: u64, unit: &str) {
+    if cpu.processes.is_empty() {
+        let _ = writeln!(o, "  not measured");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "  (load {:.2} s, catch-up until {:.2} s; CPU from /proc/<pid>/stat, user + system)",
+        cpu.load_secs, cpu.total_secs
+    );
+    let service = cpu.service().into_iter();
+    let bench = cpu.bench().into_iter();
+    for p in service.chain(cpu.backends()).chain(bench) {
+        let label = if p.name == crate::cpu::BENCH {
+            "order-bench (load generator itself)".to_owned()
+        } else {
+            p.name.clone()
+        };
+        let _ = writeln!(
+            o,
+            "  {label:<36}{:>9}/{unit} with the catch-up  {:>9}/{unit} during the load  {} cores busy",
+            fmt_us(crate::cpu::us_per(p.total, count)),
+            fmt_us(crate::cpu::us_per(p.load, count)),
+            p.cores(cpu.load_secs)
+                .map_or_else(|| "n/a".to_owned(), |c| format!("{c:.2}")),
+        );
+    }
+    if cpu.service().is_none() {
+        let _ = writeln!(o, "  (service CPU unknown: not spawned by this run)");
+    }
 }
 
 /// A bucket upper bound as text: "≤ 5 ms", "> last bucket" for +Inf.
@@ -34,7 +73,6 @@ fn verdict(ok: bool) -> &'static str {
 
 impl Report {
     pub fn human(&self) -> String {
-        let l = &self.load;
         let mut o = String::new();
         let _ = writeln!(o, "\n== order-bench ==");
         let _ = writeln!(
@@ -57,44 +95,14 @@ impl Report {
         if let Some(b) = &self.backends {
             let _ = writeln!(o, "backends          {b}");
         }
-        let _ = writeln!(
-            o,
-            "load              POST /api/orders, {} keep-alive connections, {} s warm-up + {} s measured ({:.2} s actual)",
-            self.connections,
-            self.warmup_secs,
-            self.duration_secs,
-            l.measured.as_secs_f64()
-        );
-        let _ = writeln!(
-            o,
-            "\nthroughput        {:.0} commands/s  ({} created)",
-            l.throughput(),
-            l.created
-        );
-        let _ = writeln!(
-            o,
-            "latency           p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            fmt_ms(self.p(0.5)),
-            fmt_ms(self.p(0.9)),
-            fmt_ms(self.p(0.99)),
-            fmt_ms(self.p(0.999)),
-            fmt_ms(self.p(1.0))
-        );
-        let statuses: Vec<String> = l.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
-        let _ = writeln!(
-            o,
-            "errors            {} non-201{}  {} transport errors  ({} connections opened)",
-            l.non_201,
-            if statuses.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", statuses.join(", "))
-            },
-            l.transport_errors,
-            l.connects
-        );
-        for e in &l.error_samples {
-            let _ = writeln!(o, "  e.g.            {e}");
+        match &self.mix {
+            Some(m) => o.push_str(&crate::mix::report::human(
+                m,
+                self.connections,
+                self.warmup_secs,
+                self.duration_secs,
+            )),
+            None => self.human_load(&mut o),
         }
         if let Some(c) = self.server.commands_per_commit() {
             let _ = writeln!(
@@ -166,15 +174,69 @@ impl Report {
             Profile::Embedded => self.human_raw_sqlite(&mut o),
             Profile::Production => self.human_raw_mysql(&mut o),
         }
-        match self.profile {
-            Profile::Embedded => self.human_targets_embedded(&mut o),
-            Profile::Production => self.human_targets_production(&mut o),
+        self.human_echo(&mut o);
+        match (&self.mix, self.profile) {
+            (Some(m), _) => o.push_str(&crate::mix::report::human_targets(m, self.drain.drained)),
+            (None, Profile::Embedded) => self.human_targets_embedded(&mut o),
+            (None, Profile::Production) => self.human_targets_production(&mut o),
         }
         o
     }
 
-    fn human_raw_mysql(&self, o: &mut String) {
+    fn human_load(&self, o: &mut String) {
         let l = &self.load;
+        let _ = writeln!(
+            o,
+            "load              POST /api/orders, {} keep-alive connections, {} s warm-up + {} s measured ({:.2} s actual)",
+            self.connections,
+            self.warmup_secs,
+            self.duration_secs,
+            l.measured.as_secs_f64()
+        );
+        let _ = writeln!(
+            o,
+            "\nthroughput        {:.0} commands/s  ({} created)",
+            l.throughput(),
+            l.created
+        );
+        let (during, total) = self.service_us_per_command();
+        let _ = writeln!(
+            o,
+            "service CPU       {} per command with the catch-up  ({} during the load)",
+            fmt_us(total),
+            fmt_us(during)
+        );
+        let _ = writeln!(
+            o,
+            "latency           p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            fmt_ms(self.p(0.5)),
+            fmt_ms(self.p(0.9)),
+            fmt_ms(self.p(0.99)),
+            fmt_ms(self.p(0.999)),
+            fmt_ms(self.p(1.0))
+        );
+        let statuses: Vec<String> = l.statuses.iter().map(|(s, n)| format!("{s}×{n}")).collect();
+        let _ = writeln!(
+            o,
+            "errors            {} non-201{}  {} transport errors  ({} connections opened)",
+            l.non_201,
+            if statuses.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", statuses.join(", "))
+            },
+            l.transport_errors,
+            l.connects
+        );
+        for e in &l.error_samples {
+            let _ = writeln!(o, "  e.g.            {e}");
+        }
+        let _ = writeln!(o, "\nCPU over the load (per command = 201 response):");
+        cpu_lines(o, &self.cpu, l.created, "command");
+    }
+
+    fn human_raw_mysql(&self, o: &mut String) {
+        let service = self.service_commands_per_sec();
         skipped_when(o, "raw MySQL", self.raw_mysql.is_empty());
         for r in &self.raw_mysql {
             let _ = writeln!(
@@ -203,7 +265,7 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "service/raw       {:.0}% of the raw ceiling at {} command{}/transaction",
-                    100.0 * l.throughput() / r.commands_per_sec(),
+                    100.0 * service / r.commands_per_sec(),
                     r.batch,
                     if r.batch == 1 { "" } else { "s" },
                 );
@@ -245,7 +307,7 @@ impl Report {
     }
 
     fn human_raw_sqlite(&self, o: &mut String) {
-        let l = &self.load;
+        let service = self.service_commands_per_sec();
         skipped_when(o, "raw SQLite", self.raw.is_empty());
         for r in &self.raw {
             let _ = writeln!(
@@ -263,11 +325,64 @@ impl Report {
                 "                  (per command: 1 event ({} B data), 1 order, 2 items, 1 outbox row ({} B payload))",
                 first.event_data_bytes, first.payload_bytes
             );
-            if first.per_sec() > 0.0 {
+        }
+        for r in &self.raw {
+            if r.per_sec() > 0.0 {
                 let _ = writeln!(
                     o,
-                    "service/raw       {:.0}% of the batched raw ceiling",
-                    100.0 * l.throughput() / first.per_sec()
+                    "service/raw       {:.0}% of the raw ceiling at {}",
+                    100.0 * service / r.per_sec(),
+                    per_transaction(r.batch)
+                );
+            }
+        }
+    }
+
+    fn human_echo(&self, o: &mut String) {
+        let Some(e) = &self.echo else {
+            let _ = writeln!(
+                o,
+                "echo ceiling      skipped (--echo-seconds 0, or it failed)"
+            );
+            return;
+        };
+        let s = &e.stats;
+        let _ = writeln!(
+            o,
+            "echo ceiling      {:.0} requests/s, p50 {}  p99 {}  ({} echoed in {:.2} s, {} non-201, {} transport errors)",
+            s.throughput(),
+            fmt_ms(s.latency_us(0.5).map(|u| u as f64 / 1000.0)),
+            fmt_ms(s.latency_us(0.99).map(|u| u as f64 / 1000.0)),
+            s.created,
+            s.measured.as_secs_f64(),
+            s.non_201,
+            s.transport_errors
+        );
+        let _ = writeln!(
+            o,
+            "                  (hyper HTTP/1.1 in this process, {} workers, {} connections, create-order JSON parsed and echoed with 201; {} CPU per request, client and server)",
+            crate::echo::ECHO_WORKERS,
+            self.connections,
+            fmt_us(e.process_us_per_request())
+        );
+        if let Some(r) = self.service_over_echo() {
+            let what = if self.mix.is_some() {
+                "the mix's requests/s"
+            } else {
+                "creates/s"
+            };
+            let _ = writeln!(
+                o,
+                "service/echo      {:.0}% of the echo ceiling ({what})",
+                100.0 * r
+            );
+        }
+        if let Some(reads) = self.mix.as_ref().and_then(|m| m.reads.as_ref()) {
+            if s.throughput() > 0.0 {
+                let _ = writeln!(
+                    o,
+                    "reads/echo        {:.0}% of the echo ceiling (reads-by-id-only phase)",
+                    100.0 * reads.stats.per_sec(reads.stats.answered()) / s.throughput()
                 );
             }
         }
