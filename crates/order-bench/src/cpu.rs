@@ -342,10 +342,7 @@ mod tests {
     fn a_script_is_found_by_its_name_after_the_interpreter() {
         let script = b"/opt/venv/bin/python3\0/opt/venv/bin/nx-27017\0--data-dir\0memory\0";
         assert!(cmdline_runs(script, "nx-27017"));
-        assert!(cmdline_runs(
-            b"nx-27017\x00-p\x0027017\x00",
-            "nx-27017"
-        ));
+        assert!(cmdline_runs(b"nx-27017\x00-p\x0027017\x00", "nx-27017"));
         let mention = b"/bin/grep\0-r\0nx-27017\0";
         assert!(!cmdline_runs(mention, "nx-27017"));
         assert!(!cmdline_runs(b"", "nx-27017"));
