@@ -12,7 +12,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use order_core::domain::Order;
-use order_core::ports::{OrderField, OrderQuery, Page, ReadModel, StoreError};
+use order_core::ports::{OrderField, OrderQuery, Page, ReadModel, StoreError, Upserted};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -289,7 +289,7 @@ impl ReadModel for MongoReadModel {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
-    async fn upsert_many(&self, orders: &[Order]) -> Result<usize, StoreError> {
+    async fn upsert_many(&self, orders: &[Order]) -> Result<Upserted, StoreError> {
         let statement = |o: &Order| -> Result<Document, StoreError> {
             Ok(doc! {
                 "q": { "_id": o.id.to_string(), "version": { "$lt": version_i64(o)? } },
@@ -298,7 +298,7 @@ impl ReadModel for MongoReadModel {
             })
         };
         let max_batch = self.options.max_batch.max(1);
-        let mut written = 0;
+        let mut written = Vec::with_capacity(orders.len());
         let mut start = 0;
         while start < orders.len() {
             // One command: up to `max_batch` statements within the byte budget.
@@ -314,33 +314,42 @@ impl ReadModel for MongoReadModel {
             let batch = &orders[start..end];
             let statements = batch.iter().map(statement).collect::<Result<_, _>>()?;
             let outcomes = self.run_updates(statements).await?;
-            written += outcomes.iter().filter(|o| **o == Outcome::Written).count();
+            let first = written.len();
+            written.extend(outcomes.iter().map(|o| *o == Outcome::Written));
             // A duplicate key means the document existed when the upsert
             // tried to insert it. Usually its version is >= ours (a stale or
             // duplicate write), but a concurrent first insert of the same
             // order with a lower version also ends this way: look the stored
             // versions up and try those that are still older once more.
-            let dups: Vec<&Order> = batch
+            let dups: Vec<(usize, &Order)> = batch
                 .iter()
                 .zip(&outcomes)
-                .filter(|(_, o)| **o == Outcome::DuplicateKey)
-                .map(|(order, _)| order)
+                .enumerate()
+                .filter(|(_, (_, o))| **o == Outcome::DuplicateKey)
+                .map(|(i, (order, _))| (first + i, order))
                 .collect();
             if !dups.is_empty() {
-                let stored = self.stored_versions(&dups).await?;
-                let retry = dups
+                let stored = self
+                    .stored_versions(&dups.iter().map(|(_, o)| *o).collect::<Vec<_>>())
+                    .await?;
+                let (retry_at, retry): (Vec<usize>, Vec<&Order>) = dups
                     .into_iter()
-                    .filter(|o| stored.get(&o.id.to_string()).is_none_or(|v| *v < o.version))
-                    .map(statement)
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .filter(|(_, o)| stored.get(&o.id.to_string()).is_none_or(|v| *v < o.version))
+                    .unzip();
                 if !retry.is_empty() {
-                    let outcomes = self.run_updates(retry).await?;
-                    written += outcomes.iter().filter(|o| **o == Outcome::Written).count();
+                    let statements = retry
+                        .into_iter()
+                        .map(statement)
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let outcomes = self.run_updates(statements).await?;
+                    for (i, o) in retry_at.into_iter().zip(outcomes) {
+                        written[i] = o == Outcome::Written;
+                    }
                 }
             }
             start = end;
         }
-        Ok(written)
+        Ok(Upserted(written))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

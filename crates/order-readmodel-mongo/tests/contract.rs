@@ -68,7 +68,12 @@ async fn stored_document_keeps_all_items_and_exact_decimals() {
     let (rm, _guard) = fresh().await;
     let order = order_doc("cust-1", "rest-1", OrderStatus::Confirmed, at(7), 2);
     assert_eq!(order.items.len(), 3);
-    assert_eq!(rm.upsert_many(std::slice::from_ref(&order)).await, Ok(1));
+    assert_eq!(
+        rm.upsert_many(std::slice::from_ref(&order))
+            .await
+            .map(|u| u.count()),
+        Ok(1)
+    );
 
     let raw: Document = rm
         .database()
@@ -284,7 +289,7 @@ async fn bench_upsert_throughput() {
     let started = Instant::now();
     let mut written = 0;
     for batch in orders.chunks(BATCH) {
-        written += rm.upsert_many(batch).await.expect("upsert_many");
+        written += rm.upsert_many(batch).await.expect("upsert_many").count();
     }
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(written, TOTAL);
@@ -296,7 +301,7 @@ async fn bench_upsert_throughput() {
     let started = Instant::now();
     let mut rewritten = 0;
     for batch in orders.chunks(BATCH) {
-        rewritten += rm.upsert_many(batch).await.expect("upsert_many");
+        rewritten += rm.upsert_many(batch).await.expect("upsert_many").count();
     }
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(rewritten, 0);
@@ -357,7 +362,7 @@ async fn concurrent_upserts_of_a_new_order_keep_the_highest_version() {
             .collect();
         let mut written = 0;
         for t in tasks {
-            written += t.await.expect("join").expect("upsert_many");
+            written += t.await.expect("join").expect("upsert_many").count();
         }
         assert!(written >= 1);
         let stored = rm.get(base.id).await.expect("get").expect("document");

@@ -229,18 +229,21 @@ impl Inner {
         Ok(positions)
     }
 
-    /// Version-guarded update of an existing order; its items are deleted
-    /// (and written again with the others).
+    /// Version-guarded update of an existing order: only what a transition
+    /// can change. The items, customer, restaurant, total and creation time
+    /// are written once, by the create (`Order::apply` never changes them),
+    /// so a transition costs one row and no item rows.
     async fn update_order(&self, conn: &mut MySqlConnection, c: &Prepared<'_>) -> Result<(), Fail> {
         let o = &c.commit.state;
-        let matched = bind_state(
-            sqlx::query(
-                "UPDATE orders SET customer_id = ?, restaurant_id = ?, total_amount = ?, \
-                 status = ?, payment_id = ?, cancellation_reason = ?, created_at = ?, \
-                 updated_at = ?, version = ? WHERE id = ? AND version = ?",
-            ),
-            o,
+        let matched = sqlx::query(
+            "UPDATE orders SET status = ?, payment_id = ?, cancellation_reason = ?, \
+             updated_at = ?, version = ? WHERE id = ? AND version = ?",
         )
+        .bind(o.status.as_str())
+        .bind(&o.payment_id)
+        .bind(&o.cancellation_reason)
+        .bind(naive(&o.updated_at))
+        .bind(o.version as i64)
         .bind(&c.order_id)
         .bind(c.commit.expected_version as i64)
         .execute(&mut *conn)
@@ -251,10 +254,6 @@ impl Inner {
         if matched == 0 {
             return Err(Fail::Commit(CommitError::VersionConflict));
         }
-        sqlx::query("DELETE FROM order_items WHERE order_id = ?")
-            .bind(&c.order_id)
-            .execute(&mut *conn)
-            .await?;
         Ok(())
     }
 
@@ -329,6 +328,7 @@ impl Inner {
         }
         let items: Vec<(&str, usize, &OrderItem)> = commits
             .iter()
+            .filter(|c| c.commit.expected_version == 0)
             .flat_map(|c| {
                 c.commit
                     .state

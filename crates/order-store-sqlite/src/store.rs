@@ -16,7 +16,7 @@ use order_core::ports::{
     bucket_of, Commit, CommitError, EventStore, IdempotencyRecord, StoreError, StreamBound,
     EVENT_COLUMNS,
 };
-use rusqlite::{params, Connection, OptionalExtension, ToSql, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::db::{corrupt, db_err, is_constraint, parse_ts, read_row, to_i64, ts, Db, Migration};
@@ -168,56 +168,58 @@ fn write_commit(conn: &Connection, c: &Commit, created_at: &str) -> Result<Vec<i
     Ok(positions)
 }
 
-/// Current state: insert on a create, version-guarded update otherwise.
+/// Current state: insert on a create (with the items), otherwise a
+/// version-guarded update of what a transition can change. The items,
+/// customer, restaurant, total and creation time are written once, by the
+/// create (`Order::apply` never changes them): a transition costs one row.
 fn write_state(conn: &Connection, c: &Commit) -> Result<(), Fail> {
     let o = &c.state;
     let id = o.id.to_string();
     let version = to_i64(o.version).map_err(Fail::Batch)?;
-    let total = o.total_amount.to_string();
     let status = o.status.as_str();
-    let (created, updated) = (ts(&o.created_at), ts(&o.updated_at));
-    // ?1 to ?10 of both statements.
-    let mut args: Vec<&dyn ToSql> = vec![
-        &id,
-        &o.customer_id,
-        &o.restaurant_id,
-        &total,
-        &status,
-        &o.payment_id,
-        &o.cancellation_reason,
-        &created,
-        &updated,
-        &version,
-    ];
-    if c.expected_version == 0 {
-        conn.prepare_cached(
-            "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
-             payment_id, cancellation_reason, created_at, updated_at, version) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .map_err(batch)?
-        .execute(&*args)
-        .map_err(|e| classify(e, CommitError::VersionConflict))?;
-    } else {
+    let updated = ts(&o.updated_at);
+    if c.expected_version != 0 {
         let expected = to_i64(c.expected_version).map_err(Fail::Batch)?;
-        args.push(&expected);
         let changed = conn
             .prepare_cached(
-                "UPDATE orders SET customer_id = ?2, restaurant_id = ?3, total_amount = ?4, \
-                 status = ?5, payment_id = ?6, cancellation_reason = ?7, created_at = ?8, \
-                 updated_at = ?9, version = ?10 WHERE id = ?1 AND version = ?11",
+                "UPDATE orders SET status = ?2, payment_id = ?3, cancellation_reason = ?4, \
+                 updated_at = ?5, version = ?6 WHERE id = ?1 AND version = ?7",
             )
             .map_err(batch)?
-            .execute(&*args)
+            .execute(params![
+                id,
+                status,
+                o.payment_id,
+                o.cancellation_reason,
+                updated,
+                version,
+                expected
+            ])
             .map_err(batch)?;
         if changed == 0 {
             return Err(Fail::Commit(CommitError::VersionConflict));
         }
-        conn.prepare_cached("DELETE FROM order_items WHERE order_id = ?1")
-            .map_err(batch)?
-            .execute([&id])
-            .map_err(batch)?;
+        return Ok(());
     }
+    conn.prepare_cached(
+        "INSERT INTO orders (id, customer_id, restaurant_id, total_amount, status, \
+         payment_id, cancellation_reason, created_at, updated_at, version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .map_err(batch)?
+    .execute(params![
+        id,
+        o.customer_id,
+        o.restaurant_id,
+        o.total_amount.to_string(),
+        status,
+        o.payment_id,
+        o.cancellation_reason,
+        ts(&o.created_at),
+        updated,
+        version,
+    ])
+    .map_err(|e| classify(e, CommitError::VersionConflict))?;
     let mut insert_item = conn
         .prepare_cached(
             "INSERT INTO order_items (order_id, line_no, menu_item_id, name, price, quantity) \
@@ -291,10 +293,12 @@ fn query_events<P: rusqlite::Params>(
 }
 
 fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, StoreError> {
-    // One read transaction: the order row and its items from one snapshot.
-    let tx = conn.unchecked_transaction().map_err(db_err)?;
+    // Two statements without a transaction around them (BEGIN and COMMIT
+    // cost as much as the reads): the items are written once, in the
+    // create's transaction with the row, and never change, so any snapshot
+    // that has the row has its items.
     let key = id.to_string();
-    let order = tx
+    let order = conn
         .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?1"))
         .map_err(db_err)?
         .query_row([&key], |r| {
@@ -306,7 +310,7 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
     let Some(mut order) = order else {
         return Ok(None);
     };
-    let mut stmt = tx
+    let mut stmt = conn
         .prepare_cached(
             "SELECT menu_item_id, name, price, quantity FROM order_items \
              WHERE order_id = ?1 ORDER BY line_no",
@@ -318,9 +322,6 @@ fn load_order_blocking(conn: &Connection, id: Uuid) -> Result<Option<Order>, Sto
             .items
             .extend(read_row(r, |r| event_store::read_item(r, 0))?);
     }
-    drop(rows);
-    drop(stmt);
-    tx.finish().map_err(db_err)?;
     Order::try_from(order).map(Some)
 }
 
@@ -354,8 +355,7 @@ impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn load_order(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
         self.db
-            .read_async(move |conn| load_order_blocking(conn, id))
-            .await
+            .read_point(move |conn| load_order_blocking(conn, id))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

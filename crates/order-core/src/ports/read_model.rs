@@ -50,6 +50,18 @@ pub struct OrderQuery {
     pub page: PageRequest,
 }
 
+/// Which orders a [`ReadModel::upsert_many`] wrote, in input order: `false`
+/// where the stored document already had the same or a higher version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Upserted(pub Vec<bool>);
+
+impl Upserted {
+    /// How many documents were written.
+    pub fn count(&self) -> usize {
+        self.0.iter().filter(|w| **w).count()
+    }
+}
+
 /// The query-side store. It only stores documents; the projector folds
 /// events in the core so every adapter applies the same logic.
 #[async_trait]
@@ -58,8 +70,9 @@ pub trait ReadModel: Send + Sync {
 
     /// Writes each order unless the stored one has the same or a higher
     /// version (a version-guarded upsert: duplicates and stale writes change
-    /// nothing). Returns how many were written.
-    async fn upsert_many(&self, orders: &[Order]) -> Result<usize, StoreError>;
+    /// nothing). Says which were written. One round trip to the store
+    /// (a batch larger than one command allows takes several).
+    async fn upsert_many(&self, orders: &[Order]) -> Result<Upserted, StoreError>;
 
     async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError>;
 
@@ -68,6 +81,20 @@ pub trait ReadModel: Send + Sync {
 
     /// Removes every document (before a rebuild).
     async fn clear(&self) -> Result<(), StoreError>;
+
+    /// Before a rebuild writes every document again: removes them all (as
+    /// [`ReadModel::clear`]) and may drop what slows such a bulk write
+    /// (secondary indexes), until [`ReadModel::finish_rebuild`].
+    async fn begin_rebuild(&self) -> Result<(), StoreError> {
+        self.clear().await
+    }
+
+    /// After a rebuild, also a failed one: restores what
+    /// [`ReadModel::begin_rebuild`] dropped. An adapter restores it when it
+    /// opens too, so a process killed mid-rebuild leaves nothing missing.
+    async fn finish_rebuild(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     async fn count(&self) -> Result<u64, StoreError>;
 

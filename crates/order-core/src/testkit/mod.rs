@@ -331,6 +331,7 @@ macro_rules! read_model_contract {
                 query_filters_and_orders_newest_first,
                 query_pages_with_totals,
                 clear_removes_everything,
+                a_rebuild_starts_empty_and_its_documents_are_found_by_every_filter,
                 ping_succeeds,
             ]
         );

@@ -10,7 +10,7 @@ use crate::domain::{Order, OrderStatus};
 use crate::ports::{OrderFilter, OrderQuery, PageRequest, ReadModel};
 
 async fn upsert(rm: &Arc<dyn ReadModel>, orders: &[Order]) -> usize {
-    rm.upsert_many(orders).await.expect("upsert_many")
+    rm.upsert_many(orders).await.expect("upsert_many").count()
 }
 
 fn page(page: u32, size: u32) -> PageRequest {
@@ -224,6 +224,66 @@ pub async fn clear_removes_everything(rm: Arc<dyn ReadModel>) {
     // After a clear, the same versions are written again (a rebuild).
     assert_eq!(upsert(&rm, &docs).await, 3);
     assert_eq!(rm.count().await.expect("count"), 3);
+}
+
+pub async fn a_rebuild_starts_empty_and_its_documents_are_found_by_every_filter(
+    rm: Arc<dyn ReadModel>,
+) {
+    use OrderStatus as S;
+    let old = order_doc("cust-old", "rest-old", S::Pending, at(0), 1);
+    upsert(&rm, std::slice::from_ref(&old)).await;
+    rm.begin_rebuild().await.expect("begin rebuild");
+    assert_eq!(rm.count().await.expect("count"), 0);
+    let docs = [
+        order_doc("cust-1", "rest-1", S::Pending, at(1), 1),
+        order_doc("cust-1", "rest-2", S::Confirmed, at(2), 2),
+        order_doc("cust-2", "rest-1", S::Pending, at(3), 1),
+    ];
+    assert_eq!(upsert(&rm, &docs).await, 3);
+    let by_customer = |c: &str| OrderFilter {
+        customer_id: Some(c.to_owned()),
+        ..OrderFilter::default()
+    };
+    // Queries answer during the rebuild too (perhaps without indexes).
+    let during = rm
+        .query(&query(by_customer("cust-1"), page(0, 10)))
+        .await
+        .expect("query during the rebuild");
+    assert_eq!(ids(&during.content), [docs[1].id, docs[0].id]);
+    rm.finish_rebuild().await.expect("finish rebuild");
+    rm.finish_rebuild()
+        .await
+        .expect("finishing twice changes nothing");
+
+    assert_eq!(rm.get(old.id).await.expect("get"), None);
+    for (filter, expected) in [
+        (by_customer("cust-1"), vec![docs[1].id, docs[0].id]),
+        (
+            OrderFilter {
+                restaurant_id: Some("rest-1".into()),
+                ..OrderFilter::default()
+            },
+            vec![docs[2].id, docs[0].id],
+        ),
+        (
+            OrderFilter {
+                status: Some(S::Pending),
+                ..OrderFilter::default()
+            },
+            vec![docs[2].id, docs[0].id],
+        ),
+        (
+            OrderFilter::default(),
+            vec![docs[2].id, docs[1].id, docs[0].id],
+        ),
+    ] {
+        let got = rm.query(&query(filter, page(0, 10))).await.expect("query");
+        assert_eq!(ids(&got.content), expected);
+    }
+    // Still version-guarded after the rebuild.
+    let mut stale = docs[1].clone();
+    stale.version = 1;
+    assert_eq!(upsert(&rm, &[stale]).await, 0);
 }
 
 pub async fn ping_succeeds(rm: Arc<dyn ReadModel>) {

@@ -4,7 +4,9 @@
 //! cannot process to the DLQ topic with failure headers. The DLQ recorder
 //! ([`super::dlq::DlqRecorder`]) reads that topic with the same consume loop.
 
-use std::collections::{HashMap, HashSet};
+mod cache;
+
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
+use self::cache::DocCache;
 use super::dlq::TEST_AGGREGATE_TYPE;
 use super::error::AppError;
 use super::metrics::Metrics;
@@ -22,6 +25,7 @@ use crate::domain::{
 };
 use crate::ports::{
     BusMessage, Delivery, EventBus, EventStore, ReadModel, StoreError, StreamBound, Subscription,
+    Upserted,
 };
 
 #[derive(Clone, Debug)]
@@ -70,7 +74,13 @@ pub struct Projector {
     metrics: Arc<Metrics>,
     /// Held while a batch is applied; a rebuild takes it to pause projection.
     lock: Mutex<()>,
+    /// Never held across an await.
+    cache: std::sync::Mutex<DocCache>,
 }
+
+/// Documents the projector keeps (about 1 KiB each): a few seconds of
+/// commands at full speed, so transitions of recent orders read nothing.
+const DOC_CACHE_CAPACITY: usize = 65_536;
 
 impl Projector {
     pub fn new(
@@ -87,6 +97,7 @@ impl Projector {
             cfg,
             metrics,
             lock: Mutex::new(()),
+            cache: std::sync::Mutex::new(DocCache::new(DOC_CACHE_CAPACITY)),
         }
     }
 
@@ -97,12 +108,19 @@ impl Projector {
     /// Applies envelopes to the read model. Returns which inputs are poison;
     /// fails only when the read model or event store is unavailable (the
     /// caller retries the same batch: applying twice changes nothing).
+    ///
+    /// One read-model round trip per batch in the steady state: the
+    /// documents come from the cache of what this projector wrote, an order
+    /// whose first event here is its creation needs no read, and only the
+    /// rest are read, all in one `get_many`; the results go back in one
+    /// version-guarded `upsert_many`.
     pub async fn project(
         &self,
         envs: &[Option<EventEnvelope>],
     ) -> Result<ProjectionReport, StoreError> {
         let mut report = ProjectionReport::default();
-        let mut ids: Vec<Uuid> = Vec::new();
+        // The lowest version each order has in this batch.
+        let mut first: HashMap<Uuid, u64> = HashMap::new();
         let mut parsed: Vec<Option<Uuid>> = Vec::with_capacity(envs.len());
         for (i, env) in envs.iter().enumerate() {
             let Some(env) = env else {
@@ -116,7 +134,10 @@ impl Projector {
             }
             match Uuid::parse_str(&env.aggregate_id) {
                 Ok(id) => {
-                    ids.push(id);
+                    first
+                        .entry(id)
+                        .and_modify(|v| *v = (*v).min(env.version))
+                        .or_insert(env.version);
                     parsed.push(Some(id));
                 }
                 Err(_) => {
@@ -128,14 +149,28 @@ impl Projector {
                 }
             }
         }
-        ids.sort_unstable();
-        ids.dedup();
-        let mut docs: HashMap<Uuid, Order> = if ids.is_empty() {
-            HashMap::new()
-        } else {
-            self.read_model.get_many(&ids).await?
-        };
-        let mut changed: HashSet<Uuid> = HashSet::new();
+        let mut docs: HashMap<Uuid, Order> = HashMap::with_capacity(first.len());
+        let mut misses: Vec<Uuid> = Vec::new();
+        {
+            let mut cache = self.cache();
+            for (id, version) in &first {
+                match cache.take(id) {
+                    Some(doc) => {
+                        docs.insert(*id, doc);
+                    }
+                    None if *version > 1 => misses.push(*id),
+                    // Created in this batch: nothing to read. Should the
+                    // document exist after all (a re-delivery), the version
+                    // guard keeps it and the events count as duplicates.
+                    None => {}
+                }
+            }
+        }
+        if !misses.is_empty() {
+            misses.sort_unstable();
+            docs.extend(self.read_model.get_many(&misses).await?);
+        }
+        let mut applied: HashMap<Uuid, usize> = HashMap::new();
         let applied_at = now();
         for (i, (env, id)) in envs.iter().zip(&parsed).enumerate() {
             let (Some(env), Some(id)) = (env, id) else {
@@ -166,7 +201,7 @@ impl Projector {
             match next {
                 Ok(order) => {
                     docs.insert(*id, order);
-                    changed.insert(*id);
+                    *applied.entry(*id).or_default() += 1;
                     report.applied += 1;
                     let lag = (applied_at - env.occurred_on)
                         .num_microseconds()
@@ -176,16 +211,41 @@ impl Projector {
                 Err(e) => report.poison.push((i, e.to_string())),
             }
         }
-        if !changed.is_empty() {
-            let orders: Vec<Order> = changed.iter().filter_map(|id| docs.remove(id)).collect();
-            self.read_model.upsert_many(&orders).await?;
+        let orders: Vec<Order> = applied.keys().filter_map(|id| docs.remove(id)).collect();
+        let written = if orders.is_empty() {
+            Upserted::default()
+        } else {
+            self.read_model.upsert_many(&orders).await?
+        };
+        let mut cache = self.cache();
+        let flags = written.0.into_iter().chain(std::iter::repeat(true));
+        for (order, written) in orders.into_iter().zip(flags) {
+            if written {
+                cache.put(order);
+            } else if let Some(n) = applied.get(&order.id) {
+                // The stored document already had this version or a later
+                // one: every event applied to it here was a duplicate.
+                report.applied -= n;
+                report.duplicates += n;
+            }
         }
+        // Documents read or cached but left unchanged are still current.
+        for (_, doc) in docs {
+            cache.put(doc);
+        }
+        drop(cache);
         Metrics::add(&self.metrics.events_projected, report.applied as u64);
         Metrics::add(
             &self.metrics.projection_duplicates,
             report.duplicates as u64,
         );
         Ok(report)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, DocCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Processes one polled batch completely: projects it and dead-letters
@@ -294,23 +354,14 @@ impl Projector {
     pub async fn rebuild(&self) -> Result<RebuildReport, AppError> {
         let _lock = self.lock.lock().await;
         let started = Instant::now();
-        self.read_model.clear().await?;
-        let mut after = 0;
-        let mut events = 0u64;
-        loop {
-            let page = self.events.read_all(after, 10_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            events += page.len() as u64;
-            let envs: Vec<Option<EventEnvelope>> =
-                page.into_iter().map(|e| Some(e.envelope)).collect();
-            let report = self.project(&envs).await?;
-            if let Some((i, reason)) = report.poison.first() {
-                return Err(AppError::Internal(format!(
-                    "event store holds an unprojectable event at index {i}: {reason}"
-                )));
-            }
-        }
+        self.cache().clear();
+        self.read_model.begin_rebuild().await?;
+        let projected = self.project_everything().await;
+        // Also after a failure: the read model must not stay without its
+        // indexes until the next start.
+        let finished = self.read_model.finish_rebuild().await;
+        let (events, after) = projected?;
+        finished?;
         self.metrics
             .projector_position
             .fetch_max(after, std::sync::atomic::Ordering::Relaxed);
@@ -323,7 +374,32 @@ impl Projector {
             events_per_second: (events * 1000).checked_div(millis).unwrap_or(events),
         })
     }
+
+    /// Every event of the event store, in pages; how many and the last position.
+    async fn project_everything(&self) -> Result<(u64, i64), AppError> {
+        let mut after = 0;
+        let mut events = 0u64;
+        loop {
+            let page = self.events.read_all(after, REBUILD_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            events += page.len() as u64;
+            let envs: Vec<Option<EventEnvelope>> =
+                page.into_iter().map(|e| Some(e.envelope)).collect();
+            let report = self.project(&envs).await?;
+            if let Some((i, reason)) = report.poison.first() {
+                return Err(AppError::Internal(format!(
+                    "event store holds an unprojectable event at index {i}: {reason}"
+                )));
+            }
+        }
+        Ok((events, after))
+    }
 }
+
+/// Events per read-model batch in a rebuild: an order's events mostly land
+/// in one page, so most documents are written once.
+const REBUILD_PAGE: usize = 20_000;
 
 /// A target nothing logs to: a subscriber that exports spans (the service's
 /// OTLP layer) enables it and the log filter disables it, so
