@@ -56,6 +56,9 @@ pub struct ServerSide {
     pub projection_lag: Option<Lag>,
     pub commands_accepted: Option<f64>,
     pub commit_batches: Option<f64>,
+    pub events_projected: Option<f64>,
+    /// The projector's read-model calls (`get_many`, `upsert_many`).
+    pub read_model_calls: Option<f64>,
 }
 
 impl ServerSide {
@@ -74,6 +77,16 @@ impl ServerSide {
             projection_lag: lag(PROJECTION_LAG),
             commands_accepted: counter("orders_commands_accepted_total"),
             commit_batches: counter("orders_commit_batches_total"),
+            events_projected: counter("orders_events_projected_total"),
+            read_model_calls: counter("orders_projector_read_model_calls_total"),
+        }
+    }
+
+    /// The projector's read-model round trips per projected event.
+    pub fn read_model_calls_per_event(&self) -> Option<f64> {
+        match (self.read_model_calls, self.events_projected) {
+            (Some(c), Some(e)) if e > 0.0 => Some(c / e),
+            _ => None,
         }
     }
 

@@ -110,6 +110,16 @@ impl Report {
                 "group commit      {c:.1} commands per transaction (server counters)"
             );
         }
+        if let (Some(r), Some(calls), Some(events)) = (
+            self.server.read_model_calls_per_event(),
+            self.server.read_model_calls,
+            self.server.events_projected,
+        ) {
+            let _ = writeln!(
+                o,
+                "projector         {r:.3} read-model round trips per event ({calls} calls, {events} events projected)"
+            );
+        }
 
         if let Some(died) = &self.service_died {
             let _ = writeln!(o, "\n!! {died}");

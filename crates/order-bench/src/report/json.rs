@@ -137,6 +137,7 @@ impl Report {
                 "error_samples": l.error_samples,
                 "connections_opened": l.connects,
                 "commands_per_commit": json_num(self.server.commands_per_commit()),
+                "read_model_calls_per_event": json_num(self.server.read_model_calls_per_event()),
             })
         };
         json!({

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub dlq_purged: AtomicU64,
     pub events_projected: AtomicU64,
     pub projection_duplicates: AtomicU64,
+    /// Calls from the projector to the read model (reads and writes).
+    pub read_model_calls: AtomicU64,
     pub projection_failures: AtomicU64,
     pub dead_letters_recorded: AtomicU64,
     /// Global position of the newest event the projector applied.
@@ -271,6 +273,12 @@ impl Metrics {
             "orders_projection_duplicates_total",
             "Events the projector had already applied.",
             &self.projection_duplicates,
+        );
+        counter(
+            &mut o,
+            "orders_projector_read_model_calls_total",
+            "Read-model calls of the projector (get_many and upsert_many; about one per batch).",
+            &self.read_model_calls,
         );
         counter(
             &mut o,

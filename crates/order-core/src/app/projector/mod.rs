@@ -168,6 +168,7 @@ impl Projector {
         }
         if !misses.is_empty() {
             misses.sort_unstable();
+            Metrics::inc(&self.metrics.read_model_calls);
             docs.extend(self.read_model.get_many(&misses).await?);
         }
         let mut applied: HashMap<Uuid, usize> = HashMap::new();
@@ -215,6 +216,7 @@ impl Projector {
         let written = if orders.is_empty() {
             Upserted::default()
         } else {
+            Metrics::inc(&self.metrics.read_model_calls);
             self.read_model.upsert_many(&orders).await?
         };
         let mut cache = self.cache();
