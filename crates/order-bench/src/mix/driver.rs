@@ -2,7 +2,6 @@
 //! own [`OrderBook`] and [`Rng`], sending what [`choose`] picks until the
 //! end of the phase (or until it has nothing left to act on).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use uuid::Uuid;
 
 use super::plan::{choose, Fallback, Kind, OrderBook, Pick, Rng, Weights};
 use super::stats::PhaseStats;
-use crate::load::{open, order_body, send_full, Sender};
+use crate::load::{open, order_body, send_full, LoadConfig, Sender};
 use crate::{Context, Result};
 
 /// Customers of [`order_body`]: `cust-0` … `cust-999`.
@@ -24,13 +23,8 @@ const CUSTOMERS: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct PhaseConfig {
-    pub addr: SocketAddr,
-    /// `Host` header value.
-    pub host: String,
-    pub connections: usize,
-    pub warmup: Duration,
-    pub duration: Duration,
-    pub request_timeout: Duration,
+    /// Target, connections and windows, as for the create load.
+    pub load: LoadConfig,
     pub weights: Weights,
     pub fallback: Fallback,
     /// Seeds the tasks' PRNGs (task i uses `seed + i`).
@@ -43,11 +37,11 @@ pub async fn run(cfg: &PhaseConfig, books: Vec<OrderBook>) -> Result<(PhaseStats
     let bodies: Arc<Vec<Bytes>> =
         Arc::new((0..CUSTOMERS).map(|n| Bytes::from(order_body(n))).collect());
     let start = Instant::now();
-    let measure_from = start + cfg.warmup;
-    let end = measure_from + cfg.duration;
+    let measure_from = start + cfg.load.warmup;
+    let end = measure_from + cfg.load.duration;
     let mut books = books.into_iter();
     let mut tasks = JoinSet::new();
-    for i in 0..cfg.connections {
+    for i in 0..cfg.load.connections {
         let book = books.next().unwrap_or_default();
         let task = Task {
             index: i,
@@ -61,7 +55,7 @@ pub async fn run(cfg: &PhaseConfig, books: Vec<OrderBook>) -> Result<(PhaseStats
         tasks.spawn(async move { (i, task.run().await) });
     }
     let mut total = PhaseStats::default();
-    let mut returned: Vec<(usize, OrderBook)> = Vec::with_capacity(cfg.connections);
+    let mut returned: Vec<(usize, OrderBook)> = Vec::with_capacity(cfg.load.connections);
     while let Some(joined) = tasks.join_next().await {
         let (i, (stats, book)) = joined.context("a mixed-load task failed")?;
         total.merge(&stats);
@@ -139,11 +133,11 @@ impl Task {
         let mut st = PhaseStats::default();
         let mut sender: Option<Sender> = None;
         let mut n = self.index as u64;
-        let step = self.cfg.connections.max(1) as u64;
+        let step = self.cfg.load.connections.max(1) as u64;
         while Instant::now() < self.end {
             if sender.as_ref().is_none_or(SendRequest::is_closed) {
                 sender = None;
-                match open(self.cfg.addr, self.cfg.request_timeout).await {
+                match open(self.cfg.load.addr, self.cfg.load.request_timeout).await {
                     Ok(s) => {
                         st.connects += 1;
                         sender = Some(s);
@@ -170,7 +164,7 @@ impl Task {
             let mut req = Request::builder()
                 .method(method)
                 .uri(path)
-                .header(HOST, self.cfg.host.as_str());
+                .header(HOST, self.cfg.load.host.as_str());
             if body.is_some() {
                 req = req.header(CONTENT_TYPE, "application/json");
             }
@@ -182,7 +176,8 @@ impl Task {
                 }
             };
             let t0 = Instant::now();
-            let outcome = tokio::time::timeout(self.cfg.request_timeout, send_full(s, req)).await;
+            let outcome =
+                tokio::time::timeout(self.cfg.load.request_timeout, send_full(s, req)).await;
             let elapsed = t0.elapsed();
             let measured = t0 >= self.measure_from;
             let k = st.kind_mut(pick.kind);
@@ -229,7 +224,7 @@ impl Task {
                     }
                     st.note_error(format!(
                         "request timed out after {:?}",
-                        self.cfg.request_timeout
+                        self.cfg.load.request_timeout
                     ));
                     sender = None;
                 }

@@ -25,6 +25,7 @@ pub mod stats;
 use std::time::Duration;
 
 use crate::cpu::{Meter, PhaseCpu};
+use crate::load::LoadConfig;
 use crate::report::ServerSide;
 use crate::service::{self, Drain, Target};
 use crate::{progress, Result};
@@ -244,12 +245,14 @@ async fn phase(
         duration.as_secs()
     ));
     let cfg = driver::PhaseConfig {
-        addr: setup.target.addr,
-        host: setup.target.host_header(),
-        connections: setup.connections,
-        warmup,
-        duration,
-        request_timeout: setup.request_timeout,
+        load: LoadConfig {
+            addr: setup.target.addr,
+            host: setup.target.host_header(),
+            connections: setup.connections,
+            warmup,
+            duration,
+            request_timeout: setup.request_timeout,
+        },
         weights,
         fallback,
         // A different sequence per phase.
