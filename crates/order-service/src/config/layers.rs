@@ -50,6 +50,7 @@ pub(super) const KEYS: &[&str] = &[
     "projector_group",
     "dlq_recorder_group",
     "commit_batch_max",
+    "commit_linger_us",
     "commit_concurrency",
     "relay_batch_size",
     "relay_linger_ms",

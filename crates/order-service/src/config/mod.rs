@@ -65,6 +65,8 @@ pub struct Config {
     pub projector_group: String,
     pub dlq_recorder_group: String,
     pub commit_batch_max: usize,
+    /// Under load, how long a small group-commit batch waits for more.
+    pub commit_linger: Duration,
     /// Group-commit transactions in flight (SQLite: always 1).
     pub commit_concurrency: usize,
     pub relay_batch_size: usize,
@@ -209,6 +211,7 @@ impl Config {
             projector_group: names.projector_group,
             dlq_recorder_group: names.dlq_recorder_group,
             commit_batch_max: p.int("commit_batch_max", 1, 100_000)? as usize,
+            commit_linger: Duration::from_micros(p.int("commit_linger_us", 0, 100_000)?),
             commit_concurrency: p.int("commit_concurrency", 1, 64)? as usize,
             relay_batch_size: p.int("relay_batch_size", 1, 100_000)? as usize,
             relay_linger: Duration::from_millis(p.int("relay_linger_ms", 0, 1_000)?),

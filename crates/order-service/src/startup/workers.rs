@@ -103,6 +103,7 @@ pub(super) fn commands(
     let committer = GroupCommitter::start(
         event_store.clone(),
         config.commit_batch_max,
+        config.commit_linger,
         concurrency,
         config.command_timeout,
         shared.committed.clone(),

@@ -33,6 +33,10 @@ impl GroupCommitter {
     /// so per-order version order is kept. `committed` is notified after
     /// every successful batch so the outbox relay wakes at once.
     ///
+    /// `linger`: when the previous batch held at least a few commands (the
+    /// service is under load) and the next one is small, it waits this long
+    /// for more before committing.
+    ///
     /// `timeout` is the command timeout: a commit whose caller has given up
     /// (answered 503) is left out of the batch, and a batch still running
     /// after `timeout` — every caller in it has given up by then — is
@@ -43,6 +47,7 @@ impl GroupCommitter {
     pub fn start(
         store: Arc<dyn EventStore>,
         max_batch: usize,
+        linger: Duration,
         concurrency: usize,
         timeout: Duration,
         committed: Arc<Notify>,
@@ -52,6 +57,7 @@ impl GroupCommitter {
         let (tx, mut rx) = mpsc::channel::<(Commit, Reply)>(max_batch * 4);
         let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         tokio::spawn(async move {
+            let mut last = 0;
             while let Some(first) = rx.recv().await {
                 // Waiting for a free slot is what lets the next batch grow.
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -59,12 +65,15 @@ impl GroupCommitter {
                 };
                 let mut batch = Vec::with_capacity(max_batch);
                 batch.push(first);
-                while batch.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
+                drain_into(&mut batch, &mut rx, max_batch);
+                // Under load (the last batch was not tiny) a small batch
+                // waits `linger` for more: fewer, larger transactions cost
+                // less per command. A lone command never waits.
+                if !linger.is_zero() && last >= LINGER_AFTER && batch.len() < max_batch / 8 {
+                    tokio::time::sleep(linger).await;
+                    drain_into(&mut batch, &mut rx, max_batch);
                 }
+                last = batch.len();
                 let (store, committed, metrics) =
                     (store.clone(), committed.clone(), metrics.clone());
                 tokio::spawn(async move {
@@ -81,6 +90,18 @@ impl GroupCommitter {
         let closed = || CommitError::Store(StoreError::Unavailable("committer stopped".into()));
         self.tx.send((commit, reply)).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
+    }
+}
+
+/// The batch size from which the next small batch lingers.
+const LINGER_AFTER: usize = 4;
+
+fn drain_into<T>(batch: &mut Vec<T>, rx: &mut mpsc::Receiver<T>, max_batch: usize) {
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
     }
 }
 
