@@ -1322,6 +1322,26 @@ fn catalogue() -> Vec<Case> {
         .problem(422),
     );
     c.push(
+        case(
+            CANCEL,
+            "cancel: a valid reason in the query, a control character in the body's",
+            "PUT",
+            "/api/orders/{order}/cancel?reason=ok",
+        )
+        .json(r#"{"reason":"\u0007"}"#)
+        .problem(422),
+    );
+    c.push(
+        case(
+            CONFIRM,
+            "confirm: a valid paymentId in the query, a blank one in the body",
+            "PUT",
+            "/api/orders/{order}/confirm?paymentId=p-1",
+        )
+        .json(r#"{"paymentId":"  "}"#)
+        .problem(422),
+    );
+    c.push(
         case(CANCEL, "cancel: a text/plain body", "PUT", cancel)
             .header("content-type", "text/plain")
             .body("changed my mind")

@@ -677,16 +677,27 @@ fn domain(e: order_core::domain::DomainError) -> ApiError {
     order_core::app::AppError::from(e).into()
 }
 
-/// A string given as a query parameter or as a member of the JSON body
-/// (the query wins).
-fn param_or_body<'a, T: Deserialize<'a>>(
+/// The transition made from one string given as a query parameter or as a
+/// member of the JSON body (the query wins). A body member the query
+/// overrides must be valid too: a request is used whole or refused, never
+/// half read.
+fn transition_from<'a, T: Deserialize<'a>>(
     params: &Params,
     body: Option<&'a [u8]>,
     field: &'static str,
     member: impl FnOnce(T) -> Option<&'a RawValue>,
-) -> Result<Option<String>, ApiError> {
+    make: impl Fn(Option<String>) -> Result<Transition, order_core::domain::DomainError>,
+) -> Result<Transition, ApiError> {
     let from_body = body_string(body, field, member)?;
-    Ok(params.get(field).map(str::to_owned).or(from_body))
+    match params.get(field) {
+        Some(query) => {
+            if from_body.is_some() {
+                make(from_body).map_err(domain)?;
+            }
+            make(Some(query.to_owned())).map_err(domain)
+        }
+        None => make(from_body).map_err(domain),
+    }
 }
 
 #[utoipa::path(
@@ -723,10 +734,13 @@ pub async fn confirm(
     params: Params,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let payment_id = param_or_body(&params, body.as_deref(), "paymentId", |b: ConfirmBody| {
-        b.payment_id
-    })?;
-    let t = Transition::confirm(payment_id).map_err(domain)?;
+    let t = transition_from(
+        &params,
+        body.as_deref(),
+        "paymentId",
+        |b: ConfirmBody| b.payment_id,
+        Transition::confirm,
+    )?;
     transition(&state, target, t).await
 }
 
@@ -765,8 +779,13 @@ pub async fn cancel(
     params: Params,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
-    let reason = param_or_body(&params, body.as_deref(), "reason", |b: CancelBody| b.reason)?;
-    let t = Transition::cancel(reason).map_err(domain)?;
+    let t = transition_from(
+        &params,
+        body.as_deref(),
+        "reason",
+        |b: CancelBody| b.reason,
+        Transition::cancel,
+    )?;
     transition(&state, target, t).await
 }
 
