@@ -149,6 +149,8 @@ fn record(source: DlqSource, error: Result<PublishError, &str>) -> NewDlqRecord 
         blocked_by: None,
         topic: "order-events".to_owned(),
         origin: (source == DlqSource::Consumer).then(|| "order-events/0/7".to_owned()),
+        consumer_group: None,
+        imported: None,
     }
 }
 

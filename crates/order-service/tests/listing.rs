@@ -31,6 +31,8 @@ fn record(i: i64) -> NewDlqRecord {
         blocked_by: None,
         topic: "order-events".to_owned(),
         origin: None,
+        consumer_group: None,
+        imported: None,
     }
 }
 

@@ -43,6 +43,11 @@ fn fitted(r: &NewDlqRecord) -> NewDlqRecord {
         blocked_by: r.blocked_by.as_deref().map(cut),
         topic: cut(&r.topic),
         origin: r.origin.as_deref().map(cut),
+        consumer_group: r.consumer_group.as_deref().map(cut),
+        imported: r.imported.as_ref().map(|m| order_core::ports::ImportMark {
+            at: m.at,
+            by: cut(&m.by),
+        }),
     }
 }
 

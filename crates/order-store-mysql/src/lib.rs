@@ -31,6 +31,7 @@ mod dlq;
 mod jobs;
 mod leases;
 mod outbox;
+mod revisions;
 mod store;
 
 pub use db::index_hint;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::TestDb;
-use order_core::ports::{AuditLog, DlqStore, ReplayJobStore};
+use order_core::ports::{AuditLog, DlqRevisionStore, DlqStore, ReplayJobStore};
 use order_core::testkit::StoreHandles;
 
 async fn store() -> (StoreHandles, TestDb) {
@@ -28,6 +28,12 @@ async fn audit() -> (Arc<dyn AuditLog>, TestDb) {
     (Arc::new(store), db)
 }
 
+async fn revisions() -> (Arc<dyn DlqRevisionStore>, TestDb) {
+    let db = TestDb::new();
+    let store = db.store().await;
+    (Arc::new(store), db)
+}
+
 async fn jobs() -> (Arc<dyn ReplayJobStore>, TestDb) {
     let db = TestDb::new();
     let store = db.store().await;
@@ -39,6 +45,7 @@ order_core::outbox_contract!(store);
 order_core::relay_leases_contract!(store);
 order_core::dlq_store_contract!(dlq);
 order_core::audit_log_contract!(audit);
+order_core::dlq_revision_store_contract!(revisions);
 order_core::replay_job_store_contract!(jobs);
 
 /// The event store and outbox suites again with positions read back from

@@ -29,6 +29,7 @@ mod jobs;
 mod leases;
 mod outbox;
 mod read_model;
+mod revisions;
 mod store;
 
 pub use bus::EmbeddedBus;

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use order_core::ports::{AuditLog, DlqStore, EventBus, ReadModel, ReplayJobStore};
+use order_core::ports::{
+    AuditLog, DlqRevisionStore, DlqStore, EventBus, ReadModel, ReplayJobStore,
+};
 use order_core::testkit::StoreHandles;
 use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
 use tempfile::TempDir;
@@ -25,6 +27,12 @@ async fn dlq() -> (Arc<dyn DlqStore>, TempDir) {
 }
 
 async fn audit() -> (Arc<dyn AuditLog>, TempDir) {
+    let dir = temp_dir();
+    let store = SqliteStore::open(dir.path().join("orders.db")).expect("open store");
+    (Arc::new(store), dir)
+}
+
+async fn revisions() -> (Arc<dyn DlqRevisionStore>, TempDir) {
     let dir = temp_dir();
     let store = SqliteStore::open(dir.path().join("orders.db")).expect("open store");
     (Arc::new(store), dir)
@@ -53,6 +61,7 @@ order_core::outbox_contract!(store);
 order_core::relay_leases_contract!(store);
 order_core::dlq_store_contract!(dlq);
 order_core::audit_log_contract!(audit);
+order_core::dlq_revision_store_contract!(revisions);
 order_core::replay_job_store_contract!(jobs);
 order_core::read_model_contract!(read_model);
 order_core::event_bus_contract!(bus);

@@ -34,10 +34,21 @@ pub enum AuditAction {
     DlqReplayJobCreate,
     /// A bulk replay job was cancelled (`target`: the job id).
     DlqReplayJobCancel,
+    /// A revision of a DLQ record's message was written (`target`: the
+    /// event id; `parameters`: revision, reason, diff).
+    DlqRevisionCreate,
+    /// A second admin approved a revision.
+    DlqRevisionApprove,
+    /// A second admin rejected a revision.
+    DlqRevisionReject,
+    /// DLQ records were exported as NDJSON.
+    DlqExport,
+    /// DLQ records were imported from another environment's export.
+    DlqImport,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 15] = [
         AuditAction::DlqReplay,
         AuditAction::DlqBulkReplay,
         AuditAction::DlqReset,
@@ -48,6 +59,11 @@ impl AuditAction {
         AuditAction::ReadModelRebuild,
         AuditAction::DlqReplayJobCreate,
         AuditAction::DlqReplayJobCancel,
+        AuditAction::DlqRevisionCreate,
+        AuditAction::DlqRevisionApprove,
+        AuditAction::DlqRevisionReject,
+        AuditAction::DlqExport,
+        AuditAction::DlqImport,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,6 +77,11 @@ impl AuditAction {
             AuditAction::ReadModelRebuild => "READ_MODEL_REBUILD",
             AuditAction::DlqReplayJobCreate => "DLQ_REPLAY_JOB_CREATE",
             AuditAction::DlqReplayJobCancel => "DLQ_REPLAY_JOB_CANCEL",
+            AuditAction::DlqRevisionCreate => "DLQ_REVISION_CREATE",
+            AuditAction::DlqRevisionApprove => "DLQ_REVISION_APPROVE",
+            AuditAction::DlqRevisionReject => "DLQ_REVISION_REJECT",
+            AuditAction::DlqExport => "DLQ_EXPORT",
+            AuditAction::DlqImport => "DLQ_IMPORT",
         }
     }
     /// Case-insensitive parse.

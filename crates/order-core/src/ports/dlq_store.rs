@@ -143,6 +143,37 @@ pub struct NewDlqRecord {
     pub topic: String,
     /// Where a consumer-side failure was read from (`topic/partition/offset`).
     pub origin: Option<String>,
+    /// The consumer group that dead-lettered a consumer-side record: a
+    /// replay redelivers to that group alone.
+    pub consumer_group: Option<String>,
+    /// Set when the record comes from another environment's export.
+    pub imported: Option<ImportMark>,
+}
+
+/// Who imported a record from another environment's export, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportMark {
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+/// The customer a DLQ message names (`data.customerId` of an envelope),
+/// stored beside the record for search.
+pub fn customer_of(message: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Data {
+        #[serde(rename = "customerId")]
+        customer_id: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct Envelope {
+        data: Option<Data>,
+    }
+    serde_json::from_str::<Envelope>(message)
+        .ok()?
+        .data?
+        .customer_id
+        .filter(|c| !c.is_empty() && c.len() <= 255)
 }
 
 /// A stored DLQ record; field names follow the original service.
@@ -154,7 +185,8 @@ pub struct NewDlqRecord {
     "failureClass": "RETRYABLE", "failureTime": "2024-05-01T12:00:00Z", "status": "PENDING",
     "replayAttemptTime": null, "replayResult": null, "replayFailureClass": null,
     "replayAttempts": 0, "source": "PUBLISH", "blockedBy": null, "topic": "order-events",
-    "origin": null
+    "origin": null, "consumerGroup": null, "customerId": "customer-42", "importedAt": null,
+    "importedBy": null
 })))]
 #[serde(rename_all = "camelCase")]
 pub struct DlqRecord {
@@ -197,6 +229,22 @@ pub struct DlqRecord {
     /// `topic/partition/offset` a consumer-side failure was read from.
     #[cfg_attr(feature = "openapi", schema(required = true))]
     pub origin: Option<String>,
+    /// The consumer group that dead-lettered a consumer-side record; a
+    /// replay redelivers to that group alone (see the README's "Targeted
+    /// redelivery"). Null for publish-side records and when the dead letter
+    /// did not name its group.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub consumer_group: Option<String>,
+    /// The customer the message names (`data.customerId`), for search.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub customer_id: Option<String>,
+    /// When the record was imported from another environment's export;
+    /// null for records this environment recorded.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub imported_at: Option<DateTime<Utc>>,
+    /// Who imported it.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub imported_by: Option<String>,
 }
 
 /// Listings sort newest failure first.

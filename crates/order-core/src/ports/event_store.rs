@@ -255,6 +255,7 @@ macro_rules! write_side_migrations {
             6 "relay_partitions" "0006_relay_partitions.sql",
             7 "dlq_heads" "0007_dlq_heads.sql",
             8 "dlq_listing" "0008_dlq_listing.sql",
+            9 "dlq_repair" "0009_dlq_repair.sql",
         )
     };
     (@list $migration:ident, $dir:literal; $($version:literal $name:literal $file:literal,)*) => {

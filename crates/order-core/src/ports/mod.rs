@@ -7,6 +7,7 @@
 
 mod audit;
 mod bus;
+mod dlq_revisions;
 mod dlq_store;
 pub mod dlt;
 mod error;
@@ -20,6 +21,7 @@ pub mod sql;
 
 pub use audit::*;
 pub use bus::*;
+pub use dlq_revisions::*;
 pub use dlq_store::*;
 pub use error::*;
 pub use event_store::*;

@@ -214,6 +214,8 @@ pub fn dlq_record(
         blocked_by: blocked_by.map(str::to_owned),
         topic: "order-events".to_owned(),
         origin: None,
+        consumer_group: None,
+        imported: None,
     }
 }
 

@@ -38,10 +38,12 @@
 use std::sync::Arc;
 
 use crate::ports::{
-    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
+    AuditLog, DlqRevisionStore, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases,
+    ReplayJobStore,
 };
 
 pub mod audit;
+pub mod dlq_revisions;
 pub mod dlq_scale;
 pub mod dlq_store;
 pub mod event_bus;
@@ -96,6 +98,12 @@ impl Fixture<StoreHandles> for StoreHandles {
 
 impl Fixture<Arc<dyn DlqStore>> for Arc<dyn DlqStore> {
     fn handles(&self) -> Arc<dyn DlqStore> {
+        self.clone()
+    }
+}
+
+impl Fixture<Arc<dyn DlqRevisionStore>> for Arc<dyn DlqRevisionStore> {
+    fn handles(&self) -> Arc<dyn DlqRevisionStore> {
         self.clone()
     }
 }
@@ -289,6 +297,25 @@ macro_rules! audit_log_contract {
                 list_filters_by_principal_action_and_target,
                 list_filters_by_time_range,
                 keyset_pages_cover_every_entry_once_in_order,
+            ]
+        );
+    };
+}
+
+/// Runs the [`dlq_revisions`] suite. The factory returns
+/// `Arc<dyn DlqRevisionStore>` (or `(Arc<dyn DlqRevisionStore>, guard)`) of
+/// a fresh, empty store.
+#[macro_export]
+macro_rules! dlq_revision_store_contract {
+    ($factory:expr) => {
+        $crate::__contract_suite!(
+            dlq_revisions,
+            $factory,
+            [
+                add_then_list_round_trips_in_number_order,
+                a_taken_number_is_refused_and_changes_nothing,
+                racing_editors_get_one_revision_each_number,
+                a_review_moves_only_a_revision_in_a_named_state,
             ]
         );
     };

@@ -132,6 +132,8 @@ pub async fn park(
                 blocked_by: head.clone(),
                 topic: topic.to_owned(),
                 origin: None,
+                consumer_group: None,
+                imported: None,
             });
             head.get_or_insert(event_id);
         }

@@ -91,6 +91,11 @@ impl DlqRecorder {
             blocked_by: None,
             topic,
             origin,
+            consumer_group: d
+                .header(h::ORIGINAL_CONSUMER_GROUP)
+                .filter(|g| !g.trim().is_empty())
+                .map(str::to_owned),
+            imported: None,
         }
     }
 

@@ -317,6 +317,10 @@ mod tests {
             blocked_by: None,
             topic: "order-events".into(),
             origin: None,
+            consumer_group: None,
+            customer_id: None,
+            imported_at: None,
+            imported_by: None,
         }
     }
 

@@ -345,5 +345,7 @@ pub fn parked_record(
         blocked_by,
         topic: topic.to_owned(),
         origin: None,
+        consumer_group: None,
+        imported: None,
     }
 }

@@ -40,7 +40,8 @@ use crate::ports::StoreError;
 /// The columns [`read_record`] reads, in its order.
 pub const COLUMNS: &str = "id, event_id, aggregate_id, event_type, version, original_event, \
      failure_reason, failure_class, failure_time, status, replay_attempt_time, replay_result, \
-     replay_failure_class, replay_attempts, source, blocked_by, topic, origin";
+     replay_failure_class, replay_attempts, source, blocked_by, topic, origin, consumer_group, \
+     customer_id, imported_at, imported_by";
 
 /// `'PENDING', 'FAILED'`: the statuses still waiting for an operator.
 fn unresolved() -> String {
@@ -80,6 +81,10 @@ pub fn read_record(r: &dyn ColumnReader) -> Result<DlqRecord, StoreError> {
         blocked_by: r.opt_text(15)?,
         topic: r.text(16)?,
         origin: r.opt_text(17)?,
+        consumer_group: r.opt_text(18)?,
+        customer_id: r.opt_text(19)?,
+        imported_at: r.opt_time(20)?,
+        imported_by: r.opt_text(21)?,
     })
 }
 
@@ -87,7 +92,7 @@ pub fn read_record(r: &dyn ColumnReader) -> Result<DlqRecord, StoreError> {
 /// statement (what happens to an event id already stored is the
 /// adapter's).
 pub fn insert(records: &[&NewDlqRecord]) -> Result<Statement, StoreError> {
-    let mut args = Vec::with_capacity(records.len() * 12);
+    let mut args = Vec::with_capacity(records.len() * 16);
     for r in records {
         args.extend([
             SqlValue::from(&r.event_id),
@@ -102,14 +107,19 @@ pub fn insert(records: &[&NewDlqRecord]) -> Result<Statement, StoreError> {
             SqlValue::from(r.blocked_by.as_ref()),
             SqlValue::from(&r.topic),
             SqlValue::from(r.origin.as_ref()),
+            SqlValue::from(r.consumer_group.as_ref()),
+            SqlValue::from(crate::ports::customer_of(&r.original_event)),
+            SqlValue::from(r.imported.as_ref().map(|m| m.at)),
+            SqlValue::from(r.imported.as_ref().map(|m| &m.by)),
         ]);
     }
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?)";
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, ?, ?, ?, ?, ?, ?, ?, ?)";
     Ok(Statement::new(
         format!(
             "INSERT INTO dlq_replay_records (event_id, aggregate_id, event_type, version, \
              original_event, failure_reason, failure_class, failure_time, status, \
-             replay_attempts, source, blocked_by, topic, origin) VALUES {}",
+             replay_attempts, source, blocked_by, topic, origin, consumer_group, customer_id, \
+             imported_at, imported_by) VALUES {}",
             vec![row; records.len()].join(", ")
         ),
         args,

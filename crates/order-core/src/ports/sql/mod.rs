@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod dlq;
+pub mod dlq_revisions;
 pub mod event_store;
 pub mod jobs;
 pub mod outbox;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{claim_of, get, ids, insert, mark_failed, page, reset, resolve_unguarded};
 use crate::app::dlq::sequencing::{self, Changed};
-use crate::ports::{DlqStatus, DlqStore, FailureClass, NewDlqRecord};
+use crate::ports::{DlqStatus, DlqStore, FailureClass, ImportMark, NewDlqRecord};
 use crate::testkit::fixtures::{at, consumer_dlq_record, dlq_record};
 
 pub async fn insert_dedupes_by_event_id(dlq: Arc<dyn DlqStore>) {
@@ -44,9 +44,26 @@ pub async fn get_round_trips_every_field(dlq: Arc<dyn DlqStore>) {
     consumer.version = None;
     consumer.event_type = "MALFORMED".into();
     consumer.original_event = "not json at all: ünïcode ✓".into();
-    insert(&dlq, &[head.clone(), behind.clone(), consumer.clone()]).await;
+    consumer.consumer_group = Some("order-projector".into());
+    let mut imported = consumer_dlq_record("agg-3", at(3));
+    imported.original_event =
+        r#"{"eventId":"e","data":{"orderId":"o","customerId":"customer-7"}}"#.into();
+    imported.imported = Some(ImportMark {
+        at: at(4),
+        by: "ops-admin".into(),
+    });
+    insert(
+        &dlq,
+        &[
+            head.clone(),
+            behind.clone(),
+            consumer.clone(),
+            imported.clone(),
+        ],
+    )
+    .await;
 
-    for new in [&head, &behind, &consumer] {
+    for new in [&head, &behind, &consumer, &imported] {
         let rec = get(&dlq, &new.event_id).await;
         assert!(rec.id > 0);
         assert_eq!(rec.event_id, new.event_id);
@@ -64,7 +81,16 @@ pub async fn get_round_trips_every_field(dlq: Arc<dyn DlqStore>) {
         assert_eq!(rec.blocked_by, new.blocked_by);
         assert_eq!(rec.topic, new.topic);
         assert_eq!(rec.origin, new.origin);
+        assert_eq!(rec.consumer_group, new.consumer_group);
+        assert_eq!(rec.imported_at, new.imported.as_ref().map(|m| m.at));
+        assert_eq!(rec.imported_by, new.imported.as_ref().map(|m| m.by.clone()));
     }
+    // The customer a message names is kept beside it.
+    assert_eq!(
+        get(&dlq, &imported.event_id).await.customer_id.as_deref(),
+        Some("customer-7")
+    );
+    assert_eq!(get(&dlq, &consumer.event_id).await.customer_id, None);
     assert_eq!(dlq.get("no-such-event").await.expect("get"), None);
 }
 
