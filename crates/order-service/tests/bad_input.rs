@@ -1764,6 +1764,189 @@ fn catalogue() -> Vec<Case> {
         .json(&over)
         .problem(413),
     );
+    // --- DLQ revisions (edit before replay) and their review ---------------------
+    const REVISIONS: &str = "GET /api/dlq/{eventId}/revisions";
+    const REVISE: &str = "POST /api/dlq/{eventId}/revisions";
+    const APPROVE: &str = "POST /api/dlq/{eventId}/revisions/{revision}/approve";
+    const REJECT: &str = "POST /api/dlq/{eventId}/revisions/{revision}/reject";
+    let fix = r#"{"reason":"fix","patch":[{"op":"add","path":"/data/totalAmount","value":"1"}]}"#;
+    for (what, id) in odd_ids() {
+        let status = match what {
+            "invalid UTF-8 (%FF)" | "an encoded lone surrogate (%ED%A0%80)" => 400,
+            _ => 404,
+        };
+        c.push(
+            case(
+                REVISIONS,
+                format!("revisions: id {what}"),
+                "GET",
+                format!("/api/dlq/{id}/revisions"),
+            )
+            .problem(status),
+        );
+        c.push(
+            case(
+                REVISE,
+                format!("revise: id {what}"),
+                "POST",
+                format!("/api/dlq/{id}/revisions"),
+            )
+            .json(fix)
+            .problem(status),
+        );
+        for (op, verb) in [(APPROVE, "approve"), (REJECT, "reject")] {
+            c.push(
+                case(
+                    op,
+                    format!("{verb}: id {what}"),
+                    "POST",
+                    format!("/api/dlq/{id}/revisions/1/{verb}"),
+                )
+                .problem(status),
+            );
+        }
+    }
+    c.push(
+        case(
+            REVISIONS,
+            "revisions: an unknown UUID",
+            "GET",
+            "/api/dlq/{missing}/revisions",
+        )
+        .problem(404),
+    );
+    c.push(
+        case(
+            REVISE,
+            "revise: an unknown UUID",
+            "POST",
+            "/api/dlq/{missing}/revisions",
+        )
+        .json(fix)
+        .problem(404),
+    );
+    let long_reason = format!(r#"{{"reason":"{}","message":{{}}}}"#, "r".repeat(501));
+    for (name, body) in [
+        ("no body", ""),
+        ("malformed JSON", "{"),
+        ("an empty object", "{}"),
+        ("an array", r#"[{"op":"add"}]"#),
+        ("null", "null"),
+        ("no reason", r#"{"message":{}}"#),
+        ("reason blank", r#"{"reason":"  ","message":{}}"#),
+        ("reason a number", r#"{"reason":5,"message":{}}"#),
+        ("reason 501 characters", long_reason.as_str()),
+        (
+            "reason with a control character",
+            r#"{"reason":"a\u0007","message":{}}"#,
+        ),
+        ("neither patch nor message", r#"{"reason":"fix"}"#),
+        (
+            "both patch and message",
+            r#"{"reason":"fix","patch":[],"message":{}}"#,
+        ),
+        (
+            "patch an object",
+            r#"{"reason":"fix","patch":{"op":"add"}}"#,
+        ),
+        (
+            "basedOn negative",
+            r#"{"reason":"fix","message":{},"basedOn":-1}"#,
+        ),
+        (
+            "basedOn a string",
+            r#"{"reason":"fix","message":{},"basedOn":"1"}"#,
+        ),
+        (
+            "an unknown member",
+            r#"{"reason":"fix","message":{},"force":true}"#,
+        ),
+        ("a lone surrogate", r#"{"reason":"\ud800","message":{}}"#),
+    ] {
+        c.push(
+            case(
+                REVISE,
+                format!("revise: {name}"),
+                "POST",
+                "/api/dlq/{missing}/revisions",
+            )
+            .json(body)
+            .problem(400),
+        );
+    }
+    c.push(
+        case(
+            REVISE,
+            "revise: a text/plain body",
+            "POST",
+            "/api/dlq/{missing}/revisions",
+        )
+        .header("content-type", "text/plain")
+        .body(fix)
+        .problem(415),
+    );
+    c.push(
+        case(
+            REVISE,
+            "revise: a 1.5 MB body",
+            "POST",
+            "/api/dlq/{missing}/revisions",
+        )
+        .json(&over)
+        .problem(413),
+    );
+    for (op, verb) in [(APPROVE, "approve"), (REJECT, "reject")] {
+        for revision in ["0", "-1", "abc", "99999999999", "1.5"] {
+            c.push(
+                case(
+                    op,
+                    format!("{verb}: revision {revision}"),
+                    "POST",
+                    format!("/api/dlq/{{missing}}/revisions/{revision}/{verb}"),
+                )
+                .problem(404),
+            );
+        }
+        c.push(
+            case(
+                op,
+                format!("{verb}: an unknown UUID"),
+                "POST",
+                format!("/api/dlq/{{missing}}/revisions/1/{verb}"),
+            )
+            .problem(404),
+        );
+        for (name, body) in [
+            ("malformed JSON", "{"),
+            ("an array", "[]"),
+            ("null", "null"),
+            ("note empty", r#"{"note":""}"#),
+            ("note a number", r#"{"note":5}"#),
+            ("an unknown member", r#"{"note":"ok","force":true}"#),
+        ] {
+            c.push(
+                case(
+                    op,
+                    format!("{verb}: {name}"),
+                    "POST",
+                    format!("/api/dlq/{{missing}}/revisions/1/{verb}"),
+                )
+                .json(body)
+                .problem(400),
+            );
+        }
+        c.push(
+            case(
+                op,
+                format!("{verb}: a text/plain body"),
+                "POST",
+                format!("/api/dlq/{{missing}}/revisions/1/{verb}"),
+            )
+            .header("content-type", "text/plain")
+            .body("{}")
+            .problem(415),
+        );
+    }
     const AUDIT: &str = "GET /api/dlq/audit";
     for q in [
         "action=BOGUS",
@@ -1981,6 +2164,18 @@ fn catalogue() -> Vec<Case> {
         (
             "/api/dlq/skip/{eventId}",
             ("/api/dlq/skip/e-1", vec!["POST"]),
+        ),
+        (
+            "/api/dlq/{eventId}/revisions",
+            ("/api/dlq/e-1/revisions", vec!["GET", "POST"]),
+        ),
+        (
+            "/api/dlq/{eventId}/revisions/{revision}/approve",
+            ("/api/dlq/e-1/revisions/1/approve", vec!["POST"]),
+        ),
+        (
+            "/api/dlq/{eventId}/revisions/{revision}/reject",
+            ("/api/dlq/e-1/revisions/1/reject", vec!["POST"]),
         ),
         ("/api/dlq/audit", ("/api/dlq/audit", vec!["GET"])),
         ("/api/dlq/jobs", ("/api/dlq/jobs", vec!["GET"])),

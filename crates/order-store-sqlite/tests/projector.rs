@@ -100,6 +100,7 @@ impl World {
                 group: "projector-test".into(),
                 topic: "order-events".into(),
                 dlq_topic: "order-events-dlq".into(),
+                redelivery_topic: None,
                 batch_size: 100,
                 linger: Duration::ZERO,
             },

@@ -96,6 +96,7 @@ pub fn error_result(e: &AppError) -> &'static str {
         AppError::NotFound(_) => "404",
         AppError::Conflict(_) | AppError::VersionConflict => "409",
         AppError::BadRequest(_) => "400",
+        AppError::Forbidden(_) => "403",
         AppError::PreconditionFailed { .. } => "412",
         AppError::Domain(crate::domain::DomainError::Validation(_))
         | AppError::IdempotencyMismatch => "422",

@@ -25,6 +25,10 @@ pub enum AppError {
     Conflict(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The principal may not do this, whatever its role (403): e.g. the
+    /// author of a DLQ revision approving it.
+    #[error("{0}")]
+    Forbidden(String),
     /// A backend is down or timed out (503).
     #[error(transparent)]
     Unavailable(StoreError),

@@ -67,6 +67,7 @@ impl fmt::Debug for KafkaProperties {
 pub(super) struct Names {
     pub(super) topic_events: String,
     pub(super) topic_dlq: String,
+    pub(super) topic_redelivery: String,
     pub(super) projector_group: String,
     pub(super) dlq_recorder_group: String,
 }
@@ -256,6 +257,22 @@ pub(super) fn parse_names(p: &Parser<'_>) -> Result<Names, ConfigError> {
             "ORDER_TOPIC_EVENTS and ORDER_TOPIC_DLQ must differ (both are {topic_events:?})"
         )));
     }
+    let topic_redelivery = match p.get("topic_redelivery") {
+        Some(_) => p.topic("topic_redelivery")?,
+        None => format!("{topic_events}-redelivery"),
+    };
+    if topic_redelivery.len() > 249 {
+        return Err(ConfigError::new(format!(
+            "the redelivery topic name {topic_redelivery:?} is longer than 249 characters: set \
+             ORDER_TOPIC_REDELIVERY"
+        )));
+    }
+    if topic_redelivery == topic_events || topic_redelivery == topic_dlq {
+        return Err(ConfigError::new(format!(
+            "ORDER_TOPIC_REDELIVERY must differ from the events and DLQ topics (it is \
+             {topic_redelivery:?})"
+        )));
+    }
     let projector_group = p.name("projector_group")?;
     let dlq_recorder_group = p.name("dlq_recorder_group")?;
     if projector_group == dlq_recorder_group {
@@ -266,6 +283,7 @@ pub(super) fn parse_names(p: &Parser<'_>) -> Result<Names, ConfigError> {
     Ok(Names {
         topic_events,
         topic_dlq,
+        topic_redelivery,
         projector_group,
         dlq_recorder_group,
     })

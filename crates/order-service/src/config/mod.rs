@@ -62,6 +62,9 @@ pub struct Config {
     pub test_endpoints: bool,
     pub topic_events: String,
     pub topic_dlq: String,
+    /// Where a DLQ replay redelivers a consumer-side record to the one
+    /// consumer group that failed it.
+    pub topic_redelivery: String,
     pub projector_group: String,
     pub dlq_recorder_group: String,
     pub commit_batch_max: usize,
@@ -87,6 +90,9 @@ pub struct Config {
     pub dlq_auto_redrive_max_attempts: u32,
     /// Wait after a head's first failed automatic attempt (doubles).
     pub dlq_auto_redrive_backoff: Duration,
+    /// Four eyes: a second admin approves each DLQ revision before a replay
+    /// may send it.
+    pub dlq_edit_approval: bool,
     /// Days a resolved DLQ record is kept (0: forever).
     pub dlq_retention_days: u32,
     /// Sequence heads a bulk replay job replays per second.
@@ -208,6 +214,7 @@ impl Config {
             publish_backoff: Duration::from_millis(p.int("publish_backoff_ms", 0, 600_000)?),
             topic_events: names.topic_events,
             topic_dlq: names.topic_dlq,
+            topic_redelivery: names.topic_redelivery,
             projector_group: names.projector_group,
             dlq_recorder_group: names.dlq_recorder_group,
             commit_batch_max: p.int("commit_batch_max", 1, 100_000)? as usize,
@@ -236,6 +243,7 @@ impl Config {
                 0,
                 3_600_000,
             )?),
+            dlq_edit_approval: p.bool("dlq_edit_approval")?.unwrap_or(false),
             dlq_retention_days: p.int("dlq_retention_days", 0, 3_650)? as u32,
             dlq_job_rate: p.float("dlq_job_rate", 0.01, 100_000.0)?,
             dlq_job_max_failure_ratio: p.float("dlq_job_max_failure_ratio", 0.0, 1.0)?,

@@ -11,7 +11,7 @@ use axum::Extension;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use order_core::app::{
-    Auditor, BulkReplayRequest, DlqService, Listings, Principal, ReplayJobs, Role, BULK_REPLAY_MAX,
+    Auditor, BulkReplayRequest, DlqService, Listings, Principal, ReplayJobs, BULK_REPLAY_MAX,
     JOB_LIMIT_MAX, SKIP_REASON_MAX,
 };
 use order_core::ports::{AuditAction, DlqStatus};
@@ -25,7 +25,7 @@ use super::extract::{principal as principal_of, OptionalJsonBody, Params, PathPa
 /// Event ids are at most this long; longer ones cannot exist.
 const MAX_EVENT_ID_LEN: usize = 200;
 
-fn event_id(PathParam(id): PathParam) -> Result<String, ApiError> {
+pub(super) fn event_id(PathParam(id): PathParam) -> Result<String, ApiError> {
     if id.len() > MAX_EVENT_ID_LEN {
         return Err(ApiError::not_found(format!(
             "no DLQ record for event {}…",
@@ -57,11 +57,19 @@ pub async fn stats(State(dlq): State<Arc<DlqService>>) -> Result<Response, ApiEr
 /// `originalEvent` (the event payload, customer data included). Without a
 /// principal (cannot happen behind `auth::authorize`) the payload is hidden.
 fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) -> Response {
-    let sees_payload = principal.is_some_and(|Extension(p)| p.has(Role::Operator));
-    let mut value = match serde_json::to_value(body) {
-        Ok(v) => v,
-        Err(e) => return ApiError::internal(e).into_response(),
-    };
+    match masked(principal, body) {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// [`records_for`] as a JSON value.
+fn masked(
+    principal: Option<Extension<Principal>>,
+    body: impl Serialize,
+) -> Result<serde_json::Value, ApiError> {
+    let sees_payload = super::dlq_repair::sees_payload(&principal);
+    let mut value = serde_json::to_value(body).map_err(ApiError::internal)?;
     if !sees_payload {
         let strip = |v: &mut serde_json::Value| {
             if let Some(o) = v.as_object_mut() {
@@ -74,7 +82,7 @@ fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) ->
             None => strip(&mut value),
         }
     }
-    Json(value).into_response()
+    Ok(value)
 }
 
 /// A page of the records of `status` (`page`/`size`, or `after` a cursor).
@@ -123,12 +131,12 @@ pub async fn pending(
     path = "/api/dlq/event/{eventId}",
     operation_id = "dlqEvent",
     tag = "dlq",
-    summary = "One DLQ record",
+    summary = "One DLQ record, with its revision history",
     params(
         ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
     ),
     responses(
-        (status = 200, description = "The record (without originalEvent below operator).", body = order_core::ports::DlqRecord),
+        (status = 200, description = "The record and its revisions (without originalEvent and the revisions' payload below operator).", body = super::dlq_repair::RecordWithRevisions),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 503, response = super::openapi::Unavailable),
@@ -142,7 +150,19 @@ pub async fn event(
     id: PathParam,
 ) -> Result<Response, ApiError> {
     let id = event_id(id)?;
-    Ok(records_for(principal, dlq.get(&id).await?))
+    let record = dlq.get(&id).await?;
+    let revisions = dlq.revisions(&id).await.unwrap_or_else(|e| {
+        // The record is there; a history it cannot read is not worth a 5xx.
+        tracing::warn!(event_id = %id, error = %e, "could not read a DLQ record's revisions");
+        Vec::new()
+    });
+    let revisions = super::dlq_repair::revisions_for(&principal, revisions)?;
+    let mut value = masked(principal, record)?;
+    if let Some(o) = value.as_object_mut() {
+        o.insert("approvalRequired".into(), dlq.edit_approval().into());
+        o.insert("revisions".into(), revisions);
+    }
+    Ok(Json(value).into_response())
 }
 
 /// 200 with the outcome (REPLAYED or SKIPPED); 502 with the same body shape
@@ -152,15 +172,17 @@ pub async fn event(
     path = "/api/dlq/replay/{eventId}",
     operation_id = "dlqReplay",
     tag = "dlq",
-    summary = "Replay a record (a sequence head publishes the events held behind it, in order)",
+    summary = "Replay a record (a sequence head publishes the events held behind it, in order), or preview the replay",
+    description = "A consumer-side record goes out as its current revision (see POST /api/dlq/{eventId}/revisions) with provenance headers; when its dead letter named its consumer group, to the redelivery topic (ORDER_TOPIC_REDELIVERY) with the header orders_redeliver_to naming that group alone. With preview=true nothing is published or written: 200 with the messages in the order they would be sent (the record, then the events held behind it), whether each is on the bus already and would be sent, why a replay would be refused now, and the projector's read-model document before and after applying them.",
     params(
         ("eventId" = String, Path, min_length = 1, description = "Event id of a DLQ record."),
+        ("preview" = Option<bool>, Query, description = "true: answer what a replay would do; publish and write nothing."),
     ),
     responses(
-        (status = 200, description = "REPLAYED, or SKIPPED when the record was already replayed (nothing is published).", body = order_core::app::ReplayOutcome),
+        (status = 200, description = "REPLAYED, or SKIPPED when the record was already replayed (nothing is published); with preview=true, the preview (a ReplayPreview).", body = order_core::app::ReplayOutcome),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
-        (status = 409, description = "The record is held behind an unresolved head of the same order (replay the head), or another service instance is replaying it right now (retry shortly).",
+        (status = 409, description = "The record is held behind an unresolved head of the same order (replay the head), its current revision awaits approval, or another service instance is replaying it right now (retry shortly).",
             body = super::error::Body, content_type = "application/problem+json"),
         (status = 429, response = super::openapi::TooManyRequests),
         (status = 502, description = "The bus refused the message: the record is now FAILED (success=false).", body = order_core::app::ReplayOutcome),
@@ -172,7 +194,12 @@ pub async fn event(
 pub async fn replay(
     State(dlq): State<Arc<DlqService>>,
     act: RecordAction,
+    params: Params,
 ) -> Result<Response, ApiError> {
+    if params.flag("preview")? {
+        let id = event_id(act.id)?;
+        return Ok(Json(dlq.preview(&id).await?).into_response());
+    }
     let (who, id) = act.event_id(AuditAction::DlqReplay).await?;
     let outcome = dlq.replay(&who, &id).await?;
     let status = if outcome.success {
@@ -286,10 +313,13 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
     operation_id = "dlqReplayBulk",
     tag = "dlq",
     summary = "Start a bulk replay job over the unresolved sequence heads that match (or, with dryRun, count them)",
-    description = "With dryRun nothing is published: 200 with the number of matching heads and their event ids. Otherwise 202 with a replay job (Location: /api/dlq/jobs/{id}) that a background runner works on: one head at a time, oldest failure first, each publishing the events held behind it (per-order order), throttled to ORDER_DLQ_JOB_RATE heads per second, progress saved after each head. It stops by itself (STOPPED) when more than ORDER_DLQ_JOB_MAX_FAILURE_RATIO of its replays failed (after at least 5), and survives a restart (a RUNNING job is resumed; heads already replayed no longer match). Publish failures that an unanswered attempt delivered after all are found on the bus and not sent again.",
+    description = "With preview=true (query) nothing is published or written: 200 with a replay preview of each matching head (at most 100; see POST /api/dlq/replay/{eventId}?preview=true). With dryRun nothing is published: 200 with the number of matching heads and their event ids. Otherwise 202 with a replay job (Location: /api/dlq/jobs/{id}) that a background runner works on: one head at a time, oldest failure first, each publishing the events held behind it (per-order order), throttled to ORDER_DLQ_JOB_RATE heads per second, progress saved after each head. It stops by itself (STOPPED) when more than ORDER_DLQ_JOB_MAX_FAILURE_RATIO of its replays failed (after at least 5), and survives a restart (a RUNNING job is resumed; heads already replayed no longer match). Publish failures that an unanswered attempt delivered after all are found on the bus and not sent again.",
     request_body(content = Option<BulkReplayBody>, content_type = "application/json"),
+    params(
+        ("preview" = Option<bool>, Query, description = "true: a replay preview of each matching head (at most 100, the body's limit); publish and write nothing."),
+    ),
     responses(
-        (status = 200, description = "dryRun: what would be replayed; nothing was published.", body = order_core::app::BulkReplayOutcome),
+        (status = 200, description = "dryRun: what would be replayed; nothing was published. preview=true: a BulkPreview.", body = order_core::app::BulkReplayOutcome),
         (status = 202, description = "The replay job, RUNNING.", body = order_core::ports::ReplayJob,
             headers(("Location" = String, description = "The job: /api/dlq/jobs/{jobId}."))),
         (status = 400, response = super::openapi::BadRequest),
@@ -305,8 +335,10 @@ pub async fn replay_bulk(
     State(dlq): State<Arc<DlqService>>,
     State(jobs): State<Arc<ReplayJobs>>,
     who: Option<Extension<Principal>>,
+    params: Params,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> Result<Response, ApiError> {
+    let preview = params.flag("preview")?;
     let body: BulkReplayBody = match body {
         None => BulkReplayBody::default(),
         // Only an object: serde would read an array positionally.
@@ -319,6 +351,11 @@ pub async fn replay_bulk(
             .map_err(|e| ApiError::bad_request(format!("invalid bulk replay request: {e}")))?,
     };
     let req = bulk_request(body)?;
+    if preview {
+        let limit = req.limit.min(super::dlq_repair::BULK_PREVIEW_MAX);
+        let previews = dlq.preview_heads(&req.heads(None, limit)).await?;
+        return Ok(Json(super::dlq_repair::BulkPreview { previews }).into_response());
+    }
     let who = principal_of(who);
     if req.dry_run {
         return Ok(Json(dlq.replay_bulk(&who, &req).await?).into_response());
@@ -454,7 +491,7 @@ pub async fn reset(
 pub struct RecordAction {
     who: Principal,
     audit: Auditor,
-    id: PathParam,
+    pub(super) id: PathParam,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RecordAction

@@ -206,6 +206,7 @@ impl From<AppError> for ApiError {
             }
             AppError::Conflict(m) => ApiError::new(Problem::Conflict, m),
             AppError::BadRequest(m) => ApiError::bad_request(m),
+            AppError::Forbidden(m) => ApiError::new(Problem::Http(StatusCode::FORBIDDEN), m),
             AppError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "request failed: a backend is unavailable");
                 ApiError::new(

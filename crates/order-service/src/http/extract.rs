@@ -135,6 +135,17 @@ impl Params {
         }
     }
 
+    /// `true` or `false` (default false when absent); anything else is 400.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.raw(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(v) => Err(ApiError::bad_request(format!(
+                "query parameter {name} must be true or false, got {v:?}"
+            ))),
+        }
+    }
+
     /// `page` (zero-based, default 0) and `size` (1..=100, default 20).
     pub fn page(&self) -> Result<PageRequest, ApiError> {
         let page = self.u64_in("page", 0, u64::from(MAX_PAGE))?.unwrap_or(0);

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cursor;
 pub mod dashboard;
 pub mod dlq;
+pub mod dlq_repair;
 pub mod error;
 pub mod extract;
 pub mod jwks;
@@ -94,6 +95,22 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         .get("/api/dlq/jobs/{jobId}", OPERATOR, dlq::job)
         .delete("/api/dlq/jobs/{jobId}", ADMIN, dlq::cancel_job)
         .post("/api/dlq/replay/{eventId}", ADMIN_LIMITED, dlq::replay)
+        .get("/api/dlq/{eventId}/revisions", VIEWER, dlq_repair::history)
+        .post(
+            "/api/dlq/{eventId}/revisions",
+            ADMIN_LIMITED,
+            dlq_repair::revise,
+        )
+        .post(
+            "/api/dlq/{eventId}/revisions/{revision}/approve",
+            ADMIN_LIMITED,
+            dlq_repair::approve,
+        )
+        .post(
+            "/api/dlq/{eventId}/revisions/{revision}/reject",
+            ADMIN_LIMITED,
+            dlq_repair::reject,
+        )
         .put("/api/dlq/reset/{eventId}", ADMIN_LIMITED, dlq::reset)
         .post("/api/dlq/skip/{eventId}", ADMIN_LIMITED, dlq::skip)
         .get("/api/dlq/audit", ADMIN, audit::list)

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use order_bus_kafka::{Access, KafkaBus, KafkaConfig};
 use order_core::ports::StoreError;
 use order_core::ports::{
-    AuditLog, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases, ReplayJobStore,
+    AuditLog, DlqRevisionStore, DlqStore, EventBus, EventStore, Outbox, ReadModel, RelayLeases,
+    ReplayJobStore,
 };
 use order_readmodel_mongo::MongoReadModel;
 use order_store_mysql::{MySqlConfig, MySqlStore};
@@ -46,6 +47,7 @@ pub struct Backends {
     pub outbox: Arc<dyn Outbox>,
     pub leases: Arc<dyn RelayLeases>,
     pub dlq_store: Arc<dyn DlqStore>,
+    pub dlq_revisions: Arc<dyn DlqRevisionStore>,
     pub audit_log: Arc<dyn AuditLog>,
     pub replay_jobs: Arc<dyn ReplayJobStore>,
     pub read_model: Arc<dyn ReadModel>,
@@ -87,6 +89,7 @@ struct WriteSide {
     outbox: Arc<dyn Outbox>,
     leases: Arc<dyn RelayLeases>,
     dlq_store: Arc<dyn DlqStore>,
+    dlq_revisions: Arc<dyn DlqRevisionStore>,
     audit_log: Arc<dyn AuditLog>,
     replay_jobs: Arc<dyn ReplayJobStore>,
 }
@@ -94,7 +97,14 @@ struct WriteSide {
 impl WriteSide {
     fn of<S>(store: S) -> Self
     where
-        S: EventStore + Outbox + RelayLeases + DlqStore + AuditLog + ReplayJobStore + 'static,
+        S: EventStore
+            + Outbox
+            + RelayLeases
+            + DlqStore
+            + DlqRevisionStore
+            + AuditLog
+            + ReplayJobStore
+            + 'static,
     {
         let store = Arc::new(store);
         Self {
@@ -102,6 +112,7 @@ impl WriteSide {
             outbox: store.clone(),
             leases: store.clone(),
             dlq_store: store.clone(),
+            dlq_revisions: store.clone(),
             audit_log: store.clone(),
             replay_jobs: store,
         }
@@ -204,6 +215,7 @@ pub async fn open_backends(config: &Config) -> Result<Backends, StartupError> {
         outbox: w.outbox,
         leases: w.leases,
         dlq_store: w.dlq_store,
+        dlq_revisions: w.dlq_revisions,
         audit_log: w.audit_log,
         replay_jobs: w.replay_jobs,
         read_model,

@@ -20,6 +20,7 @@ mod workers;
 
 use std::sync::Arc;
 
+use order_core::app::dlq::Repair;
 use order_core::app::{Auditor, DlqService, Listings, OrderQueries};
 
 pub use self::backends::{lock_database, open_backends, Backends};
@@ -75,14 +76,22 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
 
     let commands = workers::commands(&config, &shared, &event_store);
     let queries = OrderQueries::new(event_store.clone());
-    let dlq = Arc::new(DlqService::new(
-        dlq_store.clone(),
-        shared.bus.clone(),
-        shared.policy,
-        config.topic_events.clone(),
-        shared.metrics.clone(),
-        audit.clone(),
-    ));
+    let dlq = Arc::new(
+        DlqService::new(
+            dlq_store.clone(),
+            shared.bus.clone(),
+            shared.policy,
+            config.topic_events.clone(),
+            shared.metrics.clone(),
+            audit.clone(),
+        )
+        .with_repair(Repair {
+            revisions: backends.dlq_revisions.clone(),
+            approval: config.dlq_edit_approval,
+            read_model: read_model.clone(),
+            redelivery_topic: config.topic_redelivery.clone(),
+        }),
+    );
     let health = Health {
         event_store: event_store.clone(),
         outbox: outbox.clone(),

@@ -124,6 +124,7 @@ pub(super) fn projector_config(config: &Config, linger: Duration) -> ProjectorCo
         group: config.projector_group.clone(),
         topic: config.topic_events.clone(),
         dlq_topic: config.topic_dlq.clone(),
+        redelivery_topic: Some(config.topic_redelivery.clone()),
         batch_size: PROJECTOR_BATCH,
         linger,
     }
@@ -234,11 +235,20 @@ impl Background {
             .subscribe(&config.dlq_recorder_group, &config.topic_dlq)
             .await
             .map_err(|e| StartupError::Bus(e.to_string()))?;
+        let redelivery_sub = raw_bus
+            .subscribe(&config.projector_group, &config.topic_redelivery)
+            .await
+            .map_err(|e| StartupError::Bus(e.to_string()))?;
 
         let (shutdown, rx) = watch::channel(false);
         let mut handles = vec![
             tokio::spawn(self.relay.clone().run(rx.clone())),
             tokio::spawn(self.projector.clone().run(projector_sub, rx.clone())),
+            tokio::spawn(
+                self.projector
+                    .clone()
+                    .run_redeliveries(redelivery_sub, rx.clone()),
+            ),
         ];
         if let Some(redriver) = &self.redriver {
             handles.push(tokio::spawn(redriver.clone().run(rx.clone())));

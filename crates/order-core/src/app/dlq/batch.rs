@@ -51,7 +51,35 @@ impl DlqService {
     /// the order given: a head claimed by another replay is a `Conflict`, one
     /// resolved meanwhile answers SKIPPED. Not audited (the caller audits
     /// each head under its principal).
+    ///
+    /// Consumer-side heads go one by one through the single replay: they
+    /// are few (a consumer's failures, not an outage's backlog), and each
+    /// may be sent as its latest revision, to its consumer group alone.
     pub async fn replay_heads(&self, heads: Vec<DlqRecord>) -> Result<Vec<HeadOutcome>, AppError> {
+        let order: Vec<String> = heads.iter().map(|h| h.event_id.clone()).collect();
+        let (consumer, publish): (Vec<DlqRecord>, Vec<DlqRecord>) = heads
+            .into_iter()
+            .partition(|h| h.source == DlqSource::Consumer);
+        let mut outcomes: HashMap<String, Result<ReplayOutcome, AppError>> = self
+            .replay_publish_heads(publish)
+            .await?
+            .into_iter()
+            .collect();
+        for head in consumer {
+            let outcome = self.replay_checked(&head.event_id, None).await;
+            outcomes.insert(head.event_id, outcome);
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|id| outcomes.remove(&id).map(|o| (id, o)))
+            .collect())
+    }
+
+    /// [`replay_heads`](Self::replay_heads) of publish-side heads, as one batch.
+    async fn replay_publish_heads(
+        &self,
+        heads: Vec<DlqRecord>,
+    ) -> Result<Vec<HeadOutcome>, AppError> {
         if heads.is_empty() {
             return Ok(Vec::new());
         }
@@ -272,7 +300,7 @@ impl DlqService {
                 // Events were parked behind it since it was read: finish it
                 // the single-head way, which publishes them after it (the
                 // head is found on the bus and not sent again).
-                self.replay_claimed(seq.head.clone(), at, None).await
+                self.replay_claimed(seq.head.clone(), at, None, None).await
             };
             outcomes.push((id, outcome));
         }

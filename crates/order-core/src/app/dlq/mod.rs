@@ -15,10 +15,13 @@
 mod batch;
 mod bulk;
 pub mod jobs;
+pub mod patch;
+pub mod preview;
 pub mod recorder;
 pub mod redrive;
 pub mod renew;
 pub mod retention;
+pub mod revisions;
 pub mod sequencing;
 pub mod service;
 mod test_publish;
@@ -28,7 +31,9 @@ pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use recorder::DlqRecorder;
 pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
 pub use retention::{Retention, RetentionConfig};
+pub use revisions::{Decision, Edit, ReviseRequest, REVISION_REASON_MAX};
 pub use service::{
-    BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
-    TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,
+    BulkReplayOutcome, BulkReplayRequest, DlqService, Repair, ReplayOutcome, SkipOutcome,
+    TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX, REDELIVER_TO_HEADER, SKIP_REASON_MAX,
+    TEST_AGGREGATE_TYPE,
 };

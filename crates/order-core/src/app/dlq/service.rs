@@ -23,8 +23,8 @@ use crate::app::principal::Principal;
 use crate::app::relay::{message_for, Publisher, RetryPolicy, SendResult, Sent};
 use crate::domain::{now, EventEnvelope};
 use crate::ports::{
-    AuditAction, BusMessage, DlqRecord, DlqSource, DlqStats, DlqStatus, DlqStore, EventBus,
-    FailureClass, ReplayClaim,
+    AuditAction, BusMessage, DlqRecord, DlqRevisionStore, DlqSource, DlqStats, DlqStatus, DlqStore,
+    EventBus, FailureClass, ReadModel, ReplayClaim, Revision,
 };
 
 pub use super::bulk::{BulkReplayOutcome, BulkReplayRequest, BULK_REPLAY_MAX, JOB_LIMIT_MAX};
@@ -114,6 +114,20 @@ impl OrderTurns {
     }
 }
 
+/// What edit-before-replay, preview and targeted redelivery need
+/// ([`DlqService::with_repair`]).
+pub struct Repair {
+    pub revisions: Arc<dyn DlqRevisionStore>,
+    /// Four eyes: a second admin approves each revision before a replay
+    /// may send it (`ORDER_DLQ_EDIT_APPROVAL`).
+    pub approval: bool,
+    /// The read model a preview shows the before and after of.
+    pub read_model: Arc<dyn ReadModel>,
+    /// Where a consumer-side record whose dead letter named its consumer
+    /// group is redelivered, for that group alone (`ORDER_TOPIC_REDELIVERY`).
+    pub redelivery_topic: String,
+}
+
 pub struct DlqService {
     /// Names this process in replay claims.
     instance: String,
@@ -124,6 +138,7 @@ pub struct DlqService {
     pub(super) topic: String,
     pub(super) metrics: Arc<Metrics>,
     pub(super) audit: Auditor,
+    pub(super) repair: Option<Repair>,
 }
 
 impl DlqService {
@@ -144,7 +159,14 @@ impl DlqService {
             topic,
             metrics,
             audit,
+            repair: None,
         }
+    }
+
+    /// With revisions, approval, preview and targeted redelivery.
+    pub fn with_repair(mut self, repair: Repair) -> Self {
+        self.repair = Some(repair);
+        self
     }
 
     /// Names this process in replay claims.
@@ -238,6 +260,10 @@ impl DlqService {
             }
         }
 
+        // A consumer-side record goes out as its latest revision, unless
+        // that one still waits for approval.
+        let revision = self.revision_to_send(&rec).await?;
+
         // Other instances may replay the same record: only the claimant publishes.
         // The claim's times are the database's, and the claim is renewed
         // while the replay runs (bus probes can outlast it).
@@ -256,7 +282,7 @@ impl DlqService {
                 tracing::warn!(event_id, ?renewed, "could not renew a replay claim");
             }
         };
-        let replay = self.replay_claimed(rec, at, prechecked);
+        let replay = self.replay_claimed(rec, at, prechecked, revision.as_ref());
         let outcome = while_renewing(replay, REPLAY_CLAIM_RENEWAL, renew).await;
         if let Err(e) = self.dlq.release_replay(event_id, &self.instance).await {
             // The claim lapses by itself; nothing else depends on it.
@@ -271,6 +297,7 @@ impl DlqService {
         rec: DlqRecord,
         at: chrono::DateTime<chrono::Utc>,
         prechecked: Option<&HashSet<String>>,
+        revision: Option<&Revision>,
     ) -> Result<ReplayOutcome, AppError> {
         let event_id = rec.event_id.as_str();
         // Taken before publishing: what waits behind this record now.
@@ -279,7 +306,7 @@ impl DlqService {
         // out request it appended later): `republish` asks the bus first, so
         // the replay does not put it there twice. A consumer-side record is
         // on the bus by definition and is re-delivered on purpose.
-        let head = [replay_message(&rec)];
+        let head = [self.message_of(&rec, revision)];
         let first = match rec.source {
             DlqSource::Publish => self.send_parked(&head, prechecked).await,
             DlqSource::Consumer => self.single_attempt().send(&head).await,
@@ -567,22 +594,57 @@ pub(super) fn replayed_message(held: usize, earlier: usize, failed: Option<&str>
 }
 
 pub(super) fn replay_message(rec: &DlqRecord) -> BusMessage {
-    match serde_json::from_str::<EventEnvelope>(&rec.original_event) {
+    message_with(rec, &rec.original_event, &rec.topic)
+}
+
+/// Header naming the one consumer group a redelivered message is for.
+pub const REDELIVER_TO_HEADER: &str = "orders_redeliver_to";
+
+/// The message `payload` (the record's message or a revision of it) goes
+/// out as, to `topic`, with the standard headers when it is a readable
+/// envelope.
+fn message_with(rec: &DlqRecord, payload: &str, topic: &str) -> BusMessage {
+    match serde_json::from_str::<EventEnvelope>(payload) {
         Ok(env) => {
-            let mut m = message_for(&env, &rec.topic, None);
-            m.payload = rec.original_event.clone().into_bytes();
+            let mut m = message_for(&env, topic, None);
+            m.payload = payload.as_bytes().to_vec();
             m.headers
                 .push(("orders_replayed".to_owned(), "true".to_owned()));
             m
         }
         Err(_) => BusMessage {
-            topic: rec.topic.clone(),
+            topic: topic.to_owned(),
             key: rec.aggregate_id.clone(),
-            payload: rec.original_event.clone().into_bytes(),
+            payload: payload.as_bytes().to_vec(),
             headers: vec![
                 ("eventId".to_owned(), rec.event_id.clone()),
                 ("orders_replayed".to_owned(), "true".to_owned()),
             ],
         },
+    }
+}
+
+impl DlqService {
+    /// The message a replay of `rec` sends. A consumer-side record whose
+    /// dead letter named its consumer group goes to the redelivery topic
+    /// with a header naming that group, so only that group processes it
+    /// again; a revision goes with headers that say it was edited.
+    pub(super) fn message_of(&self, rec: &DlqRecord, revision: Option<&Revision>) -> BusMessage {
+        if rec.source != DlqSource::Consumer {
+            return replay_message(rec);
+        }
+        let redelivery = self.repair.as_ref().map(|r| r.redelivery_topic.as_str());
+        let target = rec.consumer_group.as_deref().zip(redelivery);
+        let topic = target.map_or(rec.topic.as_str(), |(_, t)| t);
+        let payload = revision.map_or(rec.original_event.as_str(), |r| r.payload.as_str());
+        let mut m = message_with(rec, payload, topic);
+        if let Some((group, _)) = target {
+            m.headers
+                .push((REDELIVER_TO_HEADER.to_owned(), group.to_owned()));
+        }
+        if let Some(r) = revision {
+            m.headers.extend(super::revisions::provenance_headers(r));
+        }
+        m
     }
 }

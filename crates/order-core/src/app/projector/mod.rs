@@ -33,6 +33,10 @@ pub struct ProjectorConfig {
     pub group: String,
     pub topic: String,
     pub dlq_topic: String,
+    /// Where targeted redeliveries arrive: messages whose
+    /// `orders_redeliver_to` header names [`Self::group`] are processed
+    /// like any other; those for other groups are passed over.
+    pub redelivery_topic: Option<String>,
     pub batch_size: usize,
     /// When a poll returns less than half a batch, how long to wait for more
     /// before processing: fewer, larger read-model transactions under load,
@@ -349,6 +353,49 @@ impl Projector {
             },
         )
         .await;
+    }
+
+    /// Consumes the redelivery topic until `shutdown`: a DLQ replay of a
+    /// record this projector dead-lettered arrives there, addressed to its
+    /// group (see [`crate::app::dlq::REDELIVER_TO_HEADER`]); messages for
+    /// other groups are committed without processing.
+    pub async fn run_redeliveries(
+        self: Arc<Self>,
+        mut sub: Box<dyn Subscription>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let lag = AtomicU64::new(0);
+        consume_loop(
+            &mut sub,
+            shutdown,
+            self.cfg.batch_size,
+            Duration::ZERO,
+            "projector-redelivery",
+            &lag,
+            |d| {
+                let this = self.clone();
+                async move {
+                    let mine: Vec<Delivery> = d.into_iter().filter(|d| this.is_for_me(d)).collect();
+                    if mine.is_empty() {
+                        return Ok(());
+                    }
+                    let report = this.handle(&mine).await?;
+                    tracing::info!(
+                        applied = report.applied,
+                        duplicates = report.duplicates,
+                        dead_lettered = report.poison.len(),
+                        "projector processed redelivered messages"
+                    );
+                    Ok(())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Whether a redelivered message is addressed to this projector's group.
+    pub fn is_for_me(&self, d: &Delivery) -> bool {
+        d.header(super::dlq::REDELIVER_TO_HEADER) == Some(self.cfg.group.as_str())
     }
 
     /// Clears the read model and projects every event of the event store.
