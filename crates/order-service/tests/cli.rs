@@ -511,3 +511,122 @@ async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
     let text = stdout(&dlq(&svc, &["list", "--size", "1", "--after", &cursor]));
     assert!(!text.contains("next page"), "{text}");
 }
+
+/// A message an old producer put on `order-events`: an `OrderCreated`
+/// without `totalAmount`, which the projector cannot decode.
+fn poison_created(order: uuid::Uuid, event_id: uuid::Uuid) -> Value {
+    serde_json::json!({
+        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
+        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
+        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
+        "data": {
+            "orderId": order, "customerId": "cli-poisoned", "restaurantId": "r-1",
+            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_revised_previewed_and_replayed_from_the_cli() {
+    use order_core::ports::{BusMessage, EventBus};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service::start(dir.path(), &[]).await;
+    // A third-party producer's message fails the projector, which
+    // dead-letters it naming its group; the recorder parks it.
+    let (order, event_id) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let bus = svc.bus();
+    let sent = bus
+        .publish(&[BusMessage {
+            topic: "order-events".into(),
+            key: order.to_string(),
+            payload: poison_created(order, event_id).to_string().into_bytes(),
+            headers: vec![("ce_id".into(), event_id.to_string())],
+        }])
+        .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    let id = event_id.to_string();
+    let record = eventually(20, "the poison message recorded", || async {
+        let r = svc.call("GET", &format!("/api/dlq/event/{id}"), None).await;
+        (r.status == 200).then(|| r.json())
+    })
+    .await;
+    assert_eq!(record["source"], "CONSUMER");
+    assert_eq!(record["consumerGroup"], "order-projector");
+    assert!(
+        record["failureReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("totalAmount"),
+        "{record}"
+    );
+
+    // An edit that changes the event's identity is refused, field by field.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"op":"replace","path":"/version","value":7}]"#).expect("write");
+    let bad = bad.to_string_lossy().into_owned();
+    let o = dlq(&svc, &["revise", &id, "--patch", &bad, "--reason", "oops"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("version: an edit may not change it"),
+        "{}",
+        stderr(&o)
+    );
+
+    let fix = dir.path().join("fix.json");
+    std::fs::write(
+        &fix,
+        r#"[{"op":"add","path":"/data/totalAmount","value":"25.00"}]"#,
+    )
+    .expect("write");
+    let fix = fix.to_string_lossy().into_owned();
+    let rev = ok_json(&dlq(
+        &svc,
+        &[
+            "revise",
+            &id,
+            "--patch",
+            &fix,
+            "--reason",
+            "old producer",
+            "--based-on",
+            "0",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        (rev["revision"].clone(), rev["state"].clone()),
+        (1.into(), "READY".into())
+    );
+    let history = ok_json(&dlq(&svc, &["revisions", &id, "--json"]));
+    assert_eq!(history["current"], 1);
+    // The table view names the revision's author and reason.
+    let table = stdout(&dlq(&svc, &["revisions", &id]));
+    assert!(table.contains("old producer"), "{table}");
+
+    let preview = ok_json(&dlq(&svc, &["preview", &id, "--json"]));
+    assert_eq!(preview["replayable"], true, "{preview}");
+    assert_eq!(preview["messages"][0]["topic"], "order-events-redelivery");
+    assert_eq!(preview["readModel"]["after"]["totalAmount"], "25.00");
+
+    let replayed = ok_json(&dlq(&svc, &["replay", &id, "--json"]));
+    assert_eq!(replayed["status"], "REPLAYED", "{replayed}");
+    // The projector took the revision from the redelivery topic.
+    eventually(20, "the revised order projected", || async {
+        let r = svc
+            .call("GET", "/api/orders/customer/cli-poisoned", None)
+            .await;
+        let page = r.json();
+        page["content"]
+            .as_array()
+            .and_then(|orders| {
+                orders
+                    .iter()
+                    .find(|o| o["id"] == order.to_string().as_str())
+            })
+            .map(|o| o["totalAmount"].clone())
+    })
+    .await;
+    // Once: the record stays REPLAYED (no second failure reopened it).
+    let record = api(&svc, "GET", &format!("/api/dlq/event/{id}")).await;
+    assert_eq!(record["status"], "REPLAYED", "{record}");
+}

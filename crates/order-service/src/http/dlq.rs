@@ -165,6 +165,26 @@ pub async fn event(
     Ok(Json(value).into_response())
 }
 
+/// What `POST /api/dlq/replay/{eventId}` answers with 200: the replay's
+/// outcome, or with `preview=true` the preview (documentation only).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ReplayAnswer {
+    Outcome(order_core::app::ReplayOutcome),
+    Preview(Box<order_core::app::dlq::preview::ReplayPreview>),
+}
+
+/// What `POST /api/dlq/replay` answers with 200: a dry run's outcome, or
+/// with `preview=true` the previews (documentation only).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum BulkReplayAnswer {
+    Outcome(order_core::app::BulkReplayOutcome),
+    Preview(super::dlq_repair::BulkPreview),
+}
+
 /// 200 with the outcome (REPLAYED or SKIPPED); 502 with the same body shape
 /// when the bus refused the message (FAILED).
 #[utoipa::path(
@@ -179,7 +199,7 @@ pub async fn event(
         ("preview" = Option<bool>, Query, description = "true: answer what a replay would do; publish and write nothing."),
     ),
     responses(
-        (status = 200, description = "REPLAYED, or SKIPPED when the record was already replayed (nothing is published); with preview=true, the preview (a ReplayPreview).", body = order_core::app::ReplayOutcome),
+        (status = 200, description = "REPLAYED, or SKIPPED when the record was already replayed (nothing is published); with preview=true, the preview (a ReplayPreview).", body = ReplayAnswer),
         (status = 400, response = super::openapi::BadRequest),
         (status = 404, response = super::openapi::NotFound),
         (status = 409, description = "The record is held behind an unresolved head of the same order (replay the head), its current revision awaits approval, or another service instance is replaying it right now (retry shortly).",
@@ -319,7 +339,7 @@ fn bulk_request(body: BulkReplayBody) -> Result<BulkReplayRequest, ApiError> {
         ("preview" = Option<bool>, Query, description = "true: a replay preview of each matching head (at most 100, the body's limit); publish and write nothing."),
     ),
     responses(
-        (status = 200, description = "dryRun: what would be replayed; nothing was published. preview=true: a BulkPreview.", body = order_core::app::BulkReplayOutcome),
+        (status = 200, description = "dryRun: what would be replayed; nothing was published. preview=true: a BulkPreview.", body = BulkReplayAnswer),
         (status = 202, description = "The replay job, RUNNING.", body = order_core::ports::ReplayJob,
             headers(("Location" = String, description = "The job: /api/dlq/jobs/{jobId}."))),
         (status = 400, response = super::openapi::BadRequest),

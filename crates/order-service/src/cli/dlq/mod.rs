@@ -8,6 +8,7 @@
 //! the command line is wrong.
 
 mod render;
+mod repair;
 mod request;
 
 use std::process::ExitCode;
@@ -102,6 +103,8 @@ pub enum DlqCommand {
     },
     /// The audit log of DLQ actions, newest first.
     Audit(AuditArgs),
+    #[command(flatten)]
+    Repair(repair::RepairCommand),
 }
 
 #[derive(Debug, Args)]
@@ -195,7 +198,16 @@ pub async fn run(args: &DlqArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return cannot_reach(&e),
     };
-    let (method, path, body, view) = request_of(&args.command);
+    let (method, path, mut body, view) = request_of(&args.command);
+    if let DlqCommand::Repair(repair::RepairCommand::Revise(r)) = &args.command {
+        match repair::revise_body(r) {
+            Ok(b) => body = Some(b),
+            Err(e) => {
+                eprintln!("order-service: {e}");
+                return ExitCode::from(EXIT_UNREACHABLE);
+            }
+        }
+    }
     let answer = match client.request(method, &path, body.as_ref()).await {
         Ok(answer) => answer,
         Err(e) => return cannot_reach(&e),

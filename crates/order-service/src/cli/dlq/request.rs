@@ -12,6 +12,7 @@ use crate::cli::client::encode;
 pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<Value>, View) {
     match command {
         DlqCommand::Stats => ("GET", "/api/dlq/stats".into(), None, View::Stats),
+        DlqCommand::Repair(r) => super::repair::request_of(r),
         DlqCommand::List {
             status,
             page,
