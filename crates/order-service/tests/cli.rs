@@ -512,20 +512,6 @@ async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
     assert!(!text.contains("next page"), "{text}");
 }
 
-/// A message an old producer put on `order-events`: an `OrderCreated`
-/// without `totalAmount`, which the projector cannot decode.
-fn poison_created(order: uuid::Uuid, event_id: uuid::Uuid) -> Value {
-    serde_json::json!({
-        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
-        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
-        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
-        "data": {
-            "orderId": order, "customerId": "cli-poisoned", "restaurantId": "r-1",
-            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_message_is_revised_previewed_and_replayed_from_the_cli() {
     use order_core::ports::{BusMessage, EventBus};
@@ -539,7 +525,9 @@ async fn a_poison_message_is_revised_previewed_and_replayed_from_the_cli() {
         .publish(&[BusMessage {
             topic: "order-events".into(),
             key: order.to_string(),
-            payload: poison_created(order, event_id).to_string().into_bytes(),
+            payload: support::poison_created(order, event_id, "cli-poisoned")
+                .to_string()
+                .into_bytes(),
             headers: vec![("ce_id".into(), event_id.to_string())],
         }])
         .await;

@@ -45,20 +45,6 @@ async fn app(approval: bool) -> TestApp {
     .await
 }
 
-/// An `OrderCreated` from an old producer: no `totalAmount`, which the
-/// projector cannot decode.
-fn poison(order: Uuid, event_id: Uuid) -> Value {
-    json!({
-        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
-        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
-        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
-        "data": {
-            "orderId": order, "customerId": "customer-1", "restaurantId": "restaurant-1",
-            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
-        }
-    })
-}
-
 struct Poisoned {
     event_id: String,
     order: Uuid,
@@ -72,7 +58,7 @@ async fn park_poison(t: &TestApp) -> Poisoned {
         aggregate_id: order.to_string(),
         event_type: "OrderCreated".to_owned(),
         version: Some(1),
-        original_event: poison(order, event_id).to_string(),
+        original_event: support::poison_created(order, event_id, "customer-1").to_string(),
         failure_reason: "malformed OrderCreated data: missing field `totalAmount`".to_owned(),
         failure_class: None,
         failure_time: now(),
@@ -214,7 +200,7 @@ async fn a_patched_revision_is_previewed_then_redelivered_to_the_failed_group_al
     assert_eq!(rec["revisions"].as_array().unwrap().len(), 1);
     assert_eq!(
         serde_json::from_str::<Value>(rec["originalEvent"].as_str().unwrap()).unwrap(),
-        poison(p.order, p.event_id.parse().unwrap())
+        support::poison_created(p.order, p.event_id.parse().unwrap(), "customer-1")
     );
     assert_eq!(rec["consumerGroup"], "order-projector");
 
@@ -313,7 +299,7 @@ async fn a_patched_revision_is_previewed_then_redelivered_to_the_failed_group_al
 async fn an_edit_that_is_not_a_valid_event_of_its_type_is_refused_field_by_field() {
     let t = app(false).await;
     let p = park_poison(&t).await;
-    let original = poison(p.order, p.event_id.parse().unwrap());
+    let original = support::poison_created(p.order, p.event_id.parse().unwrap(), "customer-1");
     let patch = |ops: Value| json!({ "reason": "fix", "patch": ops });
     let total = json!({ "op": "add", "path": "/data/totalAmount", "value": "25.00" });
     // Identity: event id, order id, type and version stay.

@@ -515,19 +515,29 @@ async fn a_poison_message_on_kafka_becomes_a_dlq_record_and_its_replay_redeliver
         projected_after.as_secs_f64()
     );
 
-    // Replaying the record re-delivers it to the events topic.
+    // Replaying the record re-delivers it to the projector alone: on the
+    // redelivery topic, addressed to its group; other subscribers of the
+    // events topic do not see it again.
+    assert_eq!(
+        record["consumerGroup"],
+        json!(svc.names.projector_group),
+        "{record}"
+    );
     let replay = svc
         .call("POST", &format!("/api/dlq/replay/{id}"), None)
         .await;
     assert_eq!(replay.status, 200, "{}", replay.text);
     assert_eq!(replay.json()["status"], "REPLAYED", "{}", replay.text);
 
-    let (events, dead) = tokio::join!(
-        read_topic_until(&client, &topic, 60, Duration::from_millis(1500), |ds| {
-            let es = envelopes(ds);
-            es.iter().filter(|e| e.event_id == poison_id).count() >= 2
-                && es.iter().any(|e| e.aggregate_id == normal_id)
-        }),
+    let redelivery = format!("{topic}-redelivery");
+    let (redelivered, dead) = tokio::join!(
+        read_topic_until(
+            &client,
+            &redelivery,
+            60,
+            Duration::from_millis(1500),
+            |ds| { envelopes(ds).iter().any(|e| e.event_id == poison_id) }
+        ),
         read_topic_until(
             &client,
             &svc.names.dlq_topic,
@@ -536,32 +546,56 @@ async fn a_poison_message_on_kafka_becomes_a_dlq_record_and_its_replay_redeliver
             |ds| ds.len() >= 2
         ),
     );
+    let events = read_topic_until(&client, &topic, 10, Duration::from_millis(1500), |ds| {
+        envelopes(ds).iter().any(|e| e.aggregate_id == normal_id)
+    })
+    .await;
     let seen = envelopes(&events);
     let copies = seen.iter().filter(|e| e.event_id == poison_id).count();
     let normal_seen = seen.iter().filter(|e| e.aggregate_id == normal_id).count();
+    let targeted: Vec<_> = redelivered
+        .iter()
+        .filter(|d| d.key.as_deref() == Some(order_id.to_string().as_str()))
+        .collect();
     let dlq_copies = dead
         .iter()
         .filter(|d| d.key.as_deref() == Some(order_id.to_string().as_str()))
         .count();
     println!(
-        "independent consumer: poison on {topic} {copies} time(s) (original + replay), \
-         normal order's events {normal_seen}; {} message(s) on the DLQ topic ({dlq_copies} \
-         of the poison)",
+        "independent consumer: poison on {topic} {copies} time(s) (the original), on \
+         {redelivery} {} time(s) (the replay), normal order's events {normal_seen}; {} \
+         message(s) on the DLQ topic ({dlq_copies} of the poison)",
+        targeted.len(),
         dead.len()
     );
-    assert_eq!(copies, 2, "the original delivery and the replay");
+    assert_eq!(
+        copies, 1,
+        "the original delivery only: the replay is targeted"
+    );
+    assert_eq!(targeted.len(), 1, "the replay, once");
+    assert_eq!(
+        targeted[0].header("orders_redeliver_to"),
+        Some(svc.names.projector_group.as_str())
+    );
     assert_eq!(normal_seen, 1);
     for d in &dead {
-        assert_eq!(
-            d.header("kafka_dlt-original-topic"),
-            Some(topic.as_str()),
-            "{d:?}"
-        );
+        assert!(d.header("kafka_dlt-original-topic").is_some(), "{d:?}");
         assert!(d.header("kafka_dlt-original-partition").is_some(), "{d:?}");
         assert!(d.header("kafka_dlt-original-offset").is_some(), "{d:?}");
         assert!(d.header("kafka_dlt-exception-message").is_some(), "{d:?}");
         assert!(d.header("kafka_dlt-failed-at").is_some(), "{d:?}");
+        assert_eq!(
+            d.header("kafka_dlt-original-consumer-group"),
+            Some(svc.names.projector_group.as_str()),
+            "{d:?}"
+        );
     }
+    // The second dead letter came from the redelivery.
+    assert!(
+        dead.iter()
+            .any(|d| d.header("kafka_dlt-original-topic") == Some(redelivery.as_str())),
+        "{dead:?}"
+    );
 
     // It still fails downstream, so the record is reopened with the new origin.
     let reopened = eventually(60, "the record reopened", || async {
@@ -878,4 +912,194 @@ async fn the_dlq_story_across_three_instances_keeps_every_order_in_version_order
             "order {id}"
         );
     }
+}
+
+/// Edit before replay on the production backends: a poison message fails
+/// the projector → recorded → edited by one admin → approved by another →
+/// previewed → replayed → projected into MongoDB; an independent consumer
+/// sees the edited message once, on the redelivery topic, with its
+/// provenance headers, and never again on the events topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_edited_approved_previewed_replayed_and_projected() {
+    const ALICE: &str = "alice-admin-key-0123456789";
+    const BOB: &str = "bob-admin-key-0123456789ab";
+    let keys = format!("alice:admin:{ALICE},bob:admin:{BOB}");
+    let services = Services::from_env();
+    let brokers = services.kafka_brokers.clone();
+    let svc = ProdService::start(
+        &services,
+        &brokers,
+        &[
+            ("ORDER_AUTH_DISABLED", "false"),
+            ("ORDER_API_KEYS", &keys),
+            ("ORDER_DLQ_EDIT_APPROVAL", "true"),
+        ],
+    )
+    .await;
+    let as_ = |key: &'static str, method: &'static str, path: String, body: Option<Value>| {
+        let addr = svc.addr;
+        async move {
+            let r = support::call(addr, method, &path, body.as_ref(), &[("x-api-key", key)])
+                .await
+                .expect("an answer");
+            (r.status, r.json())
+        }
+    };
+    let topic = svc.names.events_topic.clone();
+    let redelivery = format!("{topic}-redelivery");
+    let client = svc.kafka_client(&brokers).await;
+
+    // An old producer's OrderCreated without totalAmount.
+    let (order, event_id) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let customer = "prod-repair-cust";
+    let sent = client
+        .publish(&[BusMessage {
+            topic: topic.clone(),
+            key: order.to_string(),
+            payload: support::poison_created(order, event_id, customer)
+                .to_string()
+                .into_bytes(),
+            headers: vec![("ce_id".to_owned(), event_id.to_string())],
+        }])
+        .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    let id = event_id.to_string();
+    let record = eventually(60, "the poison message recorded", || {
+        let path = format!("/api/dlq/event/{id}");
+        async move {
+            match as_(ALICE, "GET", path, None).await {
+                (200, r) => Ok(r),
+                (s, r) => Err(format!("{s} {r}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(record["source"], "CONSUMER", "{record}");
+    assert_eq!(record["consumerGroup"], json!(svc.names.projector_group));
+    assert_eq!(record["customerId"], customer, "{record}");
+
+    // Alice fixes it; it waits for a second admin.
+    let fix = json!({
+        "reason": "the old producer left out the total",
+        "patch": [{ "op": "add", "path": "/data/totalAmount", "value": "25.00" }],
+        "basedOn": 0
+    });
+    let (s, rev) = as_(ALICE, "POST", format!("/api/dlq/{id}/revisions"), Some(fix)).await;
+    assert_eq!(s, 201, "{rev}");
+    assert_eq!(rev["state"], "AWAITING_APPROVAL");
+    let (s, p) = as_(ALICE, "POST", format!("/api/dlq/replay/{id}"), None).await;
+    assert_eq!(s, 409, "not before approval: {p}");
+    let (s, p) = as_(
+        ALICE,
+        "POST",
+        format!("/api/dlq/{id}/revisions/1/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "not by its author: {p}");
+    let (s, approved) = as_(
+        BOB,
+        "POST",
+        format!("/api/dlq/{id}/revisions/1/approve"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, approved["state"].clone()),
+        (200, json!("APPROVED")),
+        "{approved}"
+    );
+
+    // The preview: one message for the projector alone; the read model
+    // (MongoDB) has no document yet and would get one.
+    let (s, preview) = as_(
+        BOB,
+        "POST",
+        format!("/api/dlq/replay/{id}?preview=true"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{preview}");
+    assert_eq!(preview["replayable"], true, "{preview}");
+    assert_eq!(preview["messages"][0]["topic"], json!(redelivery));
+    assert_eq!(preview["messages"][0]["revision"], 1);
+    assert_eq!(preview["readModel"]["before"], Value::Null, "{preview}");
+    assert_eq!(
+        preview["readModel"]["after"]["totalAmount"], "25.00",
+        "{preview}"
+    );
+
+    let (s, out) = as_(BOB, "POST", format!("/api/dlq/replay/{id}"), None).await;
+    assert_eq!(
+        (s, out["status"].clone()),
+        (200, json!("REPLAYED")),
+        "{out}"
+    );
+
+    // Projected into MongoDB.
+    let doc = eventually(60, "the edited order projected", || {
+        let path = format!("/api/orders/customer/{customer}");
+        async move {
+            let (_, page) = as_(ALICE, "GET", path, None).await;
+            page["content"]
+                .as_array()
+                .and_then(|o| {
+                    o.iter()
+                        .find(|o| o["id"] == json!(order.to_string()))
+                        .cloned()
+                })
+                .ok_or_else(|| page.to_string())
+        }
+    })
+    .await;
+    assert_eq!(doc["totalAmount"], "25.00", "{doc}");
+
+    // What an independent consumer sees.
+    let redelivered = read_topic_until(
+        &client,
+        &redelivery,
+        60,
+        Duration::from_millis(1500),
+        |ds| !ds.is_empty(),
+    )
+    .await;
+    let copies: Vec<_> = redelivered
+        .iter()
+        .filter(|d| d.header("orders_original_event_id") == Some(id.as_str()))
+        .collect();
+    assert_eq!(copies.len(), 1, "the edited message, once: {redelivered:?}");
+    let d = copies[0];
+    assert_eq!(d.header("orders_revision"), Some("1"));
+    assert_eq!(d.header("orders_edited_by"), Some("alice"));
+    assert_eq!(d.header("orders_approved_by"), Some("bob"));
+    assert_eq!(
+        d.header("orders_redeliver_to"),
+        Some(svc.names.projector_group.as_str())
+    );
+    let edited: Value = serde_json::from_slice(&d.payload).expect("JSON");
+    assert_eq!(edited["data"]["totalAmount"], "25.00");
+    assert_eq!(edited["eventId"], json!(id));
+    let events = read_topic_until(&client, &topic, 10, Duration::from_millis(1500), |ds| {
+        !ds.is_empty()
+    })
+    .await;
+    let on_events = event_ids(&events).contains(&event_id);
+    let copies_on_events = envelopes(&events)
+        .iter()
+        .filter(|e| e.event_id == event_id)
+        .count();
+    assert!(on_events);
+    assert_eq!(
+        copies_on_events, 1,
+        "the events topic has the original only"
+    );
+    // It stays REPLAYED: the projector did not dead-letter the revision.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, rec) = as_(ALICE, "GET", format!("/api/dlq/event/{id}"), None).await;
+    assert_eq!(rec["status"], "REPLAYED", "{rec}");
+    assert_eq!(rec["revisions"].as_array().map(Vec::len), Some(1));
+    println!(
+        "repair: recorded, edited by alice, approved by bob, previewed, replayed to {redelivery} \
+         and projected into MongoDB; the independent consumer saw the revision once"
+    );
 }

@@ -214,6 +214,21 @@ pub fn order_body(customer: &str, restaurant: &str) -> Value {
     })
 }
 
+/// A message an old producer put on `order-events`: an `OrderCreated` of
+/// `customer` without `totalAmount` (2 × 12.50), which the projector cannot
+/// decode.
+pub fn poison_created(order: uuid::Uuid, event_id: uuid::Uuid, customer: &str) -> Value {
+    serde_json::json!({
+        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
+        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
+        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
+        "data": {
+            "orderId": order, "customerId": customer, "restaurantId": "restaurant-1",
+            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
+        }
+    })
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
