@@ -349,6 +349,12 @@ impl Browser {
         .await;
     }
 
+    /// Types `key` in the page's API key field and uses it.
+    async fn enter_key(&self, key: &str) {
+        self.type_into("#api-key", key).await;
+        self.click("#key-save").await;
+    }
+
     /// Waits for a `window.prompt`, types `answer` and accepts it; returns
     /// the prompt's question.
     async fn answer_prompt(&self, answer: &str) -> String {
@@ -383,6 +389,16 @@ impl Browser {
                return out;"#,
             json!([]),
         )
+        .await
+    }
+
+    /// The text of the result line `id` once an answer is shown there.
+    async fn outcome(&self, secs: u64, id: &str) -> String {
+        self.wait_for(secs, &format!("an outcome in #{id}"), |s| {
+            let t = text(s, id);
+            (s[id]["shown"] == json!(true) && t != "<missing>" && !t.is_empty())
+                .then(|| t.to_owned())
+        })
         .await
     }
 
@@ -558,13 +574,7 @@ async fn the_dashboard_shows_the_apis_figures_and_replays_a_parked_event_in_a_re
 
     // Replay it from the page: the API shows it REPLAYED, and so does the page.
     browser.click("#action-replay").await;
-    let result = browser
-        .wait_for(15, "the replay's outcome", |s| {
-            let t = text(s, "action-result");
-            (s["action-result"]["shown"] == json!(true) && t != "<missing>" && !t.is_empty())
-                .then(|| t.to_owned())
-        })
-        .await;
+    let result = browser.outcome(15, "action-result").await;
     assert!(
         result.contains("REPLAYED"),
         "replay outcome shown: {result}"
@@ -670,8 +680,7 @@ async fn with_api_keys_the_dashboard_sends_the_key_and_hides_what_the_key_may_no
 
     // A viewer key: the figures, and the record, but replaying answers 403,
     // which hides the button and shows the problem.
-    browser.type_into("#api-key", VIEWER_KEY).await;
-    browser.click("#key-save").await;
+    browser.enter_key(VIEWER_KEY).await;
     browser
         .wait_for(15, "the figures with the viewer key", |s| {
             (text(s, "dlq-pending") == "2" && s["error"]["shown"] == json!(false)).then_some(())
@@ -711,8 +720,7 @@ async fn with_api_keys_the_dashboard_sends_the_key_and_hides_what_the_key_may_no
     assert_eq!(record["status"], "PENDING", "{record}");
 
     // An admin key: the button is back and the replay goes through.
-    browser.type_into("#api-key", ADMIN_KEY).await;
-    browser.click("#key-save").await;
+    browser.enter_key(ADMIN_KEY).await;
     browser
         .wait_for(15, "Replay to be offered again", |s| {
             (s["action-replay"]["shown"] == json!(true) && text(s, "detail-status") == "PENDING")
@@ -926,20 +934,6 @@ async fn the_dashboard_starts_a_replay_job_after_a_dry_run_and_cancels_it() {
 const ALICE_KEY: &str = "dash-alice-admin-key-0123456789";
 const BOB_KEY: &str = "dash-bob-admin-key-0123456789";
 
-/// An `OrderCreated` from an old producer, without `data.totalAmount`,
-/// which the projector cannot decode.
-fn poison(order: &str, event_id: &str, customer: &str) -> Value {
-    json!({
-        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
-        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
-        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
-        "data": {
-            "orderId": order, "customerId": customer, "restaurantId": "restaurant-1",
-            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
-        }
-    })
-}
-
 /// The `data-*` values of every element matching `css`.
 async fn rows(browser: &Browser, css: &str) -> Vec<Value> {
     let v = browser
@@ -952,10 +946,9 @@ async fn rows(browser: &Browser, css: &str) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
-/// Selects a key in the page's field and waits for a refresh with it.
+/// Uses `key` from now on and waits for a refresh with it.
 async fn use_key(browser: &Browser, key: &str) {
-    browser.type_into("#api-key", key).await;
-    browser.click("#key-save").await;
+    browser.enter_key(key).await;
     browser
         .wait_for(15, "a refresh with the new key", |s| {
             (s["error"]["shown"] == json!(false) && text(s, "refresh-state") == "up to date")
@@ -994,7 +987,7 @@ async fn the_dashboard_edits_a_dead_lettered_message_with_four_eyes_previews_and
         uuid::Uuid::now_v7().to_string(),
     );
     let customer = "dash-repair-cust";
-    let original = poison(&order, &event_id, customer);
+    let original = support::poison_order_created(&order, &event_id, customer);
     let sent = svc
         .bus()
         .publish(&[BusMessage {
@@ -1054,14 +1047,9 @@ async fn the_dashboard_edits_a_dead_lettered_message_with_four_eyes_previews_and
         .type_into("#editor-reason", "old producer left out the total")
         .await;
     browser.click("#editor-save").await;
-    let refusal = browser
-        .wait_for(10, "the validation errors", |s| {
-            let t = text(s, "editor-result");
-            (s["editor-result"]["shown"] == json!(true) && t.contains("422")).then(|| t.to_owned())
-        })
-        .await;
+    let refusal = browser.outcome(10, "editor-result").await;
     assert!(
-        refusal.contains("data.items[0].quantity"),
+        refusal.contains("422") && refusal.contains("data.items[0].quantity"),
         "the field is named: {refusal}"
     );
     let history = api("GET", &format!("/api/dlq/{event_id}/revisions")).await;
@@ -1103,12 +1091,8 @@ async fn the_dashboard_edits_a_dead_lettered_message_with_four_eyes_previews_and
 
     // Its author may not approve it: the 403 is shown, nothing changes.
     browser.click("#review-approve").await;
-    let forbidden = browser
-        .wait_for(10, "the author's approval refused", |s| {
-            let t = text(s, "review-result");
-            (s["review-result"]["shown"] == json!(true) && t.contains("403")).then(|| t.to_owned())
-        })
-        .await;
+    let forbidden = browser.outcome(10, "review-result").await;
+    assert!(forbidden.contains("403"), "{forbidden}");
     let history = api("GET", &format!("/api/dlq/{event_id}/revisions")).await;
     assert_eq!(history["revisions"][0]["state"], "AWAITING_APPROVAL");
 

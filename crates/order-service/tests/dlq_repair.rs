@@ -45,18 +45,8 @@ async fn app(approval: bool) -> TestApp {
     .await
 }
 
-/// An `OrderCreated` from an old producer: no `totalAmount`, which the
-/// projector cannot decode.
 fn poison(order: Uuid, event_id: Uuid) -> Value {
-    json!({
-        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
-        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
-        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
-        "data": {
-            "orderId": order, "customerId": "customer-1", "restaurantId": "restaurant-1",
-            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
-        }
-    })
+    support::poison_order_created(&order.to_string(), &event_id.to_string(), "customer-1")
 }
 
 struct Poisoned {

@@ -214,6 +214,20 @@ pub fn order_body(customer: &str, restaurant: &str) -> Value {
     })
 }
 
+/// An `OrderCreated` from an old producer: no `data.totalAmount`, which
+/// the projector cannot decode (it dead-letters it, consumer-side).
+pub fn poison_order_created(order: &str, event_id: &str, customer: &str) -> Value {
+    json!({
+        "eventId": event_id, "eventType": "OrderCreated", "aggregateId": order,
+        "aggregateType": "Order", "version": 1, "schemaVersion": 2,
+        "occurredOn": "2026-12-01T10:00:00Z", "correlationId": null, "causationId": null,
+        "data": {
+            "orderId": order, "customerId": customer, "restaurantId": "restaurant-1",
+            "items": [{ "menuItemId": "m1", "name": "Pizza", "price": "12.50", "quantity": 2 }]
+        }
+    })
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `secs`.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
