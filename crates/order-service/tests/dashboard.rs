@@ -3,7 +3,11 @@
 //! WebDriver protocol by chromedriver, shows the same figures as the API and
 //! replays a parked event; with API keys required it sends the typed key,
 //! hides what the key may not do (403) and skips a record after a prompt;
-//! and it starts a replay job after a dry run and cancels it.
+//! it starts a replay job after a dry run and cancels it; and it repairs a
+//! dead-lettered message: an edit refused with its field errors (422), an
+//! edit with its diff, four eyes (the author's approval refused, a second
+//! admin's accepted), the history a viewer sees without the editor, the
+//! replay preview and the replay, after which the projector has the order.
 //!
 //! Needs `chromium` and `chromedriver` on `PATH` (Debian packages `chromium`
 //! and `chromium-driver`; `scripts/browser.sh` installs them and
@@ -102,6 +106,8 @@ async fn the_dashboard_is_served_offline_with_the_right_content_types() {
         "/api/dlq/stats",
         "/metrics",
         "/api/dlq/skip/",
+        "/revisions",
+        "?preview=true",
     ] {
         assert!(js.contains(needle), "app.js does not use {needle}");
     }
@@ -343,6 +349,12 @@ impl Browser {
         .await;
     }
 
+    /// Types `key` in the page's API key field and uses it.
+    async fn enter_key(&self, key: &str) {
+        self.type_into("#api-key", key).await;
+        self.click("#key-save").await;
+    }
+
     /// Waits for a `window.prompt`, types `answer` and accepts it; returns
     /// the prompt's question.
     async fn answer_prompt(&self, answer: &str) -> String {
@@ -377,6 +389,16 @@ impl Browser {
                return out;"#,
             json!([]),
         )
+        .await
+    }
+
+    /// The text of the result line `id` once an answer is shown there.
+    async fn outcome(&self, secs: u64, id: &str) -> String {
+        self.wait_for(secs, &format!("an outcome in #{id}"), |s| {
+            let t = text(s, id);
+            (s[id]["shown"] == json!(true) && t != "<missing>" && !t.is_empty())
+                .then(|| t.to_owned())
+        })
         .await
     }
 
@@ -552,13 +574,7 @@ async fn the_dashboard_shows_the_apis_figures_and_replays_a_parked_event_in_a_re
 
     // Replay it from the page: the API shows it REPLAYED, and so does the page.
     browser.click("#action-replay").await;
-    let result = browser
-        .wait_for(15, "the replay's outcome", |s| {
-            let t = text(s, "action-result");
-            (s["action-result"]["shown"] == json!(true) && t != "<missing>" && !t.is_empty())
-                .then(|| t.to_owned())
-        })
-        .await;
+    let result = browser.outcome(15, "action-result").await;
     assert!(
         result.contains("REPLAYED"),
         "replay outcome shown: {result}"
@@ -664,8 +680,7 @@ async fn with_api_keys_the_dashboard_sends_the_key_and_hides_what_the_key_may_no
 
     // A viewer key: the figures, and the record, but replaying answers 403,
     // which hides the button and shows the problem.
-    browser.type_into("#api-key", VIEWER_KEY).await;
-    browser.click("#key-save").await;
+    browser.enter_key(VIEWER_KEY).await;
     browser
         .wait_for(15, "the figures with the viewer key", |s| {
             (text(s, "dlq-pending") == "2" && s["error"]["shown"] == json!(false)).then_some(())
@@ -705,8 +720,7 @@ async fn with_api_keys_the_dashboard_sends_the_key_and_hides_what_the_key_may_no
     assert_eq!(record["status"], "PENDING", "{record}");
 
     // An admin key: the button is back and the replay goes through.
-    browser.type_into("#api-key", ADMIN_KEY).await;
-    browser.click("#key-save").await;
+    browser.enter_key(ADMIN_KEY).await;
     browser
         .wait_for(15, "Replay to be offered again", |s| {
             (s["action-replay"]["shown"] == json!(true) && text(s, "detail-status") == "PENDING")
@@ -913,6 +927,287 @@ async fn the_dashboard_starts_a_replay_job_after_a_dry_run_and_cancels_it() {
     );
     eprintln!(
         "dashboard: dry run ({preview}), job started, shown {cells:?}, cancelled from the page"
+    );
+    browser.quit().await;
+}
+
+const ALICE_KEY: &str = "dash-alice-admin-key-0123456789";
+const BOB_KEY: &str = "dash-bob-admin-key-0123456789";
+
+/// The `data-*` values of every element matching `css`.
+async fn rows(browser: &Browser, css: &str) -> Vec<Value> {
+    let v = browser
+        .script(
+            r#"return Array.from(document.querySelectorAll(arguments[0]))
+                 .map((el) => Object.assign({ text: el.textContent.trim() }, el.dataset));"#,
+            json!([css]),
+        )
+        .await;
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Uses `key` from now on and waits for a refresh with it.
+async fn use_key(browser: &Browser, key: &str) {
+    browser.enter_key(key).await;
+    browser
+        .wait_for(15, "a refresh with the new key", |s| {
+            (s["error"]["shown"] == json!(false) && text(s, "refresh-state") == "up to date")
+                .then_some(())
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_edits_a_dead_lettered_message_with_four_eyes_previews_and_replays_it() {
+    use order_core::ports::{BusMessage, EventBus};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = format!(
+        "dash-alice:admin:{ALICE_KEY},dash-bob:admin:{BOB_KEY},dash-viewer:viewer:{VIEWER_KEY}"
+    );
+    let svc = Service::start(
+        dir.path(),
+        &[
+            ("ORDER_API_KEYS", keys.as_str()),
+            ("ORDER_DLQ_EDIT_APPROVAL", "true"),
+        ],
+    )
+    .await;
+    let api = async |method: &str, path: &str| {
+        call(svc.addr, method, path, None, &[("x-api-key", ALICE_KEY)])
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+            .json()
+    };
+
+    // The poison goes on order-events like any producer's message: the
+    // projector dead-letters it and the recorder keeps it, consumer-side.
+    let (order_id, event_uuid) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let (order, event_id) = (order_id.to_string(), event_uuid.to_string());
+    let customer = "dash-repair-cust";
+    let original = support::poison_created(order_id, event_uuid, customer);
+    let sent = svc
+        .bus()
+        .publish(&[BusMessage {
+            topic: "order-events".into(),
+            key: order.clone(),
+            payload: original.to_string().into_bytes(),
+            headers: vec![],
+        }])
+        .await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    let record = eventually(20, "the poison recorded in the DLQ", || async {
+        let r = api("GET", &format!("/api/dlq/event/{event_id}")).await;
+        (r["status"] == json!("PENDING")).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (&record["source"], &record["consumerGroup"]),
+        (&json!("CONSUMER"), &json!("order-projector")),
+        "{record}"
+    );
+
+    let browser = Browser::start(dir.path()).await;
+    browser
+        .goto(&format!("http://{}/dashboard", svc.addr))
+        .await;
+    use_key(&browser, ALICE_KEY).await;
+    browser
+        .click(&format!("tr[data-event-id=\"{event_id}\"]"))
+        .await;
+    let snap = browser
+        .wait_for(10, "the record with an empty history and the editor", |s| {
+            (text(s, "detail-event-id") == event_id
+                && s["editor"]["shown"] == json!(true)
+                && s["revisions-empty"]["shown"] == json!(true))
+            .then(|| s.clone())
+        })
+        .await;
+    assert_eq!(text(&snap, "detail-consumer-group"), "order-projector");
+    let prefilled = browser
+        .script(
+            "return document.getElementById('editor-message').value;",
+            json!([]),
+        )
+        .await;
+    let prefilled: Value = serde_json::from_str(prefilled.as_str().unwrap_or_default())
+        .expect("the editor holds the message as JSON");
+    assert_eq!(prefilled, original, "pre-filled with the original");
+
+    // An invalid edit: the 422's field message next to the editor, nothing stored.
+    let mut invalid = original.clone();
+    invalid["data"]["totalAmount"] = json!("0.00");
+    invalid["data"]["items"][0]["quantity"] = json!(0);
+    browser
+        .type_into("#editor-message", &invalid.to_string())
+        .await;
+    browser
+        .type_into("#editor-reason", "old producer left out the total")
+        .await;
+    browser.click("#editor-save").await;
+    let refusal = browser.outcome(10, "editor-result").await;
+    assert!(
+        refusal.contains("422") && refusal.contains("data.items[0].quantity"),
+        "the field is named: {refusal}"
+    );
+    let history = api("GET", &format!("/api/dlq/{event_id}/revisions")).await;
+    assert_eq!(history["revisions"], json!([]), "nothing stored: {history}");
+
+    // The fix: the diff first, then saved, awaiting a second admin.
+    let mut fixed = original.clone();
+    fixed["data"]["totalAmount"] = json!("25.00");
+    browser
+        .type_into("#editor-message", &fixed.to_string())
+        .await;
+    browser.click("#editor-diff").await;
+    let diff = browser
+        .wait_for(10, "the diff", |s| {
+            (s["editor-diff-out"]["shown"] == json!(true))
+                .then(|| text(s, "editor-diff-out").to_owned())
+        })
+        .await;
+    assert_eq!(diff, "add /data/totalAmount: \"25.00\"");
+    browser.click("#editor-save").await;
+    browser
+        .wait_for(10, "revision 1 awaiting approval", |s| {
+            (text(s, "editor-result").contains("AWAITING_APPROVAL")
+                && s["review"]["shown"] == json!(true))
+            .then_some(())
+        })
+        .await;
+    let revs = rows(&browser, "tr[data-testid=revision-row]").await;
+    assert_eq!(revs.len(), 1, "{revs:?}");
+    assert_eq!(
+        (&revs[0]["revision"], &revs[0]["state"]),
+        (&json!("1"), &json!("AWAITING_APPROVAL"))
+    );
+    let line = revs[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        line.contains("dash-alice") && line.contains("add /data/totalAmount: \"25.00\""),
+        "{line}"
+    );
+
+    // Its author may not approve it: the 403 is shown, nothing changes.
+    browser.click("#review-approve").await;
+    let forbidden = browser.outcome(10, "review-result").await;
+    assert!(forbidden.contains("403"), "{forbidden}");
+    let history = api("GET", &format!("/api/dlq/{event_id}/revisions")).await;
+    assert_eq!(history["revisions"][0]["state"], "AWAITING_APPROVAL");
+
+    // A second admin approves it.
+    use_key(&browser, BOB_KEY).await;
+    browser.type_into("#review-note", "total checked").await;
+    browser.click("#review-approve").await;
+    browser
+        .wait_for(10, "revision 1 approved", |s| {
+            (text(s, "review-result").contains("APPROVED") && s["review"]["shown"] == json!(false))
+                .then_some(())
+        })
+        .await;
+    let history = api("GET", &format!("/api/dlq/{event_id}/revisions")).await;
+    assert_eq!(
+        (
+            &history["revisions"][0]["state"],
+            &history["revisions"][0]["reviewer"]
+        ),
+        (&json!("APPROVED"), &json!("dash-bob")),
+        "{history}"
+    );
+
+    // A viewer sees the history and its diff, but no editor and no buttons.
+    use_key(&browser, VIEWER_KEY).await;
+    let snap = browser
+        .wait_for(10, "the viewer's detail", |s| {
+            (s["revisions-table"]["shown"] == json!(true) && s["editor"]["shown"] == json!(false))
+                .then(|| s.clone())
+        })
+        .await;
+    for hidden in ["review", "action-preview", "edit-refused"] {
+        assert_eq!(snap[hidden]["shown"], json!(false), "{hidden}: {snap:#}");
+    }
+    let revs = rows(&browser, "tr[data-testid=revision-row]").await;
+    let line = revs[0]["text"].as_str().unwrap_or_default();
+    assert!(
+        revs[0]["state"] == json!("APPROVED") && line.contains("add /data/totalAmount: \"25.00\""),
+        "{revs:?}"
+    );
+
+    // The preview: revision 1, to the redelivery topic for the projector,
+    // and the order it would create in the read model.
+    use_key(&browser, BOB_KEY).await;
+    browser.click("#action-preview").await;
+    let snap = browser
+        .wait_for(10, "the preview", |s| {
+            (s["preview"]["shown"] == json!(true)).then(|| s.clone())
+        })
+        .await;
+    assert_eq!(
+        snap["preview-summary"]["data"]["replayable"], "true",
+        "{snap:#}"
+    );
+    assert_eq!(
+        snap["preview-redeliver-to"]["data"]["group"],
+        "order-projector"
+    );
+    let msgs = rows(&browser, "tr[data-testid=preview-message]").await;
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(
+        (
+            &msgs[0]["topic"],
+            &msgs[0]["revision"],
+            &msgs[0]["willSend"]
+        ),
+        (
+            &json!("order-events-redelivery"),
+            &json!("1"),
+            &json!("true")
+        ),
+    );
+    assert!(
+        msgs[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("orders_approved_by: dash-bob")),
+        "{msgs:?}"
+    );
+    let fields = rows(&browser, "tr[data-testid=preview-field]").await;
+    let total = fields
+        .iter()
+        .find(|f| f["field"] == "totalAmount")
+        .unwrap_or_else(|| panic!("no totalAmount in the read model: {fields:?}"));
+    assert_eq!(total["changed"], "true");
+    assert!(
+        total["text"].as_str().is_some_and(|t| t.ends_with("25.00")),
+        "{total}"
+    );
+    assert!(
+        text(&snap, "preview-steps").starts_with("APPLIED"),
+        "{snap:#}"
+    );
+
+    // Replay from the preview: REPLAYED, and the projector creates the order.
+    browser.click("#preview-replay").await;
+    browser
+        .wait_for(15, "the replay", |s| {
+            (text(s, "detail-status") == "REPLAYED" && s["editor"]["shown"] == json!(false))
+                .then_some(())
+        })
+        .await;
+    let record = api("GET", &format!("/api/dlq/event/{event_id}")).await;
+    assert_eq!(record["status"], "REPLAYED", "{record}");
+    let projected = eventually(15, "the order in the read model", || async {
+        let list = api("GET", &format!("/api/orders/customer/{customer}")).await;
+        (list["totalElements"] == json!(1)).then(|| list["content"][0].clone())
+    })
+    .await;
+    assert_eq!(
+        (&projected["id"], &projected["totalAmount"]),
+        (&json!(order), &json!("25.00")),
+        "{projected}"
+    );
+    eprintln!(
+        "dashboard: repair: 422 shown ({}), diff {diff:?}, author's approval refused ({}), approved by a second admin, previewed and replayed",
+        refusal.replace('\n', " | "),
+        forbidden
     );
     browser.quit().await;
 }

@@ -1,8 +1,10 @@
 // order-service operations dashboard: plain JavaScript, no dependencies.
 // Reads /api/dlq/stats, /api/dlq/status/{PENDING,FAILED}, /api/dlq/jobs and
 // /metrics every REFRESH_MS, drives replay / reset / skip of one DLQ record,
-// and starts (after a dry run) and cancels bulk replay jobs. Every call
-// carries the API key kept in sessionStorage (X-API-Key) when there is one.
+// shows its revisions with their diffs, edits a consumer-side message (a
+// new revision), approves or rejects one, previews a replay, and starts
+// (after a dry run) and cancels bulk replay jobs. Every call carries the
+// API key kept in sessionStorage (X-API-Key) when there is one.
 // Data from the service is only ever written with textContent: failure
 // reasons and payloads come from brokers and consumers and may hold markup.
 "use strict";
@@ -23,6 +25,10 @@
     again: false,
     refreshes: 0,
     preview: null, // the job request the shown dry run answered
+    admin: false, // the key may use admin-only calls (the audit log answered)
+    record: null, // the record shown in the detail panel, with its revisions
+    editorKey: null, // record and revision the editor was filled from
+    editorBase: null, // that message, parsed: what "Show diff" compares with
   };
 
   // ---- HTTP ----------------------------------------------------------------
@@ -72,8 +78,9 @@
     return { status: resp.status, ok: resp.ok, json, text, serverNow: isNaN(date) ? null : date };
   }
 
-  // One line for an error answer: the problem's title and detail when it is one.
-  function describe(what, r) {
+  // One line for an error answer: the problem's title and detail when it is
+  // one. `roleHint`: a 403 means the key's role (not, say, four eyes).
+  function describe(what, r, roleHint = true) {
     if (r.status === 0) return what + ": " + r.error;
     const p = r.json;
     let msg = what + " answered " + r.status;
@@ -83,7 +90,7 @@
       msg += ": " + r.text.slice(0, 200);
     }
     if (r.status === 401) msg += " (enter an API key above)";
-    if (r.status === 403) msg += " (this API key may not do that)";
+    if (r.status === 403 && roleHint) msg += " (this API key may not do that)";
     return msg;
   }
 
@@ -388,6 +395,7 @@
     setText("detail-aggregate-id", r.aggregateId);
     setText("detail-version", r.version);
     setText("detail-source", r.source);
+    setText("detail-consumer-group", r.consumerGroup);
     setText("detail-blocked-by", r.blockedBy);
     setText("detail-failure-time", formatTime(r.failureTime));
     setText("detail-failure-reason", r.failureReason);
@@ -403,14 +411,22 @@
       /* shown as stored */
     }
     $("detail-original").textContent = original;
-    const unresolved = r.status === "PENDING" || r.status === "FAILED";
+    const unresolved = isUnresolved(r);
     const buttons = { replay: unresolved, reset: r.status === "FAILED", skip: unresolved };
     for (const [action, enabled] of Object.entries(buttons)) {
       const b = $("action-" + action);
       b.hidden = state.forbidden.has(action);
       b.disabled = !enabled;
     }
+    // The preview is admin-only, like the replay it answers for.
+    $("action-preview").hidden = !state.admin || state.forbidden.has("preview");
+    $("action-preview").disabled = !unresolved;
+    $("preview-replay").hidden = state.forbidden.has("replay");
+    $("preview-replay").disabled = !unresolved;
+    renderRepair(r);
   }
+
+  const isUnresolved = (r) => r.status === "PENDING" || r.status === "FAILED";
 
   function showResult(text, isError) {
     showOutcome("action-result", text, isError);
@@ -423,6 +439,415 @@
     el.textContent = text;
     el.classList.toggle("error", !!isError);
     el.dataset.outcome = isError ? "error" : "ok";
+  }
+
+  // ---- DLQ repair: revisions, the editor, four eyes, the replay preview --------
+
+  function parseJson(text) {
+    try {
+      return { ok: true, value: JSON.parse(text) };
+    } catch (e) {
+      return { ok: false, error: e.message };
+    }
+  }
+
+  const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+  const show = (v) => (v === undefined ? "(none)" : JSON.stringify(v));
+
+  // The value at an RFC 6901 pointer, or {found: false}.
+  function pointerGet(doc, path) {
+    let cur = doc;
+    if (path === "") return { found: true, value: cur };
+    for (const raw of path.split("/").slice(1)) {
+      const key = raw.replace(/~1/g, "/").replace(/~0/g, "~");
+      if (Array.isArray(cur) && /^(0|[1-9][0-9]*)$/.test(key) && Number(key) < cur.length) {
+        cur = cur[Number(key)];
+      } else if (isObject(cur) && Object.prototype.hasOwnProperty.call(cur, key)) {
+        cur = cur[key];
+      } else {
+        return { found: false };
+      }
+    }
+    return { found: true, value: cur };
+  }
+
+  const escapeKey = (k) => String(k).replace(/~/g, "~0").replace(/\//g, "~1");
+
+  const sameJson = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+
+  // RFC 6902 operations turning `a` into `b`, member by member and index by
+  // index: what the editor shows before saving (the server stores its own).
+  function diffJson(a, b, path, out) {
+    if (isObject(a) && isObject(b)) {
+      for (const k of Object.keys(a)) {
+        const p = path + "/" + escapeKey(k);
+        if (!Object.prototype.hasOwnProperty.call(b, k)) out.push({ op: "remove", path: p });
+        else diffJson(a[k], b[k], p, out);
+      }
+      for (const k of Object.keys(b)) {
+        if (!Object.prototype.hasOwnProperty.call(a, k)) {
+          out.push({ op: "add", path: path + "/" + escapeKey(k), value: b[k] });
+        }
+      }
+    } else if (Array.isArray(a) && Array.isArray(b)) {
+      const common = Math.min(a.length, b.length);
+      for (let i = 0; i < common; i++) diffJson(a[i], b[i], path + "/" + i, out);
+      for (let i = common; i < b.length; i++) out.push({ op: "add", path: path + "/" + i, value: b[i] });
+      for (let i = a.length - 1; i >= common; i--) out.push({ op: "remove", path: path + "/" + i });
+    } else if (!sameJson(a, b)) {
+      out.push({ op: "replace", path, value: b });
+    }
+    return out;
+  }
+
+  // One readable line per operation. With the message it applied to
+  // (`base`, null when the key may not see payloads) a line names the old
+  // value too: `replace /data/x: old → new`; without it, the op as is.
+  function opLine(op, base) {
+    const old = base === null ? { found: false } : pointerGet(base, op.path);
+    const known = base !== null && old.found;
+    switch (op.op) {
+      case "add":
+        return known
+          ? "add " + op.path + ": " + show(old.value) + " → " + show(op.value)
+          : "add " + op.path + ": " + show(op.value);
+      case "replace":
+        return known
+          ? "replace " + op.path + ": " + show(old.value) + " → " + show(op.value)
+          : "replace " + op.path + ": → " + show(op.value);
+      case "remove":
+        return known ? "remove " + op.path + ": " + show(old.value) : "remove " + op.path;
+      case "move":
+      case "copy":
+        return op.op + " " + op.from + " → " + op.path;
+      case "test":
+        return "test " + op.path + " = " + show(op.value);
+      default:
+        return JSON.stringify(op);
+    }
+  }
+
+  function diffText(patch, base) {
+    const ops = Array.isArray(patch) ? patch : [];
+    return ops.length ? ops.map((op) => opLine(op, base)).join("\n") : "(no changes)";
+  }
+
+  // The revision a replay sends: the latest not rejected; null: the original.
+  function currentRevision(revisions) {
+    for (let i = revisions.length - 1; i >= 0; i--) {
+      if (revisions[i].state !== "REJECTED") return revisions[i];
+    }
+    return null;
+  }
+
+  // The message revision `n` holds (0: the original), parsed; null when the
+  // key may not see it (below operator) or it is not JSON.
+  function messageAt(record, n) {
+    let text = record.originalEvent;
+    if (n) {
+      const rev = (record.revisions || []).find((x) => x.revision === n);
+      text = rev && rev.payload;
+    }
+    if (typeof text !== "string") return null;
+    const parsed = parseJson(text);
+    return parsed.ok ? parsed.value : null;
+  }
+
+  function cell(tr, value, cls) {
+    const td = document.createElement("td");
+    if (value instanceof Node) td.appendChild(value);
+    else td.textContent = value === null || value === undefined || value === "" ? "–" : String(value);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function renderRevisions(record, current) {
+    const revisions = record.revisions || [];
+    setText(
+      "revisions-approval",
+      record.approvalRequired ? "four eyes: a second admin approves each revision" : "no approval needed",
+    );
+    const rows = revisions.map((rev) => {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "revision-row";
+      tr.dataset.revision = String(rev.revision);
+      tr.dataset.state = rev.state;
+      if (current && current.revision === rev.revision) tr.classList.add("current");
+      cell(tr, rev.revision + (current && current.revision === rev.revision ? " (current)" : ""));
+      cell(tr, rev.state, "status-" + String(rev.state).toLowerCase());
+      cell(tr, rev.author);
+      cell(tr, rev.reason);
+      cell(tr, formatTime(rev.createdAt));
+      const reviewed = rev.reviewer
+        ? rev.reviewer + " at " + formatTime(rev.reviewedAt) + (rev.reviewNote ? ": " + rev.reviewNote : "")
+        : null;
+      cell(tr, reviewed);
+      const pre = document.createElement("pre");
+      pre.className = "diff";
+      pre.dataset.testid = "revision-diff";
+      const from = rev.basedOn ? "revision " + rev.basedOn : "the original";
+      pre.textContent = "from " + from + "\n" + diffText(rev.patch, messageAt(record, rev.basedOn));
+      cell(tr, pre);
+      return tr;
+    });
+    $("revisions-body").replaceChildren(...rows);
+    $("revisions-table").hidden = rows.length === 0;
+    $("revisions-empty").hidden = rows.length > 0;
+  }
+
+  // Approve / Reject for the current revision while it waits for a review.
+  function renderReview(record, current, unresolved) {
+    const reviewable =
+      current &&
+      (current.state === "AWAITING_APPROVAL" || (current.state === "READY" && record.approvalRequired));
+    const form = $("review");
+    const shown = !!(state.admin && unresolved && reviewable && !state.forbidden.has("review"));
+    if (shown && form.dataset.revision !== String(current.revision)) $("review-note").value = "";
+    form.hidden = !shown;
+    form.dataset.revision = shown ? String(current.revision) : "";
+    if (shown) {
+      setText("review-title", "Revision " + current.revision + " by " + current.author + " awaits a second admin:");
+    }
+  }
+
+  // The editor for an admin on an unresolved consumer-side record; a
+  // publish-side one says why it cannot be edited.
+  function renderEditor(record, current, unresolved) {
+    const refused = $("edit-refused");
+    const form = $("editor");
+    let why = null;
+    if (!state.admin) why = "";
+    else if (record.source !== "CONSUMER") {
+      why =
+        "A publish-side record is an event of this service's own event store, which is the truth: " +
+        "it cannot be edited. Replay it as it is, or skip it.";
+    } else if (!unresolved) why = "The record is " + record.status + ": it is not edited any more.";
+    refused.hidden = !why;
+    refused.textContent = why || "";
+    form.hidden = why !== null;
+    if (why !== null) return;
+
+    // Filled once per record and current revision: a refresh keeps what is typed.
+    const n = current ? current.revision : 0;
+    const key = record.eventId + "#" + n;
+    if (state.editorKey === key) return;
+    state.editorKey = key;
+    state.editorBase = messageAt(record, n);
+    $("editor-message").value = state.editorBase === null ? "" : JSON.stringify(state.editorBase, null, 2);
+    $("editor-message").dataset.basedOn = String(n);
+    $("editor-reason").value = "";
+    $("editor-diff-out").hidden = true;
+    setText("editor-base", n ? "from revision " + n + " (current)" : "from the original");
+  }
+
+  function renderRepair(record) {
+    state.record = record;
+    const unresolved = isUnresolved(record);
+    const current = currentRevision(record.revisions || []);
+    renderRevisions(record, current);
+    renderReview(record, current, unresolved);
+    renderEditor(record, current, unresolved);
+  }
+
+  // The edited message against the one it was filled from, or why not.
+  function editedMessage() {
+    const parsed = parseJson($("editor-message").value);
+    if (!parsed.ok) return { error: "the message is not JSON: " + parsed.error };
+    return { message: parsed.value };
+  }
+
+  function showDiff() {
+    const edited = editedMessage();
+    const out = $("editor-diff-out");
+    if (edited.error) {
+      out.hidden = true;
+      return showOutcome("editor-result", edited.error, true);
+    }
+    const ops = diffJson(state.editorBase, edited.message, "", []);
+    out.textContent = diffText(ops, state.editorBase);
+    out.hidden = false;
+    $("editor-result").hidden = true;
+  }
+
+  // A 422's field errors one a line under its title; other errors as usual.
+  function describeRefusal(what, r) {
+    const errors = r.json && Array.isArray(r.json.errors) ? r.json.errors : [];
+    if (r.status !== 422 || errors.length === 0) return describe(what, r);
+    const title = r.json.title || "invalid";
+    return what + " answered 422 " + title + ":\n" + errors.map((e) => e.field + ": " + e.message).join("\n");
+  }
+
+  async function saveRevision() {
+    const id = state.selected;
+    if (!id) return;
+    const edited = editedMessage();
+    if (edited.error) return showOutcome("editor-result", edited.error, true);
+    const body = {
+      reason: $("editor-reason").value.trim(),
+      message: edited.message,
+      basedOn: Number($("editor-message").dataset.basedOn || "0"),
+    };
+    const button = $("editor-save");
+    button.disabled = true;
+    const r = await call("POST", "/api/dlq/" + encodeURIComponent(id) + "/revisions", body);
+    button.disabled = false;
+    if (id !== state.selected) return;
+    if (r.status === 201 && r.json) {
+      const waits = r.json.state === "AWAITING_APPROVAL" ? ": a second admin must approve it" : "";
+      showOutcome("editor-result", "revision " + r.json.revision + " saved, " + r.json.state + waits, false);
+      $("preview").hidden = true; // it previewed the message before this one
+    } else {
+      if (r.status === 403) state.forbidden.add("revise");
+      showOutcome("editor-result", describeRefusal("save revision", r), true);
+    }
+    await refresh();
+  }
+
+  async function review(decision) {
+    const id = state.selected;
+    const n = $("review").dataset.revision;
+    if (!id || !n) return;
+    const note = $("review-note").value.trim();
+    const path = "/api/dlq/" + encodeURIComponent(id) + "/revisions/" + n + "/" + decision;
+    const r = await call("POST", path, note ? { note } : undefined);
+    if (id !== state.selected) return;
+    // A 403 here is mostly the author reviewing their own revision: the
+    // buttons stay for the next revision; the answer says why.
+    if (r.ok && r.json) {
+      showOutcome("review-result", "revision " + n + " " + r.json.state + " by " + r.json.reviewer, false);
+      $("preview").hidden = true;
+    } else {
+      showOutcome("review-result", describe(decision + " revision " + n, r, false), true);
+    }
+    await refresh();
+  }
+
+  function jsonCell(v) {
+    if (v === undefined) return "";
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+
+  function renderPreview(p) {
+    const summary = $("preview-summary");
+    summary.replaceChildren();
+    const verdict = document.createElement("span");
+    verdict.className = p.replayable ? "replayable" : "refused";
+    verdict.textContent = p.replayable ? "Replayable" : "Refused";
+    const why = p.replayable ? p.messages.length + " message(s), sent in this order" : p.refusal || "";
+    summary.append(verdict, document.createTextNode(": " + why));
+    summary.dataset.replayable = String(!!p.replayable);
+    setText(
+      "preview-redeliver-to",
+      p.redeliverTo ? "consumer group " + p.redeliverTo + " only" : "every subscriber of the topic",
+    );
+    $("preview-redeliver-to").dataset.group = p.redeliverTo || "";
+
+    const rows = p.messages.map((m, i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.testid = "preview-message";
+      tr.dataset.topic = m.topic;
+      tr.dataset.revision = m.revision === null ? "" : String(m.revision);
+      tr.dataset.willSend = String(m.willSend);
+      cell(tr, i + 1);
+      cell(tr, m.eventType + (m.version === null ? "" : " v" + m.version) + " " + m.eventId);
+      cell(tr, m.topic + " (key " + m.key + ")");
+      cell(tr, m.revision === null ? "original" : "revision " + m.revision);
+      const ul = document.createElement("ul");
+      ul.className = "headers";
+      for (const h of m.headers) {
+        const li = document.createElement("li");
+        li.textContent = h.name + ": " + h.value;
+        ul.appendChild(li);
+      }
+      cell(tr, ul);
+      cell(tr, m.alreadyOnBus === null ? "unknown" : m.alreadyOnBus ? "yes" : "no");
+      cell(tr, m.willSend ? "sent" : "not sent");
+      return tr;
+    });
+    $("preview-messages-body").replaceChildren(...rows);
+
+    const rm = p.readModel;
+    $("preview-read-model").hidden = !rm;
+    $("preview-no-read-model").hidden = !!rm;
+    if (rm) {
+      setText("preview-order", "order " + rm.orderId);
+      const before = rm.before || {};
+      const after = rm.after || {};
+      const fields = Object.keys(Object.assign({}, before, after));
+      const docRows = fields.map((f) => {
+        const tr = document.createElement("tr");
+        tr.dataset.testid = "preview-field";
+        tr.dataset.field = f;
+        const changed = !sameJson(before[f], after[f]);
+        tr.dataset.changed = String(changed);
+        if (changed) tr.classList.add("changed");
+        cell(tr, f);
+        cell(tr, rm.before ? jsonCell(before[f]) : "(no document)");
+        cell(tr, rm.after ? jsonCell(after[f]) : "(none)");
+        return tr;
+      });
+      $("preview-document-body").replaceChildren(...docRows);
+      $("preview-steps").replaceChildren(
+        ...rm.steps.map((s) => {
+          const li = document.createElement("li");
+          li.textContent = s;
+          return li;
+        }),
+      );
+    }
+    $("preview").hidden = false;
+  }
+
+  async function runPreview() {
+    const id = state.selected;
+    if (!id) return;
+    const button = $("action-preview");
+    button.disabled = true;
+    const r = await call("POST", "/api/dlq/replay/" + encodeURIComponent(id) + "?preview=true");
+    button.disabled = false;
+    if (id !== state.selected) return;
+    if (r.ok && r.json) {
+      renderPreview(r.json);
+      $("action-result").hidden = true;
+      return;
+    }
+    if (r.status === 403) {
+      state.forbidden.add("preview");
+      button.hidden = true;
+    }
+    $("preview").hidden = true;
+    showResult(describe("preview replay " + id, r), true);
+  }
+
+  function wireRepair() {
+    $("action-preview").addEventListener("click", runPreview);
+    $("preview-replay").addEventListener("click", async (e) => {
+      const r = await act("replay", e.currentTarget);
+      if (r && r.ok) $("preview").hidden = true; // it answered for the state before the replay
+    });
+    $("preview-close").addEventListener("click", () => {
+      $("preview").hidden = true;
+    });
+    $("editor").addEventListener("submit", (e) => {
+      e.preventDefault();
+      saveRevision();
+    });
+    $("editor-diff").addEventListener("click", showDiff);
+    // A changed message needs a new "Show diff".
+    $("editor-message").addEventListener("input", () => {
+      $("editor-diff-out").hidden = true;
+    });
+    $("editor-reset").addEventListener("click", () => {
+      state.editorKey = null;
+      $("editor-result").hidden = true;
+      if (state.record) renderRepair(state.record);
+    });
+    $("review").addEventListener("submit", (e) => {
+      e.preventDefault();
+      review("approve");
+    });
+    $("review-reject").addEventListener("click", () => review("reject"));
   }
 
   // ---- data flow -------------------------------------------------------------
@@ -441,7 +866,11 @@
 
   async function selectRecord(id) {
     state.selected = id;
-    $("action-result").hidden = true;
+    state.record = null;
+    state.editorKey = null;
+    for (const el of ["action-result", "editor-result", "review-result", "editor-diff-out", "preview"]) {
+      $(el).hidden = true;
+    }
     for (const tr of $("failures-body").children) {
       tr.classList.toggle("selected", tr.dataset.eventId === id);
     }
@@ -477,6 +906,7 @@
     } else {
       errors.push(describe("GET /api/dlq/status", pending.ok ? failed : pending));
     }
+    state.admin = adminProbe.ok;
     renderJobPanel(jobs, adminProbe, errors);
     const detailErr = await loadDetail();
     if (detailErr) errors.push(detailErr);
@@ -522,12 +952,13 @@
     },
   };
 
-  async function act(action) {
+  // Runs `action` on the selected record from `button` (the action row's,
+  // or the preview's Replay); answers the call's result.
+  async function act(action, button) {
     const id = state.selected;
-    if (!id) return;
+    if (!id) return null;
     const pending = ACTIONS[action](id);
-    if (!pending) return;
-    const button = $("action-" + action);
+    if (!pending) return null;
     button.disabled = true;
     const r = await pending;
     if (r.status === 403) {
@@ -545,6 +976,7 @@
       showResult(describe(action + " " + id, r), true);
     }
     await refresh();
+    return r;
   }
 
   // ---- wiring ----------------------------------------------------------------
@@ -563,8 +995,9 @@
       refresh();
     });
     for (const action of Object.keys(ACTIONS)) {
-      $("action-" + action).addEventListener("click", () => act(action));
+      $("action-" + action).addEventListener("click", (e) => act(action, e.currentTarget));
     }
+    wireRepair();
     $("job-form").addEventListener("submit", (e) => {
       e.preventDefault();
       dryRun();
@@ -575,6 +1008,7 @@
     $("job-discard").addEventListener("click", discardPreview);
     $("detail-close").addEventListener("click", () => {
       state.selected = null;
+      state.record = null;
       $("detail").hidden = true;
       for (const tr of $("failures-body").children) tr.classList.remove("selected");
     });
