@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cursor;
 pub mod dashboard;
 pub mod dlq;
+pub mod dlq_search;
 pub mod error;
 pub mod extract;
 pub mod jwks;
@@ -27,6 +28,7 @@ use std::any::Any;
 use std::convert::Infallible;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -96,6 +98,13 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         .post("/api/dlq/replay/{eventId}", ADMIN_LIMITED, dlq::replay)
         .put("/api/dlq/reset/{eventId}", ADMIN_LIMITED, dlq::reset)
         .post("/api/dlq/skip/{eventId}", ADMIN_LIMITED, dlq::skip)
+        .get("/api/dlq/search", VIEWER, dlq_search::search)
+        .get("/api/dlq/export", OPERATOR, dlq_search::export)
+        .post(
+            "/api/dlq/import",
+            ADMIN,
+            Handler::layer(dlq_search::import, dlq_search::import_limit()),
+        )
         .get("/api/dlq/audit", ADMIN, audit::list)
         .post(
             "/api/admin/read-model/rebuild",

@@ -75,14 +75,17 @@ pub async fn build(config: Config) -> Result<App, StartupError> {
 
     let commands = workers::commands(&config, &shared, &event_store);
     let queries = OrderQueries::new(event_store.clone());
-    let dlq = Arc::new(DlqService::new(
-        dlq_store.clone(),
-        shared.bus.clone(),
-        shared.policy,
-        config.topic_events.clone(),
-        shared.metrics.clone(),
-        audit.clone(),
-    ));
+    let dlq = Arc::new(
+        DlqService::new(
+            dlq_store.clone(),
+            shared.bus.clone(),
+            shared.policy,
+            config.topic_events.clone(),
+            shared.metrics.clone(),
+            audit.clone(),
+        )
+        .with_read_model(read_model.clone()),
+    );
     let health = Health {
         event_store: event_store.clone(),
         outbox: outbox.clone(),

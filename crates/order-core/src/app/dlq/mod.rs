@@ -19,6 +19,7 @@ pub mod recorder;
 pub mod redrive;
 pub mod renew;
 pub mod retention;
+mod search;
 pub mod sequencing;
 pub mod service;
 mod test_publish;
@@ -28,6 +29,10 @@ pub use jobs::{JobConfig, ReplayJobs, MIN_HEADS_FOR_RATIO};
 pub use recorder::DlqRecorder;
 pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
 pub use retention::{Retention, RetentionConfig};
+pub use search::{
+    ExportCursor, ImportOutcome, CUSTOMER_ORDERS_MAX, EXPORT_MAX_LINES, IMPORT_MAX_BYTES,
+    IMPORT_MAX_LINES,
+};
 pub use service::{
     BulkReplayOutcome, BulkReplayRequest, DlqService, ReplayOutcome, SkipOutcome,
     TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX, SKIP_REASON_MAX, TEST_AGGREGATE_TYPE,

@@ -124,6 +124,8 @@ pub struct DlqService {
     pub(super) topic: String,
     pub(super) metrics: Arc<Metrics>,
     pub(super) audit: Auditor,
+    /// Resolves a customer search's orders (see `search.rs`).
+    pub(super) read_model: Option<Arc<dyn crate::ports::ReadModel>>,
 }
 
 impl DlqService {
@@ -144,6 +146,7 @@ impl DlqService {
             topic,
             metrics,
             audit,
+            read_model: None,
         }
     }
 
