@@ -511,3 +511,38 @@ async fn the_cli_pages_on_with_the_cursor_a_page_prints() {
     let text = stdout(&dlq(&svc, &["list", "--size", "1", "--after", &cursor]));
     assert!(!text.contains("next page"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_searches_exports_and_imports_into_another_service() {
+    let (_dir, svc, older, _newer) = two_parked("exp").await;
+    let found = ok_json(&dlq(&svc, &["search", "--customer-id", "exp-1", "--json"]));
+    let records = found["content"].as_array().expect("content");
+    assert_eq!(records.len(), 1, "{found}");
+    assert_eq!(records[0]["eventId"], older.as_str());
+
+    let export = dlq(&svc, &["export", "--customer-id", "exp-1"]);
+    assert_eq!(export.status.code(), Some(0), "{}", stderr(&export));
+    let file_dir = tempfile::tempdir().expect("tempdir");
+    let file = file_dir.path().join("dlq.ndjson");
+    std::fs::write(&file, &export.stdout).expect("written");
+    let line: Value = serde_json::from_str(stdout(&export).trim()).expect("one record");
+    assert_eq!(line["eventId"], older.as_str());
+
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Service::start(other_dir.path(), &[]).await;
+    let path = file.to_str().expect("a path");
+    let imported = ok_json(&dlq(&other, &["import", path, "--json"]));
+    assert_eq!(imported["imported"], 1, "{imported}");
+    let again = ok_json(&dlq(&other, &["import", path, "--json"]));
+    assert_eq!(again["skipped"][0], older.as_str(), "{again}");
+    let record = api(&other, "GET", &format!("/api/dlq/event/{older}")).await;
+    assert_eq!(record["importedBy"], "anonymous");
+
+    let bad = file_dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{}\n").expect("written");
+    let refused = dlq(&other, &["import", bad.to_str().expect("a path")]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("line 1"), "{}", stderr(&refused));
+    let missing = dlq(&other, &["import", "/nonexistent/file.ndjson"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+}

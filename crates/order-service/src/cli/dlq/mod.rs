@@ -9,6 +9,7 @@
 
 mod render;
 mod request;
+mod search;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -102,6 +103,8 @@ pub enum DlqCommand {
     },
     /// The audit log of DLQ actions, newest first.
     Audit(AuditArgs),
+    #[command(flatten)]
+    Search(search::SearchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +198,9 @@ pub async fn run(args: &DlqArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return cannot_reach(&e),
     };
+    if let DlqCommand::Search(c) = &args.command {
+        return search::run(&client, c, args.json).await;
+    }
     let (method, path, body, view) = request_of(&args.command);
     let answer = match client.request(method, &path, body.as_ref()).await {
         Ok(answer) => answer,
