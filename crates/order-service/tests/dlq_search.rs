@@ -274,12 +274,13 @@ async fn a_viewer_searches_without_the_original_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_search_parameters_answer_400() {
     let t = seeded().await;
-    let long = "x".repeat(201);
+    let long = "x".repeat(256);
     for query in [
         "status=BOGUS".to_owned(),
         "status=%20PENDING".to_owned(),
         "source=ELSEWHERE".to_owned(),
         "from=yesterday".to_owned(),
+        "from=".to_owned(),
         "to=2024-13-01T00:00:00Z".to_owned(),
         "from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z".to_owned(),
         format!("q={long}"),

@@ -11,7 +11,7 @@ use super::cursor::{CursorPage, Listing};
 use super::error::ApiError;
 use super::extract::Params;
 
-fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
     match params.get(name) {
         Some(v) if v.chars().count() > AUDIT_TEXT_MAX => Err(ApiError::bad_request(format!(
             "query parameter {name} must be at most {AUDIT_TEXT_MAX} characters"
@@ -22,7 +22,7 @@ fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
 
 /// An instant filter: present means an RFC 3339 date-time (an empty value
 /// is not one, as for `asOf`).
-fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(super) fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
         .raw(name)
         .map(|v| {

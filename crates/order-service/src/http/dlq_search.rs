@@ -11,51 +11,22 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use chrono::{DateTime, Utc};
 use futures_util::{stream, StreamExt};
 use order_core::app::{DlqService, Principal, EXPORT_MAX_LINES, IMPORT_MAX_BYTES};
 use order_core::ports::{DlqFilter, DlqRecord, DlqSource, DlqStatus, Page};
 use serde::Serialize;
 
+use super::audit::{instant, text};
 use super::cursor::{encode, Listing};
 use super::dlq::records_for;
 use super::error::{ApiError, Problem};
 use super::extract::{principal as principal_of, read_body, Params};
 
-/// Longest `q` (characters).
-const TEXT_MAX: usize = 200;
-/// Longest id filter (characters): the stores' column width.
-const ID_MAX: usize = 255;
 /// The NDJSON media type of exports and imports.
 const NDJSON: &str = "application/x-ndjson";
 
-fn text(params: &Params, name: &str, max: usize) -> Result<Option<String>, ApiError> {
-    match params.get(name) {
-        Some(v) if v.chars().count() > max => Err(ApiError::bad_request(format!(
-            "query parameter {name} must be at most {max} characters"
-        ))),
-        v => Ok(v.map(str::to_owned)),
-    }
-}
-
-fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "query parameter {name} must be an RFC 3339 date-time such as \
-                         2024-05-01T10:00:00Z, got {:?}",
-                        v.chars().take(60).collect::<String>()
-                    ))
-                })
-        })
-        .transpose()
-}
-
-/// The filter of the query parameters; an empty value means no filter.
+/// The filter of the query parameters; an empty text or status means no
+/// filter, an empty `from` or `to` is not an instant (400).
 fn filter_of(params: &Params) -> Result<DlqFilter, ApiError> {
     let status = match params.get("status") {
         None => None,
@@ -76,10 +47,10 @@ fn filter_of(params: &Params) -> Result<DlqFilter, ApiError> {
         })?),
     };
     let filter = DlqFilter {
-        text: text(params, "q", TEXT_MAX)?,
-        event_type: text(params, "eventType", ID_MAX)?,
-        aggregate_id: text(params, "aggregateId", ID_MAX)?,
-        customer_id: text(params, "customerId", ID_MAX)?,
+        text: text(params, "q")?,
+        event_type: text(params, "eventType")?,
+        aggregate_id: text(params, "aggregateId")?,
+        customer_id: text(params, "customerId")?,
         orders: Vec::new(),
         status,
         source,
@@ -133,7 +104,7 @@ impl DlqSearchPage {
 #[allow(dead_code)]
 pub struct FilterQuery {
     /// Case-insensitive substring of the failure reason (`%` and `_` are literal). A scan: see the description.
-    #[param(max_length = 200)]
+    #[param(max_length = 255)]
     q: Option<String>,
     /// Exact event type (e.g. OrderCreated).
     #[param(max_length = 255, rename = "eventType")]
