@@ -89,6 +89,7 @@ fn needed_role(method: &str, path: &str) -> Option<Role> {
         (_, p) if p.starts_with("/api/orders") => Role::Operator,
         ("get", "/api/dlq/audit") => Role::Admin,
         ("get", p) if p.starts_with("/api/dlq/jobs") => Role::Operator,
+        ("get", "/api/dlq/export") => Role::Operator,
         ("get", p) if p.starts_with("/api/dlq/") => Role::Viewer,
         _ => Role::Admin,
     })

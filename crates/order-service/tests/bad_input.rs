@@ -889,7 +889,7 @@ fn catalogue() -> Vec<Case> {
     ] {
         c.push(
             case(
-                SEARCH,
+                DLQ_SEARCH,
                 format!("search: {q}"),
                 "GET",
                 format!("/api/orders?{q}"),
@@ -928,7 +928,7 @@ fn catalogue() -> Vec<Case> {
     ] {
         c.push(
             case(
-                SEARCH,
+                DLQ_SEARCH,
                 format!("search: {q} (valid)"),
                 "GET",
                 format!("/api/orders?{q}"),
@@ -2005,6 +2005,135 @@ fn catalogue() -> Vec<Case> {
             .holds("/totalElements", json!(0)),
         );
     }
+    // --- DLQ search, export and import ------------------------------------------------
+    const DLQ_SEARCH: &str = "GET /api/dlq/search";
+    const EXPORT: &str = "GET /api/dlq/export";
+    const IMPORT: &str = "POST /api/dlq/import";
+    let long_text = format!("q={}", "x".repeat(256));
+    let long_id = format!("customerId={}", "c".repeat(256));
+    for q in [
+        "status=BOGUS",
+        "status=%00",
+        "source=ELSEWHERE",
+        "from=yesterday",
+        "from=",
+        "to=2024-13-01T00:00:00Z",
+        "from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z",
+        long_text.as_str(),
+        long_id.as_str(),
+    ] {
+        for (op, path) in [(DLQ_SEARCH, "/api/dlq/search"), (EXPORT, "/api/dlq/export")] {
+            c.push(case(op, format!("{path}: {q}"), "GET", format!("{path}?{q}")).problem(400));
+        }
+    }
+    for q in ["after=garbage", "size=0", "page=-1"] {
+        c.push(
+            case(
+                DLQ_SEARCH,
+                format!("search: {q}"),
+                "GET",
+                format!("/api/dlq/search?{q}"),
+            )
+            .problem(400),
+        );
+    }
+    for q in ["limit=0", "limit=100001", "limit=x"] {
+        c.push(
+            case(
+                EXPORT,
+                format!("export: {q}"),
+                "GET",
+                format!("/api/dlq/export?{q}"),
+            )
+            .problem(400),
+        );
+    }
+    for (name, q) in [
+        (
+            "SQL metacharacters match nothing",
+            "q=%27%20OR%201%3D1%20--",
+        ),
+        ("a NUL matches nothing", "q=%00"),
+        ("wildcards are literal", "q=%25_%25"),
+    ] {
+        c.push(
+            case(
+                DLQ_SEARCH,
+                format!("search: {name}"),
+                "GET",
+                format!("/api/dlq/search?{q}"),
+            )
+            .answer(200)
+            .holds("/totalElements", Value::Null),
+        );
+        c.push(
+            case(
+                EXPORT,
+                format!("export: {name}"),
+                "GET",
+                format!("/api/dlq/export?{q}"),
+            )
+            .answer(200),
+        );
+    }
+    c.push(
+        case(
+            DLQ_SEARCH,
+            "search: an unknown customer",
+            "GET",
+            "/api/dlq/search?customerId=nobody",
+        )
+        .answer(200)
+        .holds("/totalElements", json!(0)),
+    );
+    for (name, content_type, body) in [
+        ("import: JSON is not NDJSON", Some("application/json"), "{}"),
+        ("import: no content type", None, "{}"),
+        ("import: text", Some("text/plain"), "{}"),
+    ] {
+        let mut k = case(IMPORT, name, "POST", "/api/dlq/import").body(body);
+        if let Some(ct) = content_type {
+            k = k.header("content-type", ct);
+        }
+        c.push(k.problem(415));
+    }
+    for (name, body) in [
+        ("import: not JSON", "not json\n".to_owned()),
+        ("import: an array line", "[]\n".to_owned()),
+        (
+            "import: an event id only",
+            r#"{"eventId":"e-1"}"#.to_owned(),
+        ),
+        (
+            "import: a 10,000-character event id",
+            format!(r#"{{"eventId":"{}"}}"#, "e".repeat(TEN_THOUSAND)),
+        ),
+    ] {
+        c.push(
+            case(IMPORT, name, "POST", "/api/dlq/import")
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .problem(400),
+        );
+    }
+    c.push(
+        case(IMPORT, "import: invalid UTF-8", "POST", "/api/dlq/import")
+            .header("content-type", "application/x-ndjson")
+            .body(b"\xff\xfe\n")
+            .problem(400),
+    );
+    c.push(
+        case(
+            IMPORT,
+            "import: an empty file imports nothing",
+            "POST",
+            "/api/dlq/import",
+        )
+        .header("content-type", "application/x-ndjson")
+        .body("\n\n")
+        .answer(200)
+        .holds("/imported", json!(0)),
+    );
     c.push(
         case(
             "GET /api/dlq/stats",
@@ -2178,6 +2307,9 @@ fn catalogue() -> Vec<Case> {
             ("/api/dlq/e-1/revisions/1/reject", vec!["POST"]),
         ),
         ("/api/dlq/audit", ("/api/dlq/audit", vec!["GET"])),
+        ("/api/dlq/search", ("/api/dlq/search", vec!["GET"])),
+        ("/api/dlq/export", ("/api/dlq/export", vec!["GET"])),
+        ("/api/dlq/import", ("/api/dlq/import", vec!["POST"])),
         ("/api/dlq/jobs", ("/api/dlq/jobs", vec!["GET"])),
         (
             "/api/dlq/jobs/{jobId}",

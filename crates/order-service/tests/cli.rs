@@ -150,10 +150,12 @@ async fn the_cli_shows_replays_and_resets_a_parked_event_as_the_api_does() {
     // reset: FAILED → PENDING, the answer is the record.
     let reset = ok_json(&dlq(&svc, &["reset", &event_id, "--json"]));
     assert_eq!(reset["status"], "PENDING");
-    assert_eq!(
-        reset,
-        api(&svc, "GET", &format!("/api/dlq/event/{event_id}")).await
-    );
+    // The record GET answers is the same, with its revision history.
+    let mut record = api(&svc, "GET", &format!("/api/dlq/event/{event_id}")).await;
+    let record = record.as_object_mut().expect("an object");
+    assert_eq!(record.remove("revisions"), Some(serde_json::json!([])));
+    assert_eq!(record.remove("approvalRequired"), Some(Value::Bool(false)));
+    assert_eq!(reset, Value::Object(record.clone()));
 
     // The bus is back: the replay publishes.
     svc.call("POST", "/api/test/bus/up", None).await;
@@ -617,4 +619,39 @@ async fn a_poison_message_is_revised_previewed_and_replayed_from_the_cli() {
     // Once: the record stays REPLAYED (no second failure reopened it).
     let record = api(&svc, "GET", &format!("/api/dlq/event/{id}")).await;
     assert_eq!(record["status"], "REPLAYED", "{record}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_searches_exports_and_imports_into_another_service() {
+    let (_dir, svc, older, _newer) = two_parked("exp").await;
+    let found = ok_json(&dlq(&svc, &["search", "--customer-id", "exp-1", "--json"]));
+    let records = found["content"].as_array().expect("content");
+    assert_eq!(records.len(), 1, "{found}");
+    assert_eq!(records[0]["eventId"], older.as_str());
+
+    let export = dlq(&svc, &["export", "--customer-id", "exp-1"]);
+    assert_eq!(export.status.code(), Some(0), "{}", stderr(&export));
+    let file_dir = tempfile::tempdir().expect("tempdir");
+    let file = file_dir.path().join("dlq.ndjson");
+    std::fs::write(&file, &export.stdout).expect("written");
+    let line: Value = serde_json::from_str(stdout(&export).trim()).expect("one record");
+    assert_eq!(line["eventId"], older.as_str());
+
+    let other_dir = tempfile::tempdir().expect("tempdir");
+    let other = Service::start(other_dir.path(), &[]).await;
+    let path = file.to_str().expect("a path");
+    let imported = ok_json(&dlq(&other, &["import", path, "--json"]));
+    assert_eq!(imported["imported"], 1, "{imported}");
+    let again = ok_json(&dlq(&other, &["import", path, "--json"]));
+    assert_eq!(again["skipped"][0], older.as_str(), "{again}");
+    let record = api(&other, "GET", &format!("/api/dlq/event/{older}")).await;
+    assert_eq!(record["importedBy"], "anonymous");
+
+    let bad = file_dir.path().join("bad.ndjson");
+    std::fs::write(&bad, "{}\n").expect("written");
+    let refused = dlq(&other, &["import", bad.to_str().expect("a path")]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("line 1"), "{}", stderr(&refused));
+    let missing = dlq(&other, &["import", "/nonexistent/file.ndjson"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
 }

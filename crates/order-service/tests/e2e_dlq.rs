@@ -407,8 +407,11 @@ async fn a_message_the_projector_cannot_process_is_dead_lettered_and_recorded_wi
         assert!(d.header("kafka_dlt-failed-at").is_some());
     }
 
-    // Replaying the poison record re-delivers it to order-events, once.
+    // Replaying the poison record re-delivers it once, to the projector
+    // alone: on the redelivery topic, addressed to its group; order-events
+    // keeps the original delivery only.
     let id = poison_id.to_string();
+    assert_eq!(poison_rec["consumerGroup"], "order-projector");
     let replay = svc
         .call("POST", &format!("/api/dlq/replay/{id}"), None)
         .await;
@@ -418,7 +421,17 @@ async fn a_message_the_projector_cannot_process_is_dead_lettered_and_recorded_wi
         .iter()
         .filter(|e| e.event_id == poison_id)
         .count();
-    assert_eq!(copies, 2, "the original delivery and the replay");
+    assert_eq!(copies, 1, "the original delivery only");
+    let redelivered: Vec<_> = support::read_deliveries(&bus, "order-events-redelivery")
+        .await
+        .into_iter()
+        .filter(|d| d.header("ce_id") == Some(id.as_str()))
+        .collect();
+    assert_eq!(redelivered.len(), 1, "the replay, once");
+    assert_eq!(
+        redelivered[0].header("orders_redeliver_to"),
+        Some("order-projector")
+    );
 
     // It is still unprocessable, so it fails again downstream: the record
     // is reopened with the new origin instead of claiming REPLAYED.

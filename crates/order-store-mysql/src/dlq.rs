@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord, Page,
-    ReplayClaims, SequenceChange, SequenceMember, StoreError,
+    DlqRecord, DlqSearch, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord,
+    Page, ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use sqlx::mysql::MySqlConnection;
 
@@ -187,6 +187,15 @@ impl DlqStore for MySqlStore {
         let q = dlq::list(status, &req, index_hint);
         self.timed(
             "list DLQ records",
+            fetch_page(self.pool(), &q, dlq::read_record),
+        )
+        .await
+    }
+
+    async fn search(&self, search: &DlqSearch) -> Result<Page<DlqRecord>, StoreError> {
+        let q = dlq::search(search, index_hint);
+        self.timed(
+            "search DLQ records",
             fetch_page(self.pool(), &q, dlq::read_record),
         )
         .await

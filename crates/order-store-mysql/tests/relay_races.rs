@@ -144,6 +144,12 @@ impl DlqStore for HookedDlq {
     ) -> Result<order_core::ports::Page<order_core::ports::DlqRecord>, StoreError> {
         self.inner.list_page(status, req).await
     }
+    async fn search(
+        &self,
+        search: &order_core::ports::DlqSearch,
+    ) -> Result<order_core::ports::Page<order_core::ports::DlqRecord>, StoreError> {
+        self.inner.search(search).await
+    }
     async fn stats(&self) -> Result<order_core::ports::DlqStats, StoreError> {
         DlqStore::stats(self.inner.as_ref()).await
     }

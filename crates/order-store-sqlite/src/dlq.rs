@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use order_core::ports::sql::dlq::{self, GuardedRows};
 use order_core::ports::{
-    DlqRecord, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord, Page,
-    ReplayClaims, SequenceChange, SequenceMember, StoreError,
+    DlqRecord, DlqSearch, DlqStats, DlqStatus, DlqStore, HeadQuery, ListRequest, NewDlqRecord,
+    Page, ReplayClaims, SequenceChange, SequenceMember, StoreError,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -109,6 +109,13 @@ impl DlqStore for SqliteStore {
         req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError> {
         let q = dlq::list(status, &req, index_hint);
+        self.db
+            .read_async(move |conn| fetch_page(conn, &q, dlq::read_record))
+            .await
+    }
+
+    async fn search(&self, search: &DlqSearch) -> Result<Page<DlqRecord>, StoreError> {
+        let q = dlq::search(search, index_hint);
         self.db
             .read_async(move |conn| fetch_page(conn, &q, dlq::read_record))
             .await

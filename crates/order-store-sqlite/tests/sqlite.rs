@@ -60,7 +60,7 @@ async fn reopening_keeps_data_and_does_not_reapply_migrations() {
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .expect("schema_migrations");
-    assert_eq!(applied, 8, "every migration recorded once");
+    assert_eq!(applied, 9, "every migration recorded once");
     let mode: String = raw
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .expect("journal mode");
@@ -269,6 +269,13 @@ async fn records_stored_before_the_failure_class_column_are_classified_from_thei
     let raw = rusqlite::Connection::open(&path).expect("raw");
     raw.execute_batch(
         "DELETE FROM schema_migrations WHERE version >= 5;
+         DROP TABLE dlq_revisions;
+         DROP INDEX idx_dlq_customer;
+         DROP INDEX idx_dlq_event_type;
+         ALTER TABLE dlq_replay_records DROP COLUMN consumer_group;
+         ALTER TABLE dlq_replay_records DROP COLUMN customer_id;
+         ALTER TABLE dlq_replay_records DROP COLUMN imported_at;
+         ALTER TABLE dlq_replay_records DROP COLUMN imported_by;
          DROP TABLE dlq_counters;
          DROP TRIGGER dlq_counters_insert;
          DROP TRIGGER dlq_counters_update;

@@ -31,6 +31,7 @@ pub use dlq::{
     RetentionConfig, SkipOutcome, TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX,
     MIN_HEADS_FOR_RATIO, SKIP_REASON_MAX,
 };
+pub use dlq::{ExportCursor, ImportOutcome, EXPORT_MAX_LINES, IMPORT_MAX_BYTES, IMPORT_MAX_LINES};
 pub use error::AppError;
 pub use listing::Listings;
 pub use metrics::{Gauges, Metrics};

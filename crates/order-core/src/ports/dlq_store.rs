@@ -410,6 +410,46 @@ pub struct ReplayClaims<'a> {
     pub until: DateTime<Utc>,
 }
 
+/// What [`DlqStore::search`] matches: every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DlqFilter {
+    /// A case-insensitive substring of the failure reason (`%` and `_`
+    /// are literal). Found by a scan (LIKE), see [`DlqStore::search`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Records of this order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate_id: Option<String>,
+    /// Records whose message names this customer (`customer_id`, filled
+    /// from `data.customerId`: only `OrderCreated` carries it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Records of any of these orders; empty: any order. The app layer
+    /// turns a customer search into the customer's orders.
+    #[serde(skip)]
+    pub orders: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<DlqStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<DlqSource>,
+    /// Failed at or after this instant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    /// Failed strictly before this instant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// [`DlqStore::search`]: the records `filter` matches, a page of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DlqSearch {
+    pub filter: DlqFilter,
+    pub page: ListRequest,
+}
+
 /// The DLQ records. Adapters store and find; every rule (what heads a
 /// sequence, who takes over, what may change) is decided in the core.
 #[async_trait]
@@ -429,6 +469,16 @@ pub trait DlqStore: Send + Sync {
         status: Option<DlqStatus>,
         req: ListRequest,
     ) -> Result<Page<DlqRecord>, StoreError>;
+
+    /// The records `search.filter` matches, newest failure first (then
+    /// highest id), by page number or after a cursor, read through the
+    /// index of the narrowest filter given (order, customer, event type,
+    /// status, else failure time). A text filter is checked row by row
+    /// along that index, so a page stops as soon as it is full; for the
+    /// same reason a search with text is not counted: its
+    /// `total_elements` is 0 (a COUNT would read every record in range).
+    /// Without text the total is an exact count of the filter.
+    async fn search(&self, search: &DlqSearch) -> Result<Page<DlqRecord>, StoreError>;
 
     /// [`list_page`](Self::list_page) by page number.
     async fn list(

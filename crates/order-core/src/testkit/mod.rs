@@ -277,6 +277,10 @@ macro_rules! dlq_store_contract {
                 a_keyset_walk_neither_skips_nor_repeats_records_that_stay,
                 counters_equal_a_real_count_after_random_changes,
                 counters_stay_exact_under_concurrent_writers,
+                search_filters_each_narrow,
+                search_text_is_case_insensitive_with_literal_wildcards,
+                search_time_range_includes_from_and_excludes_to,
+                search_keyset_pages_cover_every_match_once_in_order,
             ]
         );
     };

@@ -119,6 +119,18 @@ impl ServiceClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Answer, ClientError> {
+        let body = body.map(|b| ("application/json", Bytes::from(b.to_string())));
+        self.send(method, path, body).await
+    }
+
+    /// [`request`](Self::request) with a body of any media type:
+    /// `(content type, bytes)`.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Bytes)>,
+    ) -> Result<Answer, ClientError> {
         let unreachable = |reason: String| ClientError::Unreachable {
             url: self.url.clone(),
             reason,
@@ -148,9 +160,9 @@ impl ServiceClient {
                 req = req.header("authorization", format!("Bearer {}", key.trim()));
             }
             let payload = match body {
-                Some(b) => {
-                    req = req.header("content-type", "application/json");
-                    Bytes::from(b.to_string())
+                Some((content_type, bytes)) => {
+                    req = req.header("content-type", content_type);
+                    bytes
                 }
                 None => Bytes::new(),
             };

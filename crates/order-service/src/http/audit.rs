@@ -11,7 +11,7 @@ use super::cursor::{CursorPage, Listing};
 use super::error::ApiError;
 use super::extract::Params;
 
-fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
     match params.get(name) {
         Some(v) if v.chars().count() > AUDIT_TEXT_MAX => Err(ApiError::bad_request(format!(
             "query parameter {name} must be at most {AUDIT_TEXT_MAX} characters"
@@ -22,7 +22,7 @@ fn text(params: &Params, name: &str) -> Result<Option<String>, ApiError> {
 
 /// An instant filter: present means an RFC 3339 date-time (an empty value
 /// is not one, as for `asOf`).
-fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(super) fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
     params
         .raw(name)
         .map(|v| {
@@ -51,8 +51,8 @@ fn instant(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiErro
     params(
         ("principal" = Option<String>, Query, max_length = 255, description = "Exact principal name."),
         ("action" = Option<String>, Query,
-            pattern = r"^([Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Bb][Uu][Ll][Kk]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Rr][Ee][Ss][Ee][Tt]|[Dd][Ll][Qq]_[Ss][Kk][Ii][Pp]|[Tt][Ee][Ss][Tt]_[Pp][Uu][Bb][Ll][Ii][Ss][Hh]_[Ee][Vv][Ee][Nn][Tt]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Dd][Oo][Ww][Nn]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Uu][Pp]|[Rr][Ee][Aa][Dd]_[Mm][Oo][Dd][Ee][Ll]_[Rr][Ee][Bb][Uu][Ii][Ll][Dd]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Rr][Ee][Aa][Tt][Ee]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Aa][Nn][Cc][Ee][Ll])?$",
-            description = "An audit action (DLQ_REPLAY, DLQ_BULK_REPLAY, DLQ_RESET, DLQ_SKIP, TEST_PUBLISH_EVENT, TEST_BUS_DOWN, TEST_BUS_UP, READ_MODEL_REBUILD, DLQ_REPLAY_JOB_CREATE, DLQ_REPLAY_JOB_CANCEL), case-insensitive; empty means no filter; an unknown one is 400 naming the valid ones."),
+            pattern = r"^([Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Bb][Uu][Ll][Kk]_[Rr][Ee][Pp][Ll][Aa][Yy]|[Dd][Ll][Qq]_[Rr][Ee][Ss][Ee][Tt]|[Dd][Ll][Qq]_[Ss][Kk][Ii][Pp]|[Tt][Ee][Ss][Tt]_[Pp][Uu][Bb][Ll][Ii][Ss][Hh]_[Ee][Vv][Ee][Nn][Tt]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Dd][Oo][Ww][Nn]|[Tt][Ee][Ss][Tt]_[Bb][Uu][Ss]_[Uu][Pp]|[Rr][Ee][Aa][Dd]_[Mm][Oo][Dd][Ee][Ll]_[Rr][Ee][Bb][Uu][Ii][Ll][Dd]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Rr][Ee][Aa][Tt][Ee]|[Dd][Ll][Qq]_[Rr][Ee][Pp][Ll][Aa][Yy]_[Jj][Oo][Bb]_[Cc][Aa][Nn][Cc][Ee][Ll]|[Dd][Ll][Qq]_[Rr][Ee][Vv][Ii][Ss][Ii][Oo][Nn]_[Cc][Rr][Ee][Aa][Tt][Ee]|[Dd][Ll][Qq]_[Rr][Ee][Vv][Ii][Ss][Ii][Oo][Nn]_[Aa][Pp][Pp][Rr][Oo][Vv][Ee]|[Dd][Ll][Qq]_[Rr][Ee][Vv][Ii][Ss][Ii][Oo][Nn]_[Rr][Ee][Jj][Ee][Cc][Tt]|[Dd][Ll][Qq]_[Ee][Xx][Pp][Oo][Rr][Tt]|[Dd][Ll][Qq]_[Ii][Mm][Pp][Oo][Rr][Tt])?$",
+            description = "An audit action (DLQ_REPLAY, DLQ_BULK_REPLAY, DLQ_RESET, DLQ_SKIP, TEST_PUBLISH_EVENT, TEST_BUS_DOWN, TEST_BUS_UP, READ_MODEL_REBUILD, DLQ_REPLAY_JOB_CREATE, DLQ_REPLAY_JOB_CANCEL, DLQ_REVISION_CREATE, DLQ_REVISION_APPROVE, DLQ_REVISION_REJECT, DLQ_EXPORT, DLQ_IMPORT), case-insensitive; empty means no filter; an unknown one is 400 naming the valid ones."),
         ("target" = Option<String>, Query, max_length = 255, description = "Exact event id."),
         ("from" = Option<String>, Query, format = DateTime, description = "Entries at or after this instant (RFC 3339)."),
         ("to" = Option<String>, Query, format = DateTime, description = "Entries strictly before this instant (RFC 3339); not before from."),

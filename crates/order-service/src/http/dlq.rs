@@ -56,7 +56,10 @@ pub async fn stats(State(dlq): State<Arc<DlqService>>) -> Result<Response, ApiEr
 /// DLQ records as JSON for `principal`: below operator without
 /// `originalEvent` (the event payload, customer data included). Without a
 /// principal (cannot happen behind `auth::authorize`) the payload is hidden.
-fn records_for(principal: Option<Extension<Principal>>, body: impl Serialize) -> Response {
+pub(super) fn records_for(
+    principal: Option<Extension<Principal>>,
+    body: impl Serialize,
+) -> Response {
     match masked(principal, body) {
         Ok(value) => Json(value).into_response(),
         Err(e) => e.into_response(),

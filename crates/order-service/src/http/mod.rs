@@ -13,6 +13,7 @@ pub mod cursor;
 pub mod dashboard;
 pub mod dlq;
 pub mod dlq_repair;
+pub mod dlq_search;
 pub mod error;
 pub mod extract;
 pub mod jwks;
@@ -28,6 +29,7 @@ use std::any::Any;
 use std::convert::Infallible;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request};
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware::{self, Next};
@@ -113,6 +115,13 @@ pub(crate) fn declared_routes(test_endpoints: bool) -> Routes {
         )
         .put("/api/dlq/reset/{eventId}", ADMIN_LIMITED, dlq::reset)
         .post("/api/dlq/skip/{eventId}", ADMIN_LIMITED, dlq::skip)
+        .get("/api/dlq/search", VIEWER, dlq_search::search)
+        .get("/api/dlq/export", OPERATOR, dlq_search::export)
+        .post(
+            "/api/dlq/import",
+            ADMIN,
+            Handler::layer(dlq_search::import, dlq_search::import_limit()),
+        )
         .get("/api/dlq/audit", ADMIN, audit::list)
         .post(
             "/api/admin/read-model/rebuild",

@@ -33,7 +33,7 @@ use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Schem
 use utoipa::{Modify, OpenApi, ToResponse};
 
 use super::error::PROBLEM_JSON;
-use super::{audit, dashboard, dlq, dlq_repair, ops, orders, testing};
+use super::{audit, dashboard, dlq, dlq_repair, dlq_search, ops, orders, testing};
 
 const DESCRIPTION: &str = "Event-sourced order service: commands commit events, current state \
 and outbox rows in one transaction; an outbox relay publishes them to the bus (parking what \
@@ -115,6 +115,9 @@ pub struct CursorQuery {
         dlq_repair::revise,
         dlq_repair::approve,
         dlq_repair::reject,
+        dlq_search::search,
+        dlq_search::export,
+        dlq_search::import,
         audit::list,
         ops::rebuild_read_model,
         ops::health,

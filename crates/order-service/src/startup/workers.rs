@@ -235,8 +235,13 @@ impl Background {
             .subscribe(&config.dlq_recorder_group, &config.topic_dlq)
             .await
             .map_err(|e| StartupError::Bus(e.to_string()))?;
+        // Its own consumer group: a second member with another topic in the
+        // projector's group would join every rebalance of the events topic
+        // (on Tansu, a broker outage then left the events partitions
+        // unconsumed). It accepts what is addressed to the projector's group.
+        let redelivery_group = format!("{}-redelivery", config.projector_group);
         let redelivery_sub = raw_bus
-            .subscribe(&config.projector_group, &config.topic_redelivery)
+            .subscribe(&redelivery_group, &config.topic_redelivery)
             .await
             .map_err(|e| StartupError::Bus(e.to_string()))?;
 

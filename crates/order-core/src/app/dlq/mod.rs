@@ -22,6 +22,7 @@ pub mod redrive;
 pub mod renew;
 pub mod retention;
 pub mod revisions;
+mod search;
 pub mod sequencing;
 pub mod service;
 mod test_publish;
@@ -32,6 +33,10 @@ pub use recorder::DlqRecorder;
 pub use redrive::{AutoRedriver, RedriveClass, RedriveConfig, RedriveReport};
 pub use retention::{Retention, RetentionConfig};
 pub use revisions::{Decision, Edit, ReviseRequest, REVISION_REASON_MAX};
+pub use search::{
+    ExportCursor, ImportOutcome, CUSTOMER_ORDERS_MAX, EXPORT_MAX_LINES, IMPORT_MAX_BYTES,
+    IMPORT_MAX_LINES,
+};
 pub use service::{
     BulkReplayOutcome, BulkReplayRequest, DlqService, Repair, ReplayOutcome, SkipOutcome,
     TestPublishOutcome, BULK_REPLAY_MAX, JOB_LIMIT_MAX, REDELIVER_TO_HEADER, SKIP_REASON_MAX,

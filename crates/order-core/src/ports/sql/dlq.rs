@@ -23,6 +23,7 @@ use super::Where;
 use crate::ports::Cursor;
 use crate::ports::CursorId;
 use crate::ports::DlqRecord;
+use crate::ports::DlqSearch;
 use crate::ports::DlqSource;
 use crate::ports::DlqStats;
 use crate::ports::DlqStatus;
@@ -159,6 +160,80 @@ pub fn list(status: Option<DlqStatus>, req: &ListRequest, hint: IndexHint) -> Pa
         req,
     )
     .counted_by(count(status))
+}
+
+/// The character that escapes `%`, `_` and itself in a LIKE pattern
+/// (not `\`: MySQL reads a backslash in a string literal as an escape,
+/// SQLite does not).
+const LIKE_ESCAPE: char = '!';
+
+/// `%text%` with `text` lowercased and its LIKE wildcards made literal.
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_') || c == LIKE_ESCAPE {
+            p.push(LIKE_ESCAPE);
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// The records a [`DlqSearch`] matches, newest failure first, through the
+/// index of its narrowest filter (`hint` writes it). The text is matched
+/// as `LOWER(failure_reason) LIKE '%text%'`, row by row along that index;
+/// such a search is not counted (its count statement answers 0), any
+/// other gets an exact `COUNT(*)` of its filter.
+pub fn search(q: &DlqSearch, hint: IndexHint) -> PageQuery {
+    let f = &q.filter;
+    let index = if f.aggregate_id.is_some() || !f.orders.is_empty() {
+        "idx_dlq_aggregate"
+    } else if f.customer_id.is_some() {
+        "idx_dlq_customer"
+    } else if f.event_type.is_some() {
+        "idx_dlq_event_type"
+    } else if f.status.is_some() {
+        "idx_dlq_status_failure_time"
+    } else {
+        "idx_dlq_failure_time"
+    };
+    let mut filter = Where::default()
+        .and("aggregate_id = ?", f.aggregate_id.as_ref())
+        .and("customer_id = ?", f.customer_id.as_ref())
+        .and("event_type = ?", f.event_type.as_ref())
+        .and("status = ?", f.status.map(DlqStatus::as_str))
+        .and("source = ?", f.source.map(DlqSource::as_str))
+        .and("failure_time >= ?", f.from)
+        .and("failure_time < ?", f.to);
+    if !f.orders.is_empty() {
+        filter
+            .clauses
+            .push(format!("aggregate_id IN ({})", in_list(f.orders.len())));
+        filter.args.extend(f.orders.iter().map(SqlValue::from));
+    }
+    let pattern = f.text.as_deref().map(contains_pattern);
+    let counted = pattern.is_none();
+    if let Some(p) = pattern {
+        filter.clauses.push(format!(
+            "LOWER(failure_reason) LIKE ? ESCAPE '{LIKE_ESCAPE}'"
+        ));
+        filter.args.push(SqlValue::Text(p));
+    }
+    let query = PageQuery::in_index(
+        COLUMNS,
+        "dlq_replay_records",
+        (index, hint),
+        filter,
+        SORT,
+        &q.page,
+    );
+    if counted {
+        query
+    } else {
+        query.counted_by(Statement::new("SELECT 0", []))
+    }
 }
 
 /// The sum of the `dlq_counters` rows (of one status): the triggers of
@@ -614,5 +689,16 @@ pub fn step_statements(
                 SqlValue::from(event_id),
             ],
         )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_search_pattern_is_lowercase_with_its_wildcards_literal() {
+        assert_eq!(contains_pattern("Broker"), "%broker%");
+        assert_eq!(contains_pattern("50%_!x"), "%50!%!_!!x%");
     }
 }

@@ -22,12 +22,14 @@ mod heads;
 mod listing;
 mod ordering;
 mod records;
+mod search;
 mod skipping;
 
 pub use heads::*;
 pub use listing::*;
 pub use ordering::*;
 pub use records::*;
+pub use search::*;
 pub use skipping::*;
 
 async fn get(dlq: &Arc<dyn DlqStore>, event_id: &str) -> DlqRecord {

@@ -10,6 +10,7 @@
 mod render;
 mod repair;
 mod request;
+mod search;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -105,6 +106,8 @@ pub enum DlqCommand {
     Audit(AuditArgs),
     #[command(flatten)]
     Repair(repair::RepairCommand),
+    #[command(flatten)]
+    Search(search::SearchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +201,9 @@ pub async fn run(args: &DlqArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return cannot_reach(&e),
     };
+    if let DlqCommand::Search(c) = &args.command {
+        return search::run(&client, c, args.json).await;
+    }
     let (method, path, mut body, view) = request_of(&args.command);
     if let DlqCommand::Repair(repair::RepairCommand::Revise(r)) = &args.command {
         match repair::revise_body(r) {

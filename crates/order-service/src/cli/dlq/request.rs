@@ -13,6 +13,10 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
     match command {
         DlqCommand::Stats => ("GET", "/api/dlq/stats".into(), None, View::Stats),
         DlqCommand::Repair(r) => super::repair::request_of(r),
+        DlqCommand::Search(c) => {
+            let (method, path) = super::search::request_of(c);
+            (method, path, None, View::Page)
+        }
         DlqCommand::List {
             status,
             page,
@@ -129,7 +133,7 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
 }
 
 /// `?k=v&…` of the parameters that are set, or nothing.
-fn query(params: &[(&str, Option<String>)]) -> String {
+pub(super) fn query(params: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = params
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v))))
