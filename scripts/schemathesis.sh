@@ -90,6 +90,7 @@ done
 # a documented 502) and the run would test an outage rather than the API.
 # Everything else, the other test endpoints included, is exercised.
 CONFIG="$PWD/scripts/schemathesis.toml"
+HOOKS="$PWD/scripts/schemathesis_hooks.py"
 args=(
     run "$BASE/v3/api-docs"
     --checks "${ST_CHECKS:-all}"
@@ -105,7 +106,9 @@ if [[ -n "${ST_SEED:-}" ]]; then
 fi
 log "st ${args[*]}"
 status=0
-(cd "$WORK" && "$VENV/bin/st" --config-file "$CONFIG" "${args[@]}") || status=$?
+# The hooks teach schemathesis the NDJSON body of POST /api/dlq/import.
+(cd "$WORK" && SCHEMATHESIS_HOOKS="$HOOKS" \
+    "$VENV/bin/st" --config-file "$CONFIG" "${args[@]}") || status=$?
 
 if grep -q "panicked" "$WORK/service.log"; then
     log "the service panicked during the run:"

@@ -1154,6 +1154,16 @@ fn catalogue() -> Vec<Case> {
     c.push(
         case(
             CONFIRM,
+            "confirm: an empty paymentId= beside a valid body",
+            "PUT",
+            "/api/orders/{order}/confirm?paymentId=",
+        )
+        .json(r#"{"paymentId":"p-1"}"#)
+        .problem(422),
+    );
+    c.push(
+        case(
+            CONFIRM,
             "confirm: paymentId=%00",
             "PUT",
             "/api/orders/{order}/confirm?paymentId=%00",

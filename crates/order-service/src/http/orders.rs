@@ -689,7 +689,9 @@ fn transition_from<'a, T: Deserialize<'a>>(
     make: impl Fn(Option<String>) -> Result<Transition, order_core::domain::DomainError>,
 ) -> Result<Transition, ApiError> {
     let from_body = body_string(body, field, member)?;
-    match params.get(field) {
+    // An empty query parameter is still given (and wins): `paymentId=` is
+    // a blank payment id (422), `reason=` no reason.
+    match params.raw(field) {
         Some(query) => {
             if from_body.is_some() {
                 make(from_body).map_err(domain)?;

@@ -55,6 +55,9 @@ pub enum RedriveClass {
     Permanent,
     /// A consumer could not process it (a poison message): never redriven.
     Consumer,
+    /// Imported from another environment's export, to reproduce a problem:
+    /// never redriven; an operator replays it on purpose.
+    Imported,
 }
 
 /// Whether the automatic redrive may replay `rec`. A FAILED record keeps the
@@ -63,6 +66,9 @@ pub enum RedriveClass {
 pub fn classify(rec: &DlqRecord) -> RedriveClass {
     if rec.source == DlqSource::Consumer {
         return RedriveClass::Consumer;
+    }
+    if rec.imported_at.is_some() {
+        return RedriveClass::Imported;
     }
     let replay = rec
         .replay_failure_class
@@ -340,6 +346,13 @@ mod tests {
     fn a_held_event_without_an_error_of_its_own_is_retryable() {
         let r = record(DlqSource::Publish, None);
         assert_eq!(classify(&r), RedriveClass::Retryable);
+    }
+
+    #[test]
+    fn an_imported_record_is_never_redriven() {
+        let mut r = record(DlqSource::Publish, Some(FailureClass::Retryable));
+        r.imported_at = Some(crate::domain::now());
+        assert_eq!(classify(&r), RedriveClass::Imported);
     }
 
     #[test]
