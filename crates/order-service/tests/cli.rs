@@ -595,6 +595,11 @@ async fn a_poison_message_is_revised_previewed_and_replayed_from_the_cli() {
 
     let preview = ok_json(&dlq(&svc, &["preview", &id, "--json"]));
     assert_eq!(preview["replayable"], true, "{preview}");
+    // The same from `replay --preview`, and for every head with --all.
+    let again = ok_json(&dlq(&svc, &["replay", &id, "--preview", "--json"]));
+    assert_eq!(again["messages"], preview["messages"]);
+    let all = ok_json(&dlq(&svc, &["replay", "--all", "--preview", "--json"]));
+    assert_eq!(all["previews"][0]["eventId"], id.as_str(), "{all}");
     assert_eq!(preview["messages"][0]["topic"], "order-events-redelivery");
     assert_eq!(preview["readModel"]["after"]["totalAmount"], "25.00");
 

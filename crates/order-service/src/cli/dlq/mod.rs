@@ -75,7 +75,8 @@ pub enum DlqCommand {
     Show { event_id: String },
     /// Replay one record (a sequence head publishes the events held behind
     /// it), or with --all start a replay job over every matching sequence
-    /// head and follow it until it ends (--no-wait: print its id).
+    /// head and follow it until it ends (--no-wait: print its id);
+    /// --preview shows what it would do instead.
     Replay(ReplayArgs),
     /// Bulk replay jobs, newest first, or one job.
     Jobs {
@@ -142,6 +143,11 @@ pub struct ReplayArgs {
     /// Start the job and print its id instead of following it
     #[arg(long, conflicts_with_all = ["event_id", "dry_run"])]
     pub no_wait: bool,
+    /// Show what the replay would send, in order, and the read-model
+    /// document before and after; send nothing (with --all: each matching
+    /// head, at most 100)
+    #[arg(long, conflicts_with_all = ["dry_run", "no_wait"])]
+    pub preview: bool,
     /// Milliseconds between looks at a followed job
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
     pub poll_ms: u64,

@@ -8,6 +8,15 @@ use super::render::View;
 use super::DlqCommand;
 use crate::cli::client::encode;
 
+/// The query that asks a replay for its preview instead.
+fn preview(on: bool) -> &'static str {
+    if on {
+        "?preview=true"
+    } else {
+        ""
+    }
+}
+
 /// The HTTP request that carries out `command`.
 pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<Value>, View) {
     match command {
@@ -44,9 +53,13 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
         DlqCommand::Replay(r) => match &r.event_id {
             Some(id) if !r.all => (
                 "POST",
-                format!("/api/dlq/replay/{}", encode(id)),
+                format!("/api/dlq/replay/{}{}", encode(id), preview(r.preview)),
                 None,
-                View::Replay,
+                if r.preview {
+                    View::Record
+                } else {
+                    View::Replay
+                },
             ),
             _ => {
                 let mut body = Map::new();
@@ -73,9 +86,13 @@ pub(super) fn request_of(command: &DlqCommand) -> (&'static str, String, Option<
                 }
                 (
                     "POST",
-                    "/api/dlq/replay".into(),
+                    format!("/api/dlq/replay{}", preview(r.preview)),
                     Some(Value::Object(body)),
-                    View::BulkReplay,
+                    if r.preview {
+                        View::Generic
+                    } else {
+                        View::BulkReplay
+                    },
                 )
             }
         },
@@ -163,6 +180,7 @@ mod tests {
             from: None,
             to: Some("2024-05-01T00:00:00Z".into()),
             no_wait: false,
+            preview: false,
             poll_ms: 1000,
         };
         let (method, path, body, _) = request_of(&DlqCommand::Replay(args));
@@ -177,6 +195,32 @@ mod tests {
                 "to": "2024-05-01T00:00:00Z"
             }))
         );
+    }
+
+    #[test]
+    fn a_preview_asks_the_replay_endpoints_for_their_preview() {
+        let args = |event_id: Option<&str>, all: bool| ReplayArgs {
+            event_id: event_id.map(str::to_owned),
+            all,
+            limit: Some(7),
+            dry_run: false,
+            aggregate_id: None,
+            event_type: None,
+            status: None,
+            from: None,
+            to: None,
+            no_wait: false,
+            preview: true,
+            poll_ms: 1000,
+        };
+        let (m, path, body, _) = request_of(&DlqCommand::Replay(args(Some("e1"), false)));
+        assert_eq!(
+            (m, path.as_str(), body),
+            ("POST", "/api/dlq/replay/e1?preview=true", None)
+        );
+        let (_, path, body, _) = request_of(&DlqCommand::Replay(args(None, true)));
+        assert_eq!(path, "/api/dlq/replay?preview=true");
+        assert_eq!(body, Some(json!({ "limit": 7 })));
     }
 
     #[test]
