@@ -154,7 +154,7 @@ pub async fn event(
 ) -> Result<Response, ApiError> {
     let id = event_id(id)?;
     let record = dlq.get(&id).await?;
-    let revisions = dlq.revisions(&id).await.unwrap_or_else(|e| {
+    let revisions = dlq.revisions_of(&id).await.unwrap_or_else(|e| {
         // The record is there; a history it cannot read is not worth a 5xx.
         tracing::warn!(event_id = %id, error = %e, "could not read a DLQ record's revisions");
         Vec::new()

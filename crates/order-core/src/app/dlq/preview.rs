@@ -149,7 +149,8 @@ impl DlqService {
             }
         }
         let mut records = vec![(rec.clone(), revision.clone())];
-        if refusal.is_none() || rec.blocked_by.is_none() {
+        // A held record has nothing held behind it.
+        if rec.blocked_by.is_none() {
             for held in self.dlq.blocked_behind(&rec.event_id).await? {
                 records.push((held, None));
             }

@@ -102,7 +102,13 @@ impl DlqService {
     /// The record's revisions, lowest number first (404 for an unknown record).
     pub async fn revisions(&self, event_id: &str) -> Result<Vec<Revision>, AppError> {
         self.get(event_id).await?;
-        Ok(self.revision_store()?.revisions(event_id).await?)
+        self.revisions_of(event_id).await
+    }
+
+    /// [`revisions`](Self::revisions) of a record the caller has read
+    /// already (no second look-up of the record).
+    pub async fn revisions_of(&self, event_id: &str) -> Result<Vec<Revision>, AppError> {
+        Ok(self.history(event_id).await?.0)
     }
 
     pub(super) async fn history(&self, event_id: &str) -> Result<History, AppError> {
