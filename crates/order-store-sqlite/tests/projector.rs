@@ -103,6 +103,9 @@ impl World {
                 redelivery_topic: None,
                 batch_size: 100,
                 linger: Duration::ZERO,
+                // Small pages: a rebuild reads the next page while it
+                // projects this one, and an order's events span pages.
+                rebuild_page: 64,
             },
             Arc::new(Metrics::default()),
         )

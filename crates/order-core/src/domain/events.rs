@@ -139,13 +139,14 @@ impl OrderEvent {
         };
         match event_type {
             ORDER_CREATED => {
-                let data = match schema_version {
-                    1 => upcast_created_v1(data).map_err(malformed)?,
-                    2 => data.clone(),
+                // Read from the borrowed value: no copy of the data is made
+                // unless it has to be upcast.
+                let d = match schema_version {
+                    1 => CreatedData::deserialize(&upcast_created_v1(data).map_err(malformed)?),
+                    2 => CreatedData::deserialize(data),
                     _ => return Err(unsupported()),
-                };
-                let d: CreatedData =
-                    serde_json::from_value(data).map_err(|e| malformed(e.to_string()))?;
+                }
+                .map_err(|e| malformed(e.to_string()))?;
                 Ok(OrderEvent::Created {
                     customer_id: d.customer_id,
                     restaurant_id: d.restaurant_id,
@@ -159,14 +160,14 @@ impl OrderEvent {
                 }
                 match other {
                     ORDER_CONFIRMED => {
-                        let d: ConfirmedData = serde_json::from_value(data.clone())
+                        let d = ConfirmedData::deserialize(data)
                             .map_err(|e| malformed(e.to_string()))?;
                         Ok(OrderEvent::Confirmed {
                             payment_id: d.payment_id,
                         })
                     }
                     ORDER_CANCELLED => {
-                        let d: CancelledData = serde_json::from_value(data.clone())
+                        let d = CancelledData::deserialize(data)
                             .map_err(|e| malformed(e.to_string()))?;
                         Ok(OrderEvent::Cancelled { reason: d.reason })
                     }

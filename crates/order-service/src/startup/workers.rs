@@ -127,6 +127,7 @@ pub(super) fn projector_config(config: &Config, linger: Duration) -> ProjectorCo
         redelivery_topic: Some(config.topic_redelivery.clone()),
         batch_size: PROJECTOR_BATCH,
         linger,
+        rebuild_page: order_core::app::projector::DEFAULT_REBUILD_PAGE,
     }
 }
 

@@ -42,6 +42,9 @@ pub struct ProjectorConfig {
     /// before processing: fewer, larger read-model transactions under load,
     /// at the price of this much projection lag.
     pub linger: Duration,
+    /// Events read from the event store at once in a rebuild (see
+    /// [`DEFAULT_REBUILD_PAGE`]).
+    pub rebuild_page: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -428,19 +431,24 @@ impl Projector {
     async fn project_everything(&self) -> Result<(u64, i64), AppError> {
         let mut after = 0;
         let mut events = 0u64;
-        loop {
-            let page = self.events.read_all(after, REBUILD_PAGE).await?;
-            let Some(last) = page.last() else { break };
+        let size = self.cfg.rebuild_page.max(1);
+        let mut page = self.events.read_all(after, size).await?;
+        while let Some(last) = page.last() {
             after = last.position;
             events += page.len() as u64;
             let envs: Vec<Option<EventEnvelope>> =
                 page.into_iter().map(|e| Some(e.envelope)).collect();
-            let report = self.project(&envs).await?;
-            if let Some((i, reason)) = report.poison.first() {
+            // The next page is read while this one is projected: the event
+            // store and the read model are separate databases, so the read
+            // and the fold and write run on both cores at once.
+            let (report, next) =
+                tokio::join!(self.project(&envs), self.events.read_all(after, size));
+            if let Some((i, reason)) = report?.poison.first() {
                 return Err(AppError::Internal(format!(
                     "event store holds an unprojectable event at index {i}: {reason}"
                 )));
             }
+            page = next?;
         }
         Ok((events, after))
     }
@@ -448,7 +456,7 @@ impl Projector {
 
 /// Events per read-model batch in a rebuild: an order's events mostly land
 /// in one page, so most documents are written once.
-const REBUILD_PAGE: usize = 20_000;
+pub const DEFAULT_REBUILD_PAGE: usize = 20_000;
 
 /// A target nothing logs to: a subscriber that exports spans (the service's
 /// OTLP layer) enables it and the log filter disables it, so
