@@ -20,6 +20,9 @@
 //!     [--kafka-brokers 127.0.0.1:PORT] [--mongodb-uri mongodb://127.0.0.1:PORT]
 //!     [--raw-clients 64] [--raw-batch-clients 4] [--raw-batch 64]
 //!
+//! # MySQL event store alone (fresh database; embedded bus, SQLite read model):
+//! cargo run --release -p order-bench -- --profile mysql [--mysql-url mysql://root@127.0.0.1:3306]
+//!
 //! # relay drain: preload the outbox, then time N instances draining it
 //! # (and, with N ≥ 2, the failover after one is killed); production backends
 //! cargo build --release -p order-service -p order-bench
@@ -29,7 +32,7 @@
 //! ```
 //!
 //! The embedded profile's raw ceiling is SQLite (one connection, batched and
-//! one command per transaction); the production profile's is MySQL: one
+//! one command per transaction); the MySQL and production profiles' is MySQL: one
 //! event row + one order row per transaction from `--raw-clients`
 //! connections, and `--raw-batch` commands per transaction from
 //! `--raw-batch-clients` connections.
@@ -38,8 +41,9 @@
 //! the service process from `/proc/<pid>/stat` ([`cpu`]) from the end of the
 //! warm-up to the end of the load, and — the headline "service CPU per
 //! command" — until the outbox and the projector have caught up, since the
-//! pipeline's work goes on after the last response. The production profile
-//! adds `mariadbd`, Tansu (`$ORDER_TEST_TANSU_PID`) and nx-27017 when found;
+//! pipeline's work goes on after the last response. The MySQL profile adds
+//! `mariadbd`, the production profile also Tansu (`$ORDER_TEST_TANSU_PID`)
+//! and nx-27017 when found;
 //! the load generator's own CPU is shown too (it shares the cores).
 //!
 //! The **echo ceiling** ([`echo`], `--echo-seconds`, 0 skips) is a minimal
@@ -72,6 +76,7 @@ pub mod profile;
 pub mod prom;
 pub mod raw;
 pub mod raw_mysql;
+pub mod rebuild;
 pub mod report;
 pub mod service;
 
@@ -92,11 +97,13 @@ pub struct Options {
     /// relay draining a preloaded outbox (always on the production backends).
     #[arg(long, value_enum, default_value_t = Scenario::Load)]
     pub scenario: Scenario,
-    /// Backends of the spawned service: embedded (SQLite, embedded bus) or
-    /// production (MySQL/MariaDB + Kafka + MongoDB, fresh names per run).
+    /// Backends of the spawned service: embedded (SQLite, embedded bus),
+    /// mysql (a fresh MySQL/MariaDB database with the embedded bus and the
+    /// SQLite read model) or production (MySQL/MariaDB + Kafka + MongoDB,
+    /// fresh names per run).
     #[arg(long, value_enum, default_value_t = profile::Profile::Embedded)]
     pub profile: profile::Profile,
-    /// Production: MySQL server URL without a database [default:
+    /// MySQL and production: MySQL server URL without a database [default:
     /// $ORDER_TEST_MYSQL_URL, else mysql://root@127.0.0.1:3306].
     #[arg(long, value_name = "URL")]
     pub mysql_url: Option<String>,
@@ -150,6 +157,11 @@ pub struct Options {
     /// echoed with 201, same load code and connections); 0 skips it.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub echo_seconds: u64,
+    /// After the load: rebuild the read model from the event store once
+    /// (`POST /api/admin/read-model/rebuild`) and report events/s and the
+    /// service's CPU per event.
+    #[arg(long)]
+    pub rebuild: bool,
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -238,16 +250,34 @@ pub(crate) fn progress(msg: impl fmt::Display) {
     eprintln!("order-bench: {msg}");
 }
 
-/// The production profile's backends and this run's fresh names.
+/// The MySQL or production profile's backends and this run's fresh names.
 #[derive(Debug, Clone)]
 struct Production {
+    profile: profile::Profile,
     backends: profile::Backends,
     names: profile::RunNames,
+}
+
+impl Production {
+    fn service_env(&self) -> Vec<(&'static str, String)> {
+        match self.profile {
+            profile::Profile::Mysql => profile::mysql_service_env(&self.backends, &self.names),
+            _ => profile::service_env(&self.backends, &self.names),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.profile {
+            profile::Profile::Mysql => profile::describe_mysql(&self.backends, &self.names),
+            _ => profile::describe(&self.backends, &self.names),
+        }
+    }
 }
 
 /// The production backends from the options, else the environment.
 fn production_backends(opts: &Options) -> Result<profile::Backends> {
     profile::Backends::resolve(
+        opts.profile == profile::Profile::Mysql,
         opts.mysql_url.as_deref(),
         opts.kafka_brokers.as_deref(),
         opts.mongodb_uri.as_deref(),
@@ -304,6 +334,11 @@ pub(crate) async fn catch_up(
 /// Runs the whole benchmark and prints the result.
 pub async fn run(opts: Options) -> Result<()> {
     if opts.scenario == Scenario::Drain {
+        if opts.profile == profile::Profile::Mysql {
+            return Err(Error::msg(
+                "--scenario drain always runs on the production backends; leave out --profile mysql",
+            ));
+        }
         if opts.url.is_some() {
             return Err(Error::msg(
                 "--scenario drain spawns its own instances on fresh databases and topics; \
@@ -333,6 +368,11 @@ pub async fn run(opts: Options) -> Result<()> {
         let backends = match opts.profile {
             profile::Profile::Production => Some(production_backends(&opts)?),
             profile::Profile::Embedded => None,
+            profile::Profile::Mysql => {
+                return Err(Error::msg(
+                    "--scenario outage runs on --profile embedded or production",
+                ))
+            }
         };
         let bin = service::resolve_service_bin(opts.service_bin.clone())?;
         let run = outage::run(
@@ -356,20 +396,31 @@ pub async fn run(opts: Options) -> Result<()> {
                 || opts.mongodb_uri.is_some()
             {
                 return Err(Error::msg(
-                    "--mysql-url, --kafka-brokers and --mongodb-uri need --profile production",
+                    "--mysql-url needs --profile mysql or production; --kafka-brokers and \
+                     --mongodb-uri need --profile production",
                 ));
             }
             None
         }
-        profile::Profile::Production => {
+        profile::Profile::Production | profile::Profile::Mysql => {
             if opts.url.is_some() {
-                return Err(Error::msg(
-                    "--profile production spawns its own service on fresh databases and topics; \
+                return Err(Error::msg(format!(
+                    "--profile {} spawns its own service on a fresh database; \
                      it cannot be combined with --url",
+                    opts.profile.name()
+                )));
+            }
+            if opts.profile == profile::Profile::Mysql
+                && (opts.kafka_brokers.is_some() || opts.mongodb_uri.is_some())
+            {
+                return Err(Error::msg(
+                    "--profile mysql runs the embedded bus and the SQLite read model; \
+                     --kafka-brokers and --mongodb-uri need --profile production",
                 ));
             }
             let backends = production_backends(&opts)?;
             Some(Production {
+                profile: opts.profile,
                 backends,
                 names: profile::RunNames::fresh(),
             })
@@ -385,8 +436,8 @@ pub async fn run(opts: Options) -> Result<()> {
 
 async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let backends_env = production.map(|p| profile::service_env(&p.backends, &p.names));
-    let backends_desc = production.map(|p| profile::describe(&p.backends, &p.names));
+    let backends_env = production.map(Production::service_env);
+    let backends_desc = production.map(Production::describe);
     if let Some(d) = &backends_desc {
         progress(format!("production backends: {d}"));
     }
@@ -415,6 +466,10 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
 
     let drain_limit = Duration::from_secs(opts.drain_timeout.unwrap_or(60));
     let backends_pids = match production {
+        Some(p) if p.profile == profile::Profile::Mysql => cpu::production_backends()
+            .into_iter()
+            .filter(|(name, _)| name == "mariadbd")
+            .collect(),
         Some(_) => cpu::production_backends(),
         None => Vec::new(),
     };
@@ -497,6 +552,25 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
             }
         };
         (load, died, drain, server, cpu, None)
+    };
+
+    let rebuild = if opts.rebuild {
+        progress("rebuilding the read model from the event store");
+        match rebuild::measure(&target, &meter, Duration::from_secs(1800)).await {
+            Ok(r) => {
+                progress(format!(
+                    "rebuild done: {} events, {} orders in {} ms ({} events/s)",
+                    r.events, r.orders, r.millis, r.events_per_second
+                ));
+                Some(r)
+            }
+            Err(e) => {
+                progress(format!("rebuild failed: {e}"));
+                None
+            }
+        }
+    } else {
+        None
     };
 
     if let Some(status) = svc.stop()? {
@@ -600,6 +674,7 @@ async fn run_profile(opts: &Options, production: Option<&Production>) -> Result<
         mix,
         raw: raw.unwrap_or_default(),
         raw_mysql: raw_mysql_results,
+        rebuild,
     };
     if opts.json {
         println!("{}", rep.to_json());

@@ -117,6 +117,11 @@ pub async fn run(setup: &Setup<'_>, opts: &OutageOptions) -> Result<OutageRun> {
         (Profile::Production, None) => {
             return Err(Error::msg("the production profile needs its backends"))
         }
+        (Profile::Mysql, _) => {
+            return Err(Error::msg(
+                "the outage scenario runs on the embedded or the production profile",
+            ))
+        }
         (Profile::Embedded, _) => {
             let db = dir.path().join("orders.db");
             let store = SqliteStore::open(&db).context("opening the SQLite store")?;

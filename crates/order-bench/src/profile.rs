@@ -15,6 +15,10 @@ pub enum Profile {
     Embedded,
     /// MySQL/MariaDB + Kafka + MongoDB, fresh names per run.
     Production,
+    /// A fresh MySQL/MariaDB database for the event store, with the
+    /// embedded bus and the SQLite read model (no Kafka, no MongoDB): the
+    /// cost of the MySQL adapter alone.
+    Mysql,
 }
 
 impl Profile {
@@ -22,7 +26,13 @@ impl Profile {
         match self {
             Profile::Embedded => "embedded",
             Profile::Production => "production",
+            Profile::Mysql => "mysql",
         }
+    }
+
+    /// Whether the service runs on a MySQL/MariaDB database of its own.
+    pub fn uses_mysql(self) -> bool {
+        matches!(self, Profile::Production | Profile::Mysql)
     }
 }
 
@@ -50,7 +60,10 @@ pub struct Backends {
 impl Backends {
     /// The option when given, else the environment variable, else (MySQL
     /// only) the built-in default. `env` stands in for the environment.
+    /// `mysql_only` (the MySQL profile) resolves the MySQL server alone and
+    /// leaves the Kafka and MongoDB addresses empty.
     pub fn resolve(
+        mysql_only: bool,
         mysql: Option<&str>,
         kafka: Option<&str>,
         mongodb: Option<&str>,
@@ -64,6 +77,15 @@ impl Backends {
                 .filter(|v| !v.is_empty())
         };
         let mysql = pick(mysql, ENV_MYSQL_URL).unwrap_or_else(|| DEFAULT_MYSQL_URL.to_owned());
+        let (mysql_server, mysql_query) = split_mysql_url(&mysql)?;
+        if mysql_only {
+            return Ok(Backends {
+                mysql_server,
+                mysql_query,
+                kafka_brokers: String::new(),
+                mongodb_uri: String::new(),
+            });
+        }
         let kafka = pick(kafka, ENV_KAFKA_BROKERS).ok_or_else(|| {
             Error::msg(format!(
                 "--profile production needs a Kafka broker: pass --kafka-brokers 127.0.0.1:PORT \
@@ -77,7 +99,6 @@ impl Backends {
             ))
         })?;
 
-        let (mysql_server, mysql_query) = split_mysql_url(&mysql)?;
         for broker in kafka.split(',') {
             let broker = broker.trim();
             let host = broker.rsplit_once(':').map_or(broker, |(h, _)| h);
@@ -205,6 +226,27 @@ pub fn service_env(b: &Backends, n: &RunNames) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The environment the MySQL profile's service is spawned with: the event
+/// store on a fresh database; the embedded bus and the read model stay on
+/// SQLite files (see [`crate::service::Service::spawn`]).
+pub fn mysql_service_env(b: &Backends, n: &RunNames) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "ORDER_DATABASE_URL",
+            b.mysql_database_url(&n.mysql_database),
+        ),
+        ("ORDER_AUTH_DISABLED", "true".to_owned()),
+    ]
+}
+
+/// One line naming the MySQL profile's backends, for the report.
+pub fn describe_mysql(b: &Backends, n: &RunNames) -> String {
+    format!(
+        "MariaDB/MySQL {}, embedded bus and SQLite read model",
+        b.mysql_database_url(&n.mysql_database)
+    )
+}
+
 /// One line naming the backends, for the report.
 pub fn describe(b: &Backends, n: &RunNames) -> String {
     format!(
@@ -238,6 +280,7 @@ mod tests {
     #[test]
     fn options_win_over_the_environment_and_mysql_has_a_default() {
         let b = Backends::resolve(
+            false,
             None,
             Some("localhost:1"),
             Some("mongodb://localhost:2"),
@@ -250,7 +293,7 @@ mod tests {
         );
         assert_eq!(b.map(|b| b.kafka_brokers), Ok("localhost:1".to_owned()));
 
-        let e = Backends::resolve(Some("mysql://u@127.0.0.1:1"), None, None, env_with);
+        let e = Backends::resolve(false, Some("mysql://u@127.0.0.1:1"), None, None, env_with);
         let e = e.map_err(|e| e.to_string());
         assert_eq!(
             e.as_ref().map(|b| b.mysql_server.as_str()),
@@ -264,10 +307,10 @@ mod tests {
 
     #[test]
     fn a_missing_broker_or_mongo_server_is_a_clear_error() {
-        let e = Backends::resolve(None, None, Some("mongodb://127.0.0.1:1"), no_env);
+        let e = Backends::resolve(false, None, None, Some("mongodb://127.0.0.1:1"), no_env);
         assert!(e.is_err_and(|e| e.to_string().contains("--kafka-brokers")
             && e.to_string().contains(ENV_KAFKA_BROKERS)));
-        let e = Backends::resolve(None, Some("127.0.0.1:1"), None, no_env);
+        let e = Backends::resolve(false, None, Some("127.0.0.1:1"), None, no_env);
         assert!(e.is_err_and(|e| e.to_string().contains(ENV_MONGODB_URI)));
     }
 
@@ -275,18 +318,39 @@ mod tests {
     fn non_loopback_backends_are_refused() {
         let ok_k = Some("127.0.0.1:1");
         let ok_m = Some("mongodb://127.0.0.1:2");
-        assert!(Backends::resolve(Some("mysql://root@10.0.0.1:3306"), ok_k, ok_m, no_env).is_err());
-        assert!(Backends::resolve(None, Some("127.0.0.1:1,kafka:9092"), ok_m, no_env).is_err());
+        assert!(Backends::resolve(
+            false,
+            Some("mysql://root@10.0.0.1:3306"),
+            ok_k,
+            ok_m,
+            no_env
+        )
+        .is_err());
         assert!(
-            Backends::resolve(None, ok_k, Some("mongodb://u:p@db.example:27017/x"), no_env)
-                .is_err()
+            Backends::resolve(false, None, Some("127.0.0.1:1,kafka:9092"), ok_m, no_env).is_err()
         );
-        assert!(Backends::resolve(None, ok_k, Some("mongodb://u:p@[::1]:27017/x"), no_env).is_ok());
+        assert!(Backends::resolve(
+            false,
+            None,
+            ok_k,
+            Some("mongodb://u:p@db.example:27017/x"),
+            no_env
+        )
+        .is_err());
+        assert!(Backends::resolve(
+            false,
+            None,
+            ok_k,
+            Some("mongodb://u:p@[::1]:27017/x"),
+            no_env
+        )
+        .is_ok());
     }
 
     #[test]
     fn the_database_goes_between_the_server_and_the_query() {
         let b = Backends::resolve(
+            false,
             Some("mysql://root:pw@127.0.0.1:3306/?ssl-mode=disabled"),
             Some("127.0.0.1:1"),
             Some("mongodb://127.0.0.1:2"),
@@ -306,6 +370,7 @@ mod tests {
     #[test]
     fn a_mysql_url_naming_a_database_is_refused() {
         let e = Backends::resolve(
+            false,
             Some("mysql://root@127.0.0.1:3306/orders"),
             Some("127.0.0.1:1"),
             Some("mongodb://127.0.0.1:2"),
@@ -316,7 +381,7 @@ mod tests {
 
     #[test]
     fn the_service_gets_fresh_names_and_a_short_poll_interval() {
-        let b = Backends::resolve(None, None, None, env_with);
+        let b = Backends::resolve(false, None, None, None, env_with);
         let Ok(b) = b else { panic!("{b:?}") };
         let n = RunNames::with_suffix("abc");
         let env = service_env(&b, &n);
@@ -335,6 +400,41 @@ mod tests {
         assert_eq!(get("ORDER_MONGODB_DATABASE"), Some("order_bench_abc"));
         assert_eq!(get("ORDER_AUTH_DISABLED"), Some("true"));
         assert_eq!(env.len(), 10);
+    }
+
+    #[test]
+    fn the_mysql_profile_needs_no_broker_and_no_mongodb() {
+        let b = Backends::resolve(
+            true,
+            Some("mysql://root@127.0.0.1:3306"),
+            None,
+            None,
+            no_env,
+        );
+        let Ok(b) = b else { panic!("{b:?}") };
+        assert_eq!(b.kafka_brokers, "");
+        assert_eq!(b.mongodb_uri, "");
+        let n = RunNames::with_suffix("abc");
+        let env = mysql_service_env(&b, &n);
+        assert_eq!(
+            env,
+            vec![
+                (
+                    "ORDER_DATABASE_URL",
+                    "mysql://root@127.0.0.1:3306/order_bench_abc".to_owned()
+                ),
+                ("ORDER_AUTH_DISABLED", "true".to_owned()),
+            ]
+        );
+        // Only loopback, as in the production profile.
+        let e = Backends::resolve(
+            true,
+            Some("mysql://root@db.example:3306"),
+            None,
+            None,
+            no_env,
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("loopback")));
     }
 
     #[test]

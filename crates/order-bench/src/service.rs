@@ -113,7 +113,7 @@ impl Service {
         }
     }
 
-    /// Spawns `bin` on a free loopback port: with `backends` (the
+    /// Spawns `bin` on a free loopback port: with `backends` (the MySQL or
     /// production profile's variables) when given, else with a fresh SQLite
     /// file.
     pub fn spawn(bin: &Path, backends: Option<&[(&str, String)]>) -> Result<Service> {
@@ -125,9 +125,13 @@ impl Service {
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let log2 = log.try_clone().context("duplicating the log file handle")?;
         let mut cmd = Command::new(bin);
+        // The embedded bus and the read model on files of this run, unless
+        // `backends` puts them elsewhere (Kafka, MongoDB).
         cmd.env("ORDER_PORT", port.to_string())
             .env("ORDER_BIND", "127.0.0.1")
-            .env("ORDER_LOG", "warn");
+            .env("ORDER_LOG", "warn")
+            .env("ORDER_BUS_PATH", dir.path().join("bus.db"))
+            .env("ORDER_READ_MODEL_PATH", dir.path().join("read-model.db"));
         match backends {
             Some(vars) => {
                 cmd.envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
@@ -250,7 +254,7 @@ impl Drop for Service {
     }
 }
 
-fn clip(s: &str, max: usize) -> &str {
+pub(crate) fn clip(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,

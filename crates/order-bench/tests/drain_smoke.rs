@@ -43,6 +43,7 @@ fn service_bin() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_drain_every_preloaded_event_and_survive_a_kill() {
     let backends = Backends::resolve(
+        false,
         Some(required(ENV_MYSQL_URL).trim_end_matches('/')),
         Some(&required(ENV_KAFKA_BROKERS)),
         Some(&required(ENV_MONGODB_URI)),

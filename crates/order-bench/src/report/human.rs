@@ -8,7 +8,8 @@ use crate::cpu::PhaseCpu;
 use crate::profile::Profile;
 
 use super::{
-    Report, TARGET_COMMANDS_PER_SEC, TARGET_P99_MS, TARGET_PRODUCTION_COMMANDS_PER_SEC,
+    Report, TARGET_COMMANDS_PER_SEC, TARGET_CPU_US_PER_COMMAND, TARGET_MYSQL_COMMANDS_PER_SEC,
+    TARGET_MYSQL_P99_MS, TARGET_P99_MS, TARGET_PRODUCTION_COMMANDS_PER_SEC,
     TARGET_PUBLISH_LAG_P99_SECS,
 };
 
@@ -90,6 +91,8 @@ impl Report {
                 (true, Profile::Embedded) => "spawned, fresh SQLite",
                 (true, Profile::Production) =>
                     "spawned, fresh MySQL database, topics, groups and Mongo database",
+                (true, Profile::Mysql) =>
+                    "spawned, fresh MySQL database, embedded bus and SQLite read model",
             }
         );
         if let Some(b) = &self.backends {
@@ -182,13 +185,15 @@ impl Report {
         o.push('\n');
         match self.profile {
             Profile::Embedded => self.human_raw_sqlite(&mut o),
-            Profile::Production => self.human_raw_mysql(&mut o),
+            Profile::Production | Profile::Mysql => self.human_raw_mysql(&mut o),
         }
         self.human_echo(&mut o);
+        self.human_rebuild(&mut o);
         match (&self.mix, self.profile) {
             (Some(m), _) => o.push_str(&crate::mix::report::human_targets(m, self.drain.drained)),
             (None, Profile::Embedded) => self.human_targets_embedded(&mut o),
             (None, Profile::Production) => self.human_targets_production(&mut o),
+            (None, Profile::Mysql) => self.human_targets_mysql(&mut o),
         }
         o
     }
@@ -305,6 +310,61 @@ impl Report {
             o,
             "  pipeline drained          {}",
             verdict(self.drain.drained)
+        );
+    }
+
+    fn human_targets_mysql(&self, o: &mut String) {
+        let l = &self.load;
+        let p99 = self.p(0.99);
+        let (_, service) = self.service_us_per_command();
+        let mariadb = self
+            .cpu
+            .get("mariadbd")
+            .and_then(|m| crate::cpu::us_per(m.total, l.created));
+        let within = |v: Option<f64>, limit: f64| v.is_some_and(|v| v <= limit);
+        let _ = writeln!(o, "\ntargets (issue 13, MySQL profile, 64 connections):");
+        let _ = writeln!(
+            o,
+            "  ≥ {TARGET_MYSQL_COMMANDS_PER_SEC:.0} commands/s        {}",
+            verdict(l.throughput() >= TARGET_MYSQL_COMMANDS_PER_SEC)
+        );
+        let _ = writeln!(
+            o,
+            "  p99 ≤ {TARGET_MYSQL_P99_MS:.0} ms               {}",
+            verdict(within(p99, TARGET_MYSQL_P99_MS))
+        );
+        let _ = writeln!(
+            o,
+            "  service CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd   {}",
+            verdict(within(service, TARGET_CPU_US_PER_COMMAND))
+        );
+        let _ = writeln!(
+            o,
+            "  MariaDB CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd   {}",
+            verdict(within(mariadb, TARGET_CPU_US_PER_COMMAND))
+        );
+        let _ = writeln!(
+            o,
+            "  no errors                 {}",
+            verdict(l.non_201 == 0 && l.transport_errors == 0)
+        );
+    }
+
+    fn human_rebuild(&self, o: &mut String) {
+        let Some(r) = &self.rebuild else { return };
+        let cpu = r
+            .us_per_event()
+            .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.1} µs"));
+        let _ = writeln!(
+            o,
+            "rebuild           {} events/s: {} events, {} orders in {} ms; service CPU {cpu} per event",
+            r.events_per_second, r.events, r.orders, r.millis
+        );
+        let _ = writeln!(
+            o,
+            "                  (target ≥ {:.0} events/s on the embedded profile: {})",
+            crate::rebuild::TARGET_EVENTS_PER_SEC,
+            verdict(r.met())
         );
     }
 

@@ -181,6 +181,13 @@ impl Report {
                 "unbatched": raw(self.raw.get(1)),
             },
             "raw_mysql": raw_mysql,
+            "rebuild": self.rebuild.as_ref().map(|r| json!({
+                "events": r.events,
+                "orders": r.orders,
+                "millis": r.millis,
+                "events_per_second": r.events_per_second,
+                "service_cpu_us_per_event": json_num(r.us_per_event()),
+            })),
         })
     }
 }
