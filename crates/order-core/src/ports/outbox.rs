@@ -23,6 +23,9 @@ pub struct OutboxMessage {
     /// [`bucket_of`](super::bucket_of) the order id, stored with the row.
     pub bucket: u32,
     pub envelope: EventEnvelope,
+    /// The envelope JSON as the command committed it: the relay publishes
+    /// these bytes as they are instead of encoding the envelope again.
+    pub payload: String,
     pub created_at: DateTime<Utc>,
 }
 

@@ -31,7 +31,7 @@ pub mod wire;
 pub use fault::{FaultSwitch, SwitchableBus};
 pub use partitions::{PartitionConfig, Partitions};
 pub use retry::{Publisher, RetryPolicy, SendResult, Sent};
-pub use wire::{message_for, POSITION_HEADER, TRACEPARENT_HEADER};
+pub use wire::{message_for, message_with_payload, POSITION_HEADER, TRACEPARENT_HEADER};
 
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -195,7 +195,14 @@ impl OutboxRelay {
 
         let messages: Vec<_> = to_send
             .iter()
-            .map(|m| message_for(&m.envelope, &self.cfg.topic, Some(m.position)))
+            .map(|m| {
+                message_with_payload(
+                    &m.envelope,
+                    &self.cfg.topic,
+                    Some(m.position),
+                    m.payload.clone(),
+                )
+            })
             .collect();
         // The heads were read under the leases; sending needs them to last
         // the whole publish, or a successor could send the same rows.

@@ -45,6 +45,7 @@ pub fn read_message(r: &dyn ColumnReader) -> Result<OutboxMessage, StoreError> {
         envelope: serde_json::from_str(&payload).map_err(|e| {
             StoreError::Corrupt(format!("outbox row {position} is not an envelope: {e}"))
         })?,
+        payload,
         created_at: r.time(3)?,
     })
 }
