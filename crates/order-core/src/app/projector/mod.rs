@@ -125,6 +125,13 @@ impl Projector {
         &self,
         envs: &[Option<EventEnvelope>],
     ) -> Result<ProjectionReport, StoreError> {
+        let folded = self.fold_batch(envs).await?;
+        self.write_folded(folded).await
+    }
+
+    /// The first half of [`Self::project`]: the documents the batch leads
+    /// to, not yet written.
+    async fn fold_batch(&self, envs: &[Option<EventEnvelope>]) -> Result<Folded, StoreError> {
         let mut report = ProjectionReport::default();
         // The lowest version each order has in this batch.
         let mut first: HashMap<Uuid, u64> = HashMap::new();
@@ -220,6 +227,23 @@ impl Projector {
             }
         }
         let orders: Vec<Order> = applied.keys().filter_map(|id| docs.remove(id)).collect();
+        Ok(Folded {
+            report,
+            orders,
+            applied,
+            docs,
+        })
+    }
+
+    /// The second half of [`Self::project`]: writes the documents in one
+    /// version-guarded `upsert_many` and keeps them in the cache.
+    async fn write_folded(&self, folded: Folded) -> Result<ProjectionReport, StoreError> {
+        let Folded {
+            mut report,
+            orders,
+            applied,
+            docs,
+        } = folded;
         let written = if orders.is_empty() {
             Upserted::default()
         } else {
@@ -427,31 +451,79 @@ impl Projector {
         })
     }
 
-    /// Every event of the event store, in pages; how many and the last position.
+    /// Every event of the event store, in pages; how many and the last
+    /// position.
+    ///
+    /// A pipeline over the pages: while the documents of one page are
+    /// written, the next page is read and folded (the event store, the
+    /// fold and the read model's writer work at once, on both cores). The
+    /// fold of a page needs the documents of the page before, which are
+    /// then still being written: they are put in the cache before their
+    /// write starts. That is only right in a rebuild, where the read model
+    /// was cleared and nothing but the rebuild writes to it (live
+    /// projection waits for the lock), so every document is written as
+    /// folded.
     async fn project_everything(&self) -> Result<(u64, i64), AppError> {
+        let size = self.cfg.rebuild_page.max(1);
         let mut after = 0;
         let mut events = 0u64;
-        let size = self.cfg.rebuild_page.max(1);
-        let mut page = self.events.read_all(after, size).await?;
-        while let Some(last) = page.last() {
-            after = last.position;
-            events += page.len() as u64;
-            let envs: Vec<Option<EventEnvelope>> =
-                page.into_iter().map(|e| Some(e.envelope)).collect();
-            // The next page is read while this one is projected: the event
-            // store and the read model are separate databases, so the read
-            // and the fold and write run on both cores at once.
-            let (report, next) =
-                tokio::join!(self.project(&envs), self.events.read_all(after, size));
-            if let Some((i, reason)) = report?.poison.first() {
-                return Err(AppError::Internal(format!(
-                    "event store holds an unprojectable event at index {i}: {reason}"
-                )));
+        let Some(mut folded) = self.read_and_fold(&mut after, &mut events, size).await? else {
+            return Ok((0, 0));
+        };
+        loop {
+            {
+                let mut cache = self.cache();
+                for order in &folded.orders {
+                    cache.put(order.clone());
+                }
             }
-            page = next?;
+            let (written, next) = tokio::join!(
+                self.write_folded(folded),
+                self.read_and_fold(&mut after, &mut events, size)
+            );
+            written?;
+            match next? {
+                Some(f) => folded = f,
+                None => return Ok((events, after)),
+            }
         }
-        Ok((events, after))
     }
+
+    /// The page of events after `after`, folded (None when there is none);
+    /// moves `after` and counts the events.
+    async fn read_and_fold(
+        &self,
+        after: &mut i64,
+        events: &mut u64,
+        size: usize,
+    ) -> Result<Option<Folded>, AppError> {
+        let page = self.events.read_all(*after, size).await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        *after = last.position;
+        *events += page.len() as u64;
+        let envs: Vec<Option<EventEnvelope>> = page.into_iter().map(|e| Some(e.envelope)).collect();
+        let folded = self.fold_batch(&envs).await?;
+        if let Some((i, reason)) = folded.report.poison.first() {
+            return Err(AppError::Internal(format!(
+                "event store holds an unprojectable event at index {i}: {reason}"
+            )));
+        }
+        Ok(Some(folded))
+    }
+}
+
+/// What [`Projector::fold_batch`] decided, for [`Projector::write_folded`].
+struct Folded {
+    report: ProjectionReport,
+    /// The documents to write.
+    orders: Vec<Order>,
+    /// Events applied per order (to count them as duplicates when the
+    /// stored document turns out newer).
+    applied: HashMap<Uuid, usize>,
+    /// Documents read or cached and left unchanged.
+    docs: HashMap<Uuid, Order>,
 }
 
 /// Events per read-model batch in a rebuild: an order's events mostly land
