@@ -18,14 +18,27 @@ use order_store_sqlite::{EmbeddedBus, SqliteReadModel, SqliteStore};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-/// The real SQLite read model, with a count of the calls that reach it.
+/// The real SQLite read model, with a count of the calls that reach it
+/// (and, when set, writes that fail from a given one on).
 struct Counted {
     inner: SqliteReadModel,
     reads: AtomicUsize,
     writes: AtomicUsize,
+    /// Writes numbered from this one on (1-based) fail; 0: none.
+    failing_from: AtomicUsize,
 }
 
 impl Counted {
+    /// The `nth` write from now on, and every one after it, fails.
+    fn fail_writes_from(&self, nth: usize) {
+        let done = self.writes.load(Ordering::Relaxed);
+        self.failing_from.store(done + nth, Ordering::Relaxed);
+    }
+
+    fn stop_failing(&self) {
+        self.failing_from.store(0, Ordering::Relaxed);
+    }
+
     fn round_trips(&self) -> (usize, usize) {
         (
             self.reads.load(Ordering::Relaxed),
@@ -41,7 +54,11 @@ impl ReadModel for Counted {
         self.inner.get_many(ids).await
     }
     async fn upsert_many(&self, orders: &[Order]) -> Result<Upserted, StoreError> {
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        let nth = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        let from = self.failing_from.load(Ordering::Relaxed);
+        if from != 0 && nth >= from {
+            return Err(StoreError::Unavailable("read model down (test)".into()));
+        }
         self.inner.upsert_many(orders).await
     }
     async fn get(&self, id: Uuid) -> Result<Option<Order>, StoreError> {
@@ -85,6 +102,7 @@ impl World {
                 inner: SqliteReadModel::open(dir.path().join("read.db")).expect("read model"),
                 reads: AtomicUsize::new(0),
                 writes: AtomicUsize::new(0),
+                failing_from: AtomicUsize::new(0),
             }),
             bus: Arc::new(EmbeddedBus::open(dir.path().join("bus.db")).expect("bus")),
             _dir: dir,
@@ -258,6 +276,24 @@ async fn a_rebuild_forgets_the_cache_and_writes_every_order_again() {
     project_in_batches(&p, &events, 100).await;
     let report = p.rebuild().await.expect("rebuild");
     assert_eq!((report.events, report.orders), (1500, 300));
+    w.assert_documents_are_the_event_store(300).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_whose_write_fails_keeps_no_unwritten_document_in_the_cache() {
+    let w = World::with_orders(300).await;
+    let p = w.projector();
+    // Pages of 64 events: the third page's write fails while the fourth
+    // is already folded, its documents cached ahead of their write.
+    w.read_model.fail_writes_from(3);
+    let e = p.rebuild().await;
+    assert!(e.is_err(), "{e:?}");
+    w.read_model.stop_failing();
+    // Every event delivered again: a document the failed rebuild folded
+    // but never wrote must not pass for written (its events would count
+    // as duplicates and the order would stay missing).
+    let events = w.events_by_version().await;
+    project_in_batches(&p, &events, 100).await;
     w.assert_documents_are_the_event_store(300).await;
 }
 

@@ -433,6 +433,11 @@ impl Projector {
         self.cache().clear();
         self.read_model.begin_rebuild().await?;
         let projected = self.project_everything().await;
+        if projected.is_err() {
+            // The pipeline caches documents before their write: after a
+            // failed write the cache may hold some the read model lacks.
+            self.cache().clear();
+        }
         // Also after a failure: the read model must not stay without its
         // indexes until the next start.
         let finished = self.read_model.finish_rebuild().await;
