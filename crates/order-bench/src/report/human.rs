@@ -64,6 +64,11 @@ pub(super) fn fmt_bound(secs: Option<f64>) -> String {
     }
 }
 
+/// One line of a targets list: the target, then whether it was met.
+fn target(o: &mut String, label: &str, ok: bool) {
+    let _ = writeln!(o, "  {label:<26}{}", verdict(ok));
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -291,26 +296,14 @@ impl Report {
     fn human_targets_production(&self, o: &mut String) {
         let l = &self.load;
         let _ = writeln!(o, "\ntargets (issue 3 item 9, production backends):");
-        let _ = writeln!(
+        target(
             o,
-            "  ≥ {TARGET_PRODUCTION_COMMANDS_PER_SEC:.0} commands/s         {}",
-            verdict(l.throughput() >= TARGET_PRODUCTION_COMMANDS_PER_SEC)
+            &format!("≥ {TARGET_PRODUCTION_COMMANDS_PER_SEC:.0} commands/s"),
+            l.throughput() >= TARGET_PRODUCTION_COMMANDS_PER_SEC,
         );
-        let _ = writeln!(
-            o,
-            "  publish lag p99 ≤ 100 ms  {}",
-            verdict(self.publish_lag_ok())
-        );
-        let _ = writeln!(
-            o,
-            "  no errors                 {}",
-            verdict(l.non_201 == 0 && l.transport_errors == 0)
-        );
-        let _ = writeln!(
-            o,
-            "  pipeline drained          {}",
-            verdict(self.drain.drained)
-        );
+        target(o, "publish lag p99 ≤ 100 ms", self.publish_lag_ok());
+        target(o, "no errors", l.non_201 == 0 && l.transport_errors == 0);
+        target(o, "pipeline drained", self.drain.drained);
     }
 
     fn human_targets_mysql(&self, o: &mut String) {
@@ -323,31 +316,27 @@ impl Report {
             .and_then(|m| crate::cpu::us_per(m.total, l.created));
         let within = |v: Option<f64>, limit: f64| v.is_some_and(|v| v <= limit);
         let _ = writeln!(o, "\ntargets (issue 13, MySQL profile, 64 connections):");
-        let _ = writeln!(
+        target(
             o,
-            "  ≥ {TARGET_MYSQL_COMMANDS_PER_SEC:.0} commands/s        {}",
-            verdict(l.throughput() >= TARGET_MYSQL_COMMANDS_PER_SEC)
+            &format!("≥ {TARGET_MYSQL_COMMANDS_PER_SEC:.0} commands/s"),
+            l.throughput() >= TARGET_MYSQL_COMMANDS_PER_SEC,
         );
-        let _ = writeln!(
+        target(
             o,
-            "  p99 ≤ {TARGET_MYSQL_P99_MS:.0} ms               {}",
-            verdict(within(p99, TARGET_MYSQL_P99_MS))
+            &format!("p99 ≤ {TARGET_MYSQL_P99_MS:.0} ms"),
+            within(p99, TARGET_MYSQL_P99_MS),
         );
-        let _ = writeln!(
+        target(
             o,
-            "  service CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd   {}",
-            verdict(within(service, TARGET_CPU_US_PER_COMMAND))
+            &format!("service CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd"),
+            within(service, TARGET_CPU_US_PER_COMMAND),
         );
-        let _ = writeln!(
+        target(
             o,
-            "  MariaDB CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd   {}",
-            verdict(within(mariadb, TARGET_CPU_US_PER_COMMAND))
+            &format!("MariaDB CPU ≤ {TARGET_CPU_US_PER_COMMAND:.0} µs/cmd"),
+            within(mariadb, TARGET_CPU_US_PER_COMMAND),
         );
-        let _ = writeln!(
-            o,
-            "  no errors                 {}",
-            verdict(l.non_201 == 0 && l.transport_errors == 0)
-        );
+        target(o, "no errors", l.non_201 == 0 && l.transport_errors == 0);
     }
 
     fn human_rebuild(&self, o: &mut String) {
@@ -462,26 +451,18 @@ impl Report {
         let l = &self.load;
         let p99 = self.p(0.99);
         let _ = writeln!(o, "\ntargets (DESIGN.md §7, embedded, 64 connections):");
-        let _ = writeln!(
+        target(
             o,
-            "  ≥ {TARGET_COMMANDS_PER_SEC:.0} commands/s        {}",
-            verdict(l.throughput() >= TARGET_COMMANDS_PER_SEC)
+            &format!("≥ {TARGET_COMMANDS_PER_SEC:.0} commands/s"),
+            l.throughput() >= TARGET_COMMANDS_PER_SEC,
         );
-        let _ = writeln!(
+        target(
             o,
-            "  p99 ≤ {TARGET_P99_MS:.0} ms               {}",
-            verdict(p99.is_some_and(|p| p <= TARGET_P99_MS))
+            &format!("p99 ≤ {TARGET_P99_MS:.0} ms"),
+            p99.is_some_and(|p| p <= TARGET_P99_MS),
         );
-        let _ = writeln!(
-            o,
-            "  publish lag p99 ≤ 100 ms  {}",
-            verdict(self.publish_lag_ok())
-        );
-        let _ = writeln!(
-            o,
-            "  no errors                 {}",
-            verdict(l.non_201 == 0 && l.transport_errors == 0)
-        );
+        target(o, "publish lag p99 ≤ 100 ms", self.publish_lag_ok());
+        target(o, "no errors", l.non_201 == 0 && l.transport_errors == 0);
     }
 }
 
